@@ -1,0 +1,37 @@
+"""Test-wide rules: only inside a private network namespace, and a real server process."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server import Server, start_server
+from tests.support.peers import use_loopback_only
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interfaces = [name for _, name in socket.if_nameindex() if name != "lo"]
+    if interfaces:
+        pytest.exit(
+            "tests send packets and must run in a private network namespace with only "
+            f"loopback (found {', '.join(interfaces)}): run scripts/test",
+            returncode=3,
+        )
+    use_loopback_only()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    instance = start_server(tmp_path_factory.mktemp("server"))
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    path = Path(__file__).resolve().parent.parent / "artifacts"
+    path.mkdir(exist_ok=True)
+    return path

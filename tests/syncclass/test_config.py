@@ -1,0 +1,227 @@
+"""Config parsing: defaults, environment, command line and validation errors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from syncclass.config import Config, build_serve_parser, parse_serve_args, resolve_serve_config
+
+
+def test_defaults() -> None:
+    assert parse_serve_args([], {}) == Config()
+    assert Config() == Config(
+        host="127.0.0.1",
+        port=8080,
+        data_dir=Path("./data"),
+        teacher_key=None,
+        ice_bind=(),
+        ice_announce=None,
+        ice_ports=None,
+        tls_cert=None,
+        tls_key=None,
+        token_ttl_s=43200.0,
+        max_classrooms=30,
+        log_level="info",
+    )
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("cert")
+    key.write_text("key")
+    return cert, key
+
+
+def test_every_option_from_command_line(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    config = parse_serve_args(
+        [
+            "--host=0.0.0.0",
+            "--port=8443",
+            f"--data-dir={tmp_path}",
+            "--teacher-key=sekrit",
+            "--ice-bind=192.168.1.10,10.0.0.1",
+            "--ice-announce=203.0.113.7",
+            "--ice-ports=40000-40100",
+            f"--tls-cert={cert}",
+            f"--tls-key={key}",
+            "--token-ttl=600",
+            "--max-classrooms=5",
+            "--log-level=DEBUG",
+        ],
+        {},
+    )
+    assert config == Config(
+        host="0.0.0.0",
+        port=8443,
+        data_dir=tmp_path,
+        teacher_key="sekrit",
+        ice_bind=("192.168.1.10", "10.0.0.1"),
+        ice_announce="203.0.113.7",
+        ice_ports=(40000, 40100),
+        tls_cert=cert,
+        tls_key=key,
+        token_ttl_s=600.0,
+        max_classrooms=5,
+        log_level="debug",
+    )
+
+
+def test_every_option_from_environment(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    environ = {
+        "SYNCCLASS_HOST": "::",
+        "SYNCCLASS_PORT": "9000",
+        "SYNCCLASS_DATA_DIR": str(tmp_path),
+        "SYNCCLASS_TEACHER_KEY": "from-env",
+        "SYNCCLASS_ICE_BIND": "10.0.0.2, 2001:db8::0:1",
+        "SYNCCLASS_ICE_ANNOUNCE": "198.51.100.1",
+        "SYNCCLASS_ICE_PORTS": "50000-50001",
+        "SYNCCLASS_TLS_CERT": str(cert),
+        "SYNCCLASS_TLS_KEY": str(key),
+        "SYNCCLASS_TOKEN_TTL": "1.5",
+        "SYNCCLASS_MAX_CLASSROOMS": "100",
+        "SYNCCLASS_LOG_LEVEL": "warning",
+        "UNRELATED": "ignored",
+    }
+    assert parse_serve_args([], environ) == Config(
+        host="::",
+        port=9000,
+        data_dir=tmp_path,
+        teacher_key="from-env",
+        ice_bind=("10.0.0.2", "2001:db8::1"),
+        ice_announce="198.51.100.1",
+        ice_ports=(50000, 50001),
+        tls_cert=cert,
+        tls_key=key,
+        token_ttl_s=1.5,
+        max_classrooms=100,
+        log_level="warning",
+    )
+
+
+def test_command_line_beats_environment() -> None:
+    environ = {
+        "SYNCCLASS_PORT": "9000",
+        "SYNCCLASS_TEACHER_KEY": "from-env",
+        "SYNCCLASS_ICE_BIND": "10.0.0.1",
+        "SYNCCLASS_LOG_LEVEL": "error",
+    }
+    config = parse_serve_args(["--port", "7000", "--teacher-key", "from-cli"], environ)
+    assert config.port == 7000
+    assert config.teacher_key == "from-cli"
+    # Options absent from the command line still come from the environment.
+    assert config.ice_bind == ("10.0.0.1",)
+    assert config.log_level == "error"
+
+
+def test_empty_environment_variable_counts_as_unset() -> None:
+    assert parse_serve_args([], {"SYNCCLASS_PORT": "", "SYNCCLASS_TEACHER_KEY": ""}) == Config()
+
+
+def test_ice_bind_deduplicates() -> None:
+    assert parse_serve_args(["--ice-bind", "10.0.0.1,10.0.0.1,"], {}).ice_bind == ("10.0.0.1",)
+
+
+def test_resolve_with_subcommand_parser() -> None:
+    root = argparse.ArgumentParser(prog="syncclass")
+    sub = root.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", parents=[build_serve_parser(add_help=False)])
+    namespace = root.parse_args(["serve", "--port", "1234"])
+    assert namespace.command == "serve"
+    config = resolve_serve_config(serve, namespace, {"SYNCCLASS_HOST": "0.0.0.0"})
+    assert (config.host, config.port) == ("0.0.0.0", 1234)
+
+
+def expect_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        parse_serve_args(argv, environ)
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "0"], "between 1 and 65535"),
+        (["--port", "65536"], "between 1 and 65535"),
+        (["--port", "http"], "whole number"),
+        (["--ice-ports", "40000"], "LOW-HIGH"),
+        (["--ice-ports", "1000-2000"], "1024 <= LOW <= HIGH <= 65535"),
+        (["--ice-ports", "40000-70000"], "1024 <= LOW <= HIGH <= 65535"),
+        (["--ice-ports", "40010-40000"], "1024 <= LOW <= HIGH <= 65535"),
+        (["--ice-ports", "40000-40000"], "at least 2 ports"),
+        (["--ice-ports", "a-b"], "whole number"),
+        (["--ice-bind", "10.0.0.1,not-an-ip"], "'not-an-ip' is not an IP address"),
+        (["--ice-bind", "example.com"], "is not an IP address"),
+        (["--ice-bind", ","], "at least one IP address"),
+        (["--ice-announce", "300.1.1.1"], "is not an IP address"),
+        (["--ice-announce", "0.0.0.0"], "cannot be announced"),
+        (["--tls-cert", "/nonexistent/cert.pem"], "does not exist"),
+        (["--token-ttl", "0"], "positive number"),
+        (["--token-ttl", "nan"], "positive number"),
+        (["--token-ttl", "soon"], "number of seconds"),
+        (["--max-classrooms", "0"], "at least 1"),
+        (["--log-level", "loud"], "expected one of"),
+        (["--teacher-key", " "], "must not be empty"),
+        (["--host", ""], "must not be empty"),
+        (["--no-such-option"], "unrecognized arguments"),
+    ],
+)
+def test_invalid_command_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    expect_usage_error(capsys, argv, {}, message)
+
+
+def test_error_names_the_command_line_option(capsys: pytest.CaptureFixture[str]) -> None:
+    expect_usage_error(capsys, ["--port", "0"], {}, "argument --port: port must be between")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SYNCCLASS_PORT", "99999", "SYNCCLASS_PORT: port must be between 1 and 65535"),
+        ("SYNCCLASS_ICE_BIND", "10.0.0.256", "SYNCCLASS_ICE_BIND: '10.0.0.256' is not an IP"),
+        ("SYNCCLASS_ICE_PORTS", "2000-2000", "SYNCCLASS_ICE_PORTS: range 2000-2000"),
+        ("SYNCCLASS_ICE_ANNOUNCE", "nowhere", "SYNCCLASS_ICE_ANNOUNCE: 'nowhere'"),
+        ("SYNCCLASS_TOKEN_TTL", "-5", "SYNCCLASS_TOKEN_TTL: must be a positive"),
+        ("SYNCCLASS_LOG_LEVEL", "chatty", "SYNCCLASS_LOG_LEVEL: expected one of"),
+    ],
+)
+def test_invalid_environment(
+    capsys: pytest.CaptureFixture[str], name: str, value: str, message: str
+) -> None:
+    expect_usage_error(capsys, [], {name: value}, message)
+
+
+def test_bad_environment_is_ignored_when_command_line_overrides() -> None:
+    assert parse_serve_args(["--port", "8000"], {"SYNCCLASS_PORT": "nope"}).port == 8000
+
+
+def test_tls_cert_without_key(
+    capsys: pytest.CaptureFixture[str], tls_files: tuple[Path, Path]
+) -> None:
+    cert, key = tls_files
+    expect_usage_error(capsys, ["--tls-cert", str(cert)], {}, "must be given together")
+    expect_usage_error(capsys, [], {"SYNCCLASS_TLS_KEY": str(key)}, "must be given together")
+
+
+def test_tls_key_missing_file(
+    capsys: pytest.CaptureFixture[str], tls_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, _ = tls_files
+    argv = ["--tls-cert", str(cert), "--tls-key", str(tmp_path / "absent.pem")]
+    expect_usage_error(capsys, argv, {}, "argument --tls-key:")
+
+
+def test_tls_path_that_is_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    expect_usage_error(capsys, ["--tls-cert", str(tmp_path)], {}, "not a file")
