@@ -334,6 +334,50 @@ class _LossyLink:
         return data_received
 
 
+def _route_like_a_browser(pc: RTCPeerConnection) -> None:
+    """Teach this peer's RTP routers what a browser would do with several video slots.
+
+    aiortc 1.16 routes incoming RTP by SSRC, falling back to the payload type only when a
+    single receiver uses it, and never by the MID header extension. Its receivers register
+    only the primary SSRC, so with two video transceivers (same payload types) every RTX
+    retransmission is discarded and a lost packet stalls that track until its jitter buffer
+    overflows. Here each router (of this peer only: the server may run aiortc in the same
+    process) also registers the RTX SSRCs from the answer and falls back to the MID.
+    """
+    for transceiver in pc.getTransceivers():
+        router = transceiver.receiver.transport._rtp_router
+        if getattr(router, "_routes_like_a_browser", False):
+            continue
+        router._routes_like_a_browser = True
+        register = router.register_receiver
+        route = router.route_rtp
+
+        def register_receiver(
+            receiver: Any,
+            ssrcs: list[int],
+            payload_types: list[int],
+            mid: str | None = None,
+            _register: Callable[..., None] = register,
+        ) -> None:
+            # receive() fills the RTX map just before registering the receiver.
+            rtx_ssrcs = list(getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {}))
+            _register(receiver, ssrcs=[*ssrcs, *rtx_ssrcs], payload_types=payload_types, mid=mid)
+
+        def route_rtp(
+            packet: Any, _route: Callable[[Any], Any] = route, _router: Any = router
+        ) -> Any:
+            receiver = _route(packet)
+            mid = packet.extensions.mid
+            if receiver is None and mid is not None and packet.ssrc not in _router.ssrc_table:
+                receiver = _router.mid_table.get(mid)
+                if receiver is not None:
+                    _router.ssrc_table[packet.ssrc] = receiver
+            return receiver
+
+        router.register_receiver = register_receiver
+        router.route_rtp = route_rtp
+
+
 _classroom_numbers = itertools.count(1)
 
 
@@ -352,7 +396,7 @@ class Classroom:
     audio: list[AudioStats] = field(default_factory=list)
     answer_sdp: str = ""
     closed: bool = False
-    _link: _LossyLink | None = None
+    _link: _LossyLink | None = None  # None only when the POST failed
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -501,10 +545,9 @@ async def whep_subscribe(
         for _ in range(audios):
             pc.addTransceiver("audio", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
-        link = None
-        if drop_rate > 0:
-            link = _LossyLink(drop_rate, seed)
-            link.attach(pc)
+        # Attached even at drop_rate 0 so media_packets is always counted.
+        link = _LossyLink(drop_rate, seed)
+        link.attach(pc)
         started_at = time.monotonic()
         result = await post_offer(whep_url, token, pc.localDescription.sdp)
         if result.status != 201:
@@ -525,9 +568,10 @@ async def whep_subscribe(
             _link=link,
         )
         await pc.setRemoteDescription(RTCSessionDescription(sdp=result.text, type="answer"))
-        if link is not None:
-            # A non-bundled answer gives later transceivers their own ICE connection.
-            link.attach(pc)
+        # Receivers register with their router only once DTLS is up, i.e. after this.
+        _route_like_a_browser(pc)
+        # A non-bundled answer gives later transceivers their own ICE connection.
+        link.attach(pc)
     except BaseException:
         await pc.close()
         raise

@@ -1,0 +1,97 @@
+"""Fails loudly when an aiortc/aioice upgrade moves a private hook media/aiortc_hooks.py uses."""
+
+import inspect
+
+import aioice
+import aiortc
+from aioice import ice
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+
+from media import aiortc_hooks
+
+
+def test_versions_are_the_pinned_ones() -> None:
+    assert aiortc.__version__ == aiortc_hooks.PINNED["aiortc"]
+    assert aioice.__version__ == aiortc_hooks.PINNED["aioice"]
+    assert aiortc_hooks.versions_match()
+
+
+def source(obj: object) -> str:
+    return inspect.getsource(obj)  # type: ignore[arg-type]
+
+
+def test_receiver_hooks() -> None:
+    init = source(RTCRtpReceiver.__init__)
+    for name in (
+        "__codecs",
+        "__rtx_ssrc",
+        "__remote_streams",
+        "__rtcp_ssrc",
+        "__started",
+        "__rtcp_task",
+    ):
+        assert f"self.{name}" in init, name
+    receive = source(RTCRtpReceiver.receive)
+    # what our replacement of receive() must keep doing
+    assert "_register_rtp_receiver(self, parameters)" in receive
+    assert "self._run_rtcp()" in receive
+    assert "async def _handle_rtcp_packet(self, packet" in source(RTCRtpReceiver)
+    assert "self.__stop_decoder()" in source(RTCRtpReceiver.stop)
+    assert "for ssrc, stream in self.__remote_streams.items()" in source(RTCRtpReceiver._run_rtcp)
+
+
+def test_sender_hooks() -> None:
+    init = source(RTCRtpSender.__init__)
+    for name in (
+        "_ssrc",
+        "_rtx_ssrc",
+        "__cname",
+        "__rtp_started",
+        "__rtp_exited",
+        "__rtcp_started",
+        "__rtcp_exited",
+    ):
+        assert f"self.{name}" in init, name
+    send = source(RTCRtpSender.send)
+    assert "self._run_rtp(parameters.codecs[0])" in send
+    assert "self._run_rtcp()" in send
+    stop = source(RTCRtpSender.stop)
+    assert "self.__rtp_exited.wait()" in stop and "self.__rtcp_exited.wait()" in stop
+    assert "recipient._handle_rtcp_packet(packet)" in source(RTCDtlsTransport._handle_rtcp_data)
+
+
+def test_dtls_transport_hooks() -> None:
+    recv = source(RTCDtlsTransport._recv_next)
+    assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in recv
+    init = source(RTCDtlsTransport.__init__)
+    for name in ("_rtp_router", "_tx_srtp", "_state"):
+        assert f"self.{name}" in init, name
+    assert DtlsState.CONNECTED
+    assert "def route_rtp(self, packet" in source(RtpRouter)
+    # our ingress packet object offers what these read
+    assert "packet.sequence_number" in source(NackGenerator.add)
+    assert "packet.timestamp" in source(StreamStatistics.add)
+
+
+def test_aioice_hooks() -> None:
+    init = source(ice.Connection.__init__)
+    for name in (
+        "_local_candidates_start",
+        "_local_candidates_end",
+        "_components",
+        "_protocols",
+        "_local_candidates",
+        "_nominated",
+        "_use_ipv4",
+        "_use_ipv6",
+    ):
+        assert f"self.{name}" in init, name
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in source(
+        ice.Connection.sendto
+    )
+    assert "self.transport.sendto(data, addr)" in source(ice.StunProtocol.send_data)
+    assert "self.gather_candidates" not in source(ice.Connection.connect)
+    assert "gather_candidates()" in source(aiortc.RTCIceGatherer.gather)
