@@ -140,6 +140,22 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Codec]:
     return _codecs(transceiver._codecs)
 
 
+def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...]) -> list[Codec]:
+    """Keep only ``mime_types`` (and their RTX) in what the answer will accept; returns them.
+
+    aiortc fixes the common codecs in setRemoteDescription, before an answerer could set
+    preferences, so they are filtered afterwards."""
+    kept = [c for c in transceiver._codecs if c.mimeType.lower() in mime_types]
+    media_types = {c.payloadType for c in kept}
+    kept += [
+        c
+        for c in transceiver._codecs
+        if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in media_types
+    ]
+    transceiver._codecs = kept
+    return _codecs(kept)
+
+
 def ntp_to_unix(ntp: int) -> float:
     return ntp / (1 << 32) - NTP_EPOCH_OFFSET
 

@@ -47,8 +47,10 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
             raise OfferError(f"malformed SDP line: {line[:60]!r}")
         if line.startswith("m="):
             parts = line[2:].split()
-            if len(parts) < 4:
+            if len(parts) < 4 or not parts[1].split("/", 1)[0].isdigit():
                 raise OfferError(f"malformed SDP media line: {line[:60]!r}")
+            if parts[0] in ("audio", "video") and not all(f.isdigit() for f in parts[3:]):
+                raise OfferError(f"malformed payload types in SDP media line: {line[:60]!r}")
             media.append(OfferedMedia(kind=parts[0], direction=session_direction))
         elif line.startswith("a="):
             attribute = line[2:]
@@ -62,9 +64,10 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
             elif attribute.startswith("ice-ufrag:"):
                 has_ufrag = True
             elif attribute.startswith("rtpmap:") and media:
-                parts = attribute.split()
-                if len(parts) >= 2:
-                    media[-1].codecs.append(parts[1].split("/", 1)[0])
+                parts = attribute[7:].split()
+                if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 127:
+                    raise OfferError(f"malformed SDP rtpmap: {line[:60]!r}")
+                media[-1].codecs.append(parts[1].split("/", 1)[0])
     av = [m for m in media if m.kind in ("audio", "video")]
     if not av:
         raise OfferError("the SDP offer has no audio or video section")

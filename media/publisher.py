@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
-from .aiortc_hooks import ReceiveParameters, install_ingress
+from .aiortc_hooks import ReceiveParameters, install_ingress, restrict_codecs
+from .codec import SUPPORTED
 from .network import NetworkConfig
 from .offer import OfferError, describe_offer
-from .peer import Peer
+from .peer import NegotiationError, Peer
 from .producer import Producer, Upstream
 from .router import Router
 from .sender_clock import SenderClock
@@ -38,7 +38,13 @@ class Publisher(Peer):
                 raise OfferError(f"a source carries at most one {kind} track")
         await self._apply_offer(offer)
         for transceiver in self.pc.getTransceivers():
-            install_ingress(transceiver.receiver, functools.partial(self._on_receive))
+            if not restrict_codecs(transceiver, SUPPORTED):
+                raise NegotiationError(
+                    "no_usable_codec",
+                    f"the offer's {transceiver.kind} codecs cannot be forwarded "
+                    "(supported: VP8, H264, opus)",
+                )
+            install_ingress(transceiver.receiver, self._on_receive)
         answer = await self._answer()
         previous = self.router.claim_source(self.source, self)
         if previous is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from .aiortc_hooks import install_egress, negotiated_codecs
-from .codec import match_codec
+from .aiortc_hooks import install_egress, restrict_codecs
+from .codec import SUPPORTED, match_codec
 from .consumer import Consumer
 from .network import NetworkConfig
 from .offer import OfferError, describe_offer
@@ -37,7 +37,10 @@ class Subscriber(Peer):
                 continue
             source = slots[taken[kind]]
             taken[kind] += 1
-            codecs = negotiated_codecs(transceiver)
+            codecs = restrict_codecs(transceiver, SUPPORTED)
+            if not codecs:
+                transceiver.direction = "inactive"
+                continue
             producer = self.router.producer(source, kind)
             if producer is not None and match_codec(producer.codec, codecs) is None:
                 raise NegotiationError(

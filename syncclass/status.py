@@ -16,22 +16,26 @@ STARTED_AT = web.AppKey("started_at", float)
 
 def _udp_sockets() -> int:
     """UDP sockets this process holds (Linux), so a leak of ICE ports shows."""
+    inodes = set()
     try:
-        inodes = {
-            os.readlink(f"/proc/self/fd/{fd}")[8:-1]
-            for fd in os.listdir("/proc/self/fd")
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:[")
-        }
+        fds = os.listdir("/proc/self/fd")
     except OSError:
         return -1
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile, or the directory listing's own descriptor
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
     count = 0
     for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
         try:
             with open(table) as f:
-                next(f)
-                count += sum(1 for line in f if line.split()[9] in inodes)
-        except (OSError, StopIteration, IndexError):
+                rows = f.read().splitlines()[1:]
+        except OSError:
             continue
+        count += sum(1 for row in rows if len(row.split()) > 9 and row.split()[9] in inodes)
     return count
 
 

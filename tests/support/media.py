@@ -288,8 +288,11 @@ def encode_h264_clip(
     return list(_h264_clip(seconds, fps, width, height, gop, bitrate))
 
 
-def _tone(count: int) -> np.ndarray:
-    """Stereo s16 samples: a quiet 440 Hz tone with a louder 1 kHz beep each second."""
+def tone_samples(count: int) -> np.ndarray:
+    """``count`` stereo frames of interleaved s16 audio at 48 kHz (``2 * count`` values).
+
+    A quiet 440 Hz tone with a louder 1 kHz beep during the first 100 ms of every second.
+    """
     t = np.arange(count) / AUDIO_CLOCK_RATE
     signal = 0.15 * np.sin(2 * math.pi * 440 * t)
     beeping = (t % 1.0) < 0.1
@@ -301,7 +304,7 @@ def _tone(count: int) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _opus_clip(seconds: float) -> tuple[EncodedFrame, ...]:
     count = max(1, round(seconds * AUDIO_CLOCK_RATE / OPUS_FRAME_SAMPLES))
-    samples = _tone(count * OPUS_FRAME_SAMPLES)
+    samples = tone_samples(count * OPUS_FRAME_SAMPLES)
     ctx = av.CodecContext.create("libopus", "w")
     ctx.sample_rate = AUDIO_CLOCK_RATE
     ctx.layout = "stereo"
