@@ -33,7 +33,7 @@ from aiortc import (
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -305,17 +305,13 @@ class _Upstream:
 
 class _Ingress:
     """The per-receiver half of the receive path that an SFU keeps: statistics for the
-    receiver reports aiortc still sends, NACKs for gaps, then the producer."""
+    receiver reports aiortc still sends, then the producer."""
 
-    __slots__ = ("receiver", "sink", "upstream", "nack", "statistics", "clock_rate")
+    __slots__ = ("receiver", "sink", "statistics", "clock_rate")
 
-    def __init__(
-        self, receiver: RTCRtpReceiver, sink: IngressSink, upstream: _Upstream, codec: Codec
-    ) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, sink: IngressSink, codec: Codec) -> None:
         self.receiver = receiver
         self.sink = sink
-        self.upstream = upstream
-        self.nack = NackGenerator() if codec.kind == "video" else None
         self.statistics: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams
         self.clock_rate = codec.clock_rate
 
@@ -324,9 +320,6 @@ class _Ingress:
         if statistics is None:
             statistics = self.statistics[packet.ssrc] = StreamStatistics(self.clock_rate)
         statistics.add(packet)
-        nack = self.nack
-        if nack is not None and nack.add(packet):
-            self.upstream.send_nack(packet.ssrc, list(nack.missing))
         self.sink.on_rtp(packet, arrival)
 
 
@@ -384,7 +377,7 @@ def install_ingress(
         extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
         sink = on_receive(ReceiveParameters(codecs, extensions, rtx_ssrcs), upstream)
         if sink is not None and codecs:
-            _ingress_table(dtls)[receiver] = _Ingress(receiver, sink, upstream, codecs[0])
+            _ingress_table(dtls)[receiver] = _Ingress(receiver, sink, codecs[0])
             _forward_sender_reports(receiver, sink)
         dtls._register_rtp_receiver(receiver, parameters)
         receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())

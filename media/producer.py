@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .codec import Codec, HeaderExtension
 from .keyframe import keyframe_detector
+from .nack import LossTracker
 from .packet_cache import PacketCache
 from .rtp_packet import RtpError, RtpPacket, seq_newer, unwrap_rtx
 from .sender_clock import SenderClock
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
+# A classroom still waiting this long after a request asks again (the keyframe may be lost).
+KEYFRAME_RETRY_S = 1.0
 
 
 class Upstream(Protocol):
@@ -31,13 +34,14 @@ class Upstream(Protocol):
 
 
 class ProducerStats:
-    __slots__ = ("packets", "bytes", "keyframes", "keyframe_requests", "malformed")
+    __slots__ = ("packets", "bytes", "keyframes", "keyframe_requests", "nacks", "malformed")
 
     def __init__(self) -> None:
         self.packets = 0
         self.bytes = 0
         self.keyframes = 0
         self.keyframe_requests = 0  # sent upstream, after throttling
+        self.nacks = 0  # sequence numbers asked for again upstream
         self.malformed = 0
 
 
@@ -78,6 +82,8 @@ class Producer:
         self._now = now
         self._last_keyframe_request = -1e9
         self._pending_keyframe_request: asyncio.TimerHandle | None = None
+        self._keyframes_at_request = 0
+        self._losses = LossTracker() if self.kind == "video" else None
         self.codec = media[0]
         self._is_keyframe = keyframe_detector(self.codec.mime_type)
 
@@ -104,6 +110,11 @@ class Producer:
                 self.stats.malformed += 1
                 return
         self.ssrc = packet.ssrc
+        if self._losses is not None:
+            lost = self._losses.add(packet.sequence_number)
+            if lost:
+                self.stats.nacks += len(lost)
+                self._upstream.send_nack(packet.ssrc, lost)
         self.stats.packets += 1
         self.stats.bytes += len(packet.data)
         self.cache.put(packet)
@@ -143,24 +154,36 @@ class Producer:
         wait = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - now
         if wait <= 0:
             self._send_keyframe_request(now)
-        elif self._pending_keyframe_request is None:
-            # Not dropped: a classroom that asked must still get its keyframe.
-            loop = asyncio.get_running_loop()
-            self._pending_keyframe_request = loop.call_later(wait, self._flush_keyframe_request)
+        else:
+            # Deferred, not dropped: whoever asked must still get a keyframe.
+            self._defer_keyframe_request(wait)
+
+    def _defer_keyframe_request(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        pending = self._pending_keyframe_request
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()  # a sooner request supersedes a later retry
+        else:
+            self._keyframes_at_request = self.stats.keyframes
+        self._pending_keyframe_request = loop.call_later(delay, self._flush_keyframe_request)
 
     def _flush_keyframe_request(self) -> None:
         self._pending_keyframe_request = None
         if self.closed:
             return
-        if any(c.waiting_for_keyframe for c in self.consumers) or self.stats.keyframes == 0:
+        waiting = any(c.waiting_for_keyframe for c in self.consumers)
+        if waiting or self.stats.keyframes == self._keyframes_at_request:
             self._send_keyframe_request(self._now())
 
     def _send_keyframe_request(self, now: float) -> None:
         self._last_keyframe_request = now
-        if self.ssrc is None:
-            return  # nothing received yet: the first packets will bring a keyframe anyway
-        self.stats.keyframe_requests += 1
-        self._upstream.request_keyframe(self.ssrc)
+        if self.ssrc is not None:
+            self.stats.keyframe_requests += 1
+            self._upstream.request_keyframe(self.ssrc)
+        if any(c.waiting_for_keyframe for c in self.consumers):
+            self._defer_keyframe_request(KEYFRAME_RETRY_S)
 
     def request_retransmission(self, sequence_numbers: list[int]) -> None:
         if self.ssrc is not None and sequence_numbers:

@@ -1,0 +1,160 @@
+"""Producer behaviour that classrooms rely on, driven packet by packet."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from media.codec import Codec
+from media.consumer import Consumer, EgressParameters
+from media.nack import LossTracker
+from media.producer import KEYFRAME_REQUEST_INTERVAL_S, Producer
+from media.rtp_packet import RtpPacket, parse_rtp, wrap_rtx
+from media.sender_clock import SenderClock
+
+VP8 = Codec("video/VP8", 90000, 96, rtx_payload_type=97)
+SSRC = 0x1234
+KEY = bytes([0x10, 0x50, 0x02, 0x00, 0x9D, 0x01, 0x2A])
+DELTA = bytes([0x10, 0x31, 0x02, 0x00])
+
+
+def rtp(seq: int, payload: bytes = DELTA, ts: int = 0) -> RtpPacket:
+    return parse_rtp(struct.pack("!BBHII", 0x80, 96, seq, ts, SSRC) + payload)
+
+
+class Publisher:
+    """The far end of the upstream: records what feedback the producer sends."""
+
+    def __init__(self) -> None:
+        self.keyframe_requests: list[float] = []
+        self.nacks: list[list[int]] = []
+
+    def request_keyframe(self, ssrc: int) -> None:
+        self.keyframe_requests.append(asyncio.get_running_loop().time())
+
+    def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
+        self.nacks.append(list(sequence_numbers))
+
+
+class Link:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send_rtp(self, packet: bytes | bytearray) -> None:
+        self.sent.append(bytes(packet))
+
+
+def consumer(name: str) -> tuple[Consumer, Link]:
+    c = Consumer(name, "video", "camera", [Codec("video/VP8", 90000, 100, rtx_payload_type=101)])
+    link = Link()
+    c.attach(link, EgressParameters(ssrc=0xAAAA, rtx_ssrc=0xBBBB, extensions=[]))
+    return c, link
+
+
+async def test_keyframe_requests_are_throttled_but_never_lost() -> None:
+    upstream = Publisher()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock())
+    producer.on_rtp(rtp(1), 0.0)
+    consumers = [consumer(f"c{i}")[0] for i in range(50)]
+    for c in consumers:  # fifty classrooms join at once
+        c.bind(producer)
+    assert len(upstream.keyframe_requests) == 1
+    await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL_S + 0.1)
+    assert len(upstream.keyframe_requests) == 2  # one deferred request for all of them
+    producer.on_rtp(rtp(2, KEY), 0.1)
+    assert not any(c.waiting_for_keyframe for c in consumers)
+    await asyncio.sleep(1.2)
+    assert len(upstream.keyframe_requests) == 2  # a keyframe came: no retry
+    gaps = [
+        b - a
+        for a, b in zip(
+            upstream.keyframe_requests[:-1], upstream.keyframe_requests[1:], strict=True
+        )
+    ]
+    assert all(g >= KEYFRAME_REQUEST_INTERVAL_S - 0.01 for g in gaps)
+    producer.close()
+
+
+async def test_waiting_classroom_asks_again_when_the_keyframe_is_lost() -> None:
+    upstream = Publisher()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock())
+    producer.on_rtp(rtp(1), 0.0)
+    c, link = consumer("c")
+    c.bind(producer)
+    await asyncio.sleep(1.2)
+    assert len(upstream.keyframe_requests) >= 2
+    producer.on_rtp(rtp(2), 0.0)
+    assert link.sent == []  # nothing before a keyframe
+    producer.on_rtp(rtp(3, KEY), 0.0)
+    producer.on_rtp(rtp(4), 0.0)
+    assert len(link.sent) == 2
+    out = [parse_rtp(p) for p in link.sent]
+    assert out[1].sequence_number == (out[0].sequence_number + 1) & 0xFFFF
+    assert {p.ssrc for p in out} == {0xAAAA} and {p.payload_type for p in out} == {100}
+    producer.close()
+
+
+async def test_gaps_are_nacked_upstream_and_rtx_fills_them_for_everyone() -> None:
+    upstream = Publisher()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock(), {0x9999: SSRC})
+    c, link = consumer("c")
+    c.bind(producer)
+    producer.on_rtp(rtp(10, KEY), 0.0)
+    producer.on_rtp(rtp(13), 0.0)
+    assert upstream.nacks == [[11, 12]]
+    rtx = parse_rtp(wrap_rtx(rtp(11), 97, 500, 11, 0, 0x9999, None))
+    producer.on_rtp(rtx, 0.0)
+    producer.on_rtp(rtx, 0.0)  # a duplicate retransmission is dropped
+    sent = [parse_rtp(p) for p in link.sent]
+    first = sent[0].sequence_number
+    assert [(p.sequence_number - first) & 0xFFFF for p in sent] == [0, 3, 1]
+    assert sent[2].payload == DELTA
+    producer.close()
+
+
+async def test_classroom_nack_is_answered_from_the_cache_as_rtx() -> None:
+    upstream = Publisher()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock())
+    c, link = consumer("c")
+    c.bind(producer)
+    for seq in range(100, 110):
+        producer.on_rtp(rtp(seq, KEY if seq == 100 else DELTA), 0.0)
+    first = parse_rtp(link.sent[0]).sequence_number
+    c.on_nack([(first + 4) & 0xFFFF, (first - 3) & 0xFFFF])
+    retransmission = parse_rtp(link.sent[-1])
+    assert len(link.sent) == 11  # the packet before the consumer started is not resent
+    assert retransmission.payload_type == 101 and retransmission.ssrc == 0xBBBB
+    assert struct.unpack("!H", retransmission.payload[:2])[0] == (first + 4) & 0xFFFF
+    assert c.stats.retransmitted == 1
+    producer.close()
+
+
+async def test_new_producer_continues_the_sequence() -> None:
+    upstream = Publisher()
+    first = Producer("p1", "camera", [VP8], [], upstream, SenderClock())
+    c, link = consumer("c")
+    c.bind(first)
+    for seq in range(5):
+        first.on_rtp(rtp(seq, KEY if seq == 0 else DELTA, ts=seq * 3000), 1000.0)
+    first.close()
+    second = Producer("p2", "camera", [VP8], [], upstream, SenderClock())
+    c.bind(second)
+    second.on_rtp(rtp(40000, DELTA, ts=77), 1000.5)
+    second.on_rtp(rtp(40001, KEY, ts=3077), 1000.5)
+    second.on_rtp(rtp(40002, DELTA, ts=6077), 1000.5)
+    out = [parse_rtp(p) for p in link.sent]
+    seqs = [p.sequence_number for p in out]
+    assert all(((b - a) & 0xFFFF) == 1 for a, b in zip(seqs[:-1], seqs[1:], strict=True))
+    assert len(out) == 7
+    assert ((out[5].timestamp - out[4].timestamp) & 0xFFFFFFFF) > 0
+    second.close()
+
+
+def test_loss_tracker() -> None:
+    tracker = LossTracker()
+    assert tracker.add(65534) == []
+    assert tracker.add(1) == [65535, 0]
+    assert tracker.add(0) == []
+    assert tracker.missing == {65535}
+    assert tracker.add(30000) == []  # a jump, not a loss
+    assert tracker.missing == set()
