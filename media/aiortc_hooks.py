@@ -342,7 +342,12 @@ def _ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
         if receiver is not None:
             ingress = table.get(receiver)
             if ingress is not None:
-                ingress.handle(packet, arrival_time_ms / 1000 - NTP_EPOCH_OFFSET)
+                try:
+                    ingress.handle(packet, arrival_time_ms / 1000 - NTP_EPOCH_OFFSET)
+                except Exception:
+                    # aiortc closes the whole transport on an exception; one bad packet must
+                    # not end the teacher's publication
+                    logger.exception("forwarding %r failed", packet)
 
     dtls._handle_rtp_data = handle_rtp_data
     dtls._syncclass_ingress = table
@@ -443,7 +448,10 @@ def install_egress(sender: RTCRtpSender, sink: EgressSink) -> None:
         sink.attach(link, EgressParameters(sender._ssrc, sender._rtx_ssrc, extensions))
 
     async def handle_rtcp_packet(packet: Any) -> None:
-        _handle_feedback(sender, sink, packet, state["sr_sent"])
+        try:
+            _handle_feedback(sender, sink, packet, state["sr_sent"])
+        except Exception:
+            logger.exception("handling %r failed", packet)
 
     sender._run_rtp = run_rtp
     sender._run_rtcp = run_rtcp
