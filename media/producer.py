@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .codec import Codec, HeaderExtension
 from .keyframe import keyframe_detector
@@ -14,9 +14,6 @@ from .nack import LossTracker
 from .packet_cache import PacketCache
 from .rtp_packet import RtpError, RtpPacket, seq_newer, unwrap_rtx
 from .sender_clock import SenderClock
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +28,28 @@ class Upstream(Protocol):
     def request_keyframe(self, ssrc: int) -> None: ...
 
     def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None: ...
+
+
+class Sink(Protocol):
+    """What a producer feeds: a consumer towards a peer, or an internal one (the recorder).
+
+    A sink attaches itself with ``producer.add_consumer`` from its ``bind``; the router
+    calls ``bind`` when a producer for the sink's (source, kind) appears, ``unbind`` when it
+    goes, and ``close`` when the sink is removed."""
+
+    source: str
+    kind: str
+
+    @property
+    def waiting_for_keyframe(self) -> bool: ...
+
+    def forward(self, packet: RtpPacket, keyframe: bool) -> None: ...
+
+    def bind(self, producer: Producer) -> None: ...
+
+    def unbind(self, producer: Producer) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class ProducerStats:
@@ -66,7 +85,7 @@ class Producer:
         self.extensions = extensions
         self.cache = PacketCache()
         self.stats = ProducerStats()
-        self.consumers: list[Consumer] = []
+        self.consumers: list[Sink] = []
         self.closed = False
         self.ssrc: int | None = None
         # ingress sequence number and timestamp of the newest packet, and when it arrived
@@ -191,12 +210,12 @@ class Producer:
 
     # consumers
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def add_consumer(self, consumer: Sink) -> None:
         if consumer not in self.consumers:
             # a new list, so that a fan-out loop in progress is not disturbed
             self.consumers = [*self.consumers, consumer]
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: Sink) -> None:
         if consumer in self.consumers:
             self.consumers = [c for c in self.consumers if c is not consumer]
 

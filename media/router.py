@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .consumer import Consumer
-from .producer import Producer
+from .producer import Producer, Sink
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -24,7 +23,7 @@ class Router:
         self.producers: dict[tuple[str, str], Producer] = {}
         self.peers: set[Peer] = set()
         self.closed = False
-        self._consumers: dict[tuple[str, str], set[Consumer]] = {}
+        self._consumers: dict[tuple[str, str], set[Sink]] = {}
         self._publishers: dict[str, Peer] = {}
 
     def stage_slots(self, kind: str) -> tuple[str, ...]:
@@ -52,20 +51,20 @@ class Router:
 
     # consumers
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def add_consumer(self, consumer: Sink) -> None:
         key = (consumer.source, consumer.kind)
         self._consumers.setdefault(key, set()).add(consumer)
         producer = self.producers.get(key)
         if producer is not None:
             consumer.bind(producer)
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: Sink) -> None:
         consumers = self._consumers.get((consumer.source, consumer.kind))
         if consumers is not None:
             consumers.discard(consumer)
         consumer.close()
 
-    def consumers(self) -> list[Consumer]:
+    def consumers(self) -> list[Sink]:
         return [c for group in self._consumers.values() for c in group]
 
     # peers
@@ -89,10 +88,13 @@ class Router:
         return self._publishers.get(source)
 
     async def close(self) -> None:
-        """Close every peer of the lesson; their producers and consumers go with them."""
+        """Close every peer of the lesson (their producers and consumers go with them), then
+        the sinks that belong to no peer."""
         self.closed = True
         for peer in list(self.peers):
             await peer.close()
+        for sink in self.consumers():  # internal ones, such as a recording
+            sink.close()
         self.producers.clear()
         self._consumers.clear()
         self._publishers.clear()
