@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 
-BENCHMARKS = {"server-cpu": "bench.server_cpu"}
+BENCHMARKS = {"fanout": "bench.fanout"}
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import aioice
 import aiortc
 import pylibsrtp
 from aioice import ice as aioice_ice
+from aioice import stun as aioice_stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 from aiortc import (
@@ -215,17 +216,63 @@ class DtlsLink:
 # --- ICE gathering -------------------------------------------------------------------------
 
 
-def restrict_gathering(pc: RTCPeerConnection, network: NetworkConfig) -> None:
-    """Make ``pc`` gather host candidates only as ``network`` says (call after
-    setRemoteDescription, before setLocalDescription)."""
+def configure_ice(pc: RTCPeerConnection, network: NetworkConfig) -> None:
+    """Make ``pc`` gather host candidates only as ``network`` says, and keep consent alive
+    while media flows (call after setRemoteDescription, before setLocalDescription)."""
     dtls_transports = {t.receiver.transport for t in pc.getTransceivers()}
     if pc.sctp is not None:
         dtls_transports.add(pc.sctp.transport)
     for dtls in dtls_transports:
         connection = dtls.transport.iceGatherer._connection
-        if not getattr(connection, "_syncclass_gathering", False):
+        if not getattr(connection, "_syncclass_configured", False):
             connection.gather_candidates = functools.partial(_gather, connection, network)
-            connection._syncclass_gathering = True
+            _track_received_data(connection)
+            connection.query_consent = functools.partial(_query_consent, connection)
+            connection._syncclass_configured = True
+
+
+def _track_received_data(connection: aioice.Connection) -> None:
+    deliver = connection.data_received
+    clock = asyncio.get_running_loop().time
+
+    def data_received(data: bytes, component: int) -> None:
+        connection._syncclass_last_data = clock()
+        deliver(data, component)
+
+    connection._syncclass_last_data = clock()
+    connection.data_received = data_received
+
+
+async def _query_consent(connection: aioice.Connection) -> None:
+    """RFC 7675 consent freshness as aioice does it, except that media arriving from the peer
+    also counts as its consent: FFmpeg's WHIP muxer never answers consent checks, yet
+    publishes for hours. A peer that neither answers nor sends is closed after ~30 s."""
+    assert connection.remote_password is not None
+    loop = asyncio.get_running_loop()
+    interval = aioice_ice.CONSENT_INTERVAL
+    failures = 0
+    while True:
+        await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=0,
+                )
+                failures = 0
+            except aioice_stun.TransactionError:
+                if loop.time() - connection._syncclass_last_data < interval:
+                    failures = 0
+                else:
+                    failures += 1
+        if failures >= aioice_ice.CONSENT_FAILURES:
+            logger.info("ICE consent expired: closing the connection")
+            connection._query_consent_task = None
+            await connection.close()
+            return
 
 
 async def _gather(connection: aioice.Connection, network: NetworkConfig) -> None:

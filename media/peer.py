@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_hooks import restrict_gathering
+from .aiortc_hooks import configure_ice
 from .network import NetworkConfig
 from .offer import OfferError
 from .router import Router
@@ -62,7 +62,7 @@ class Peer:
                     "no codec in the offer can be forwarded (supported: VP8, H264, opus)",
                 ) from exc
             raise OfferError(f"the SDP offer cannot be used: {exc}") from exc
-        restrict_gathering(self.pc, self._network)
+        configure_ice(self.pc, self._network)
 
     async def _answer(self) -> str:
         answer = await self.pc.createAnswer()

@@ -34,8 +34,13 @@ def require_teacher(request: web.Request) -> None:
 
 def grant_for(request: web.Request, lesson_id: str, roles: set[Role]) -> Grant:
     """The caller's grant on ``lesson_id``; 401 for a bad token, 403 for the wrong one."""
+    return grant_of(request, bearer(request), lesson_id, roles)
+
+
+def grant_of(request: web.Request, token: str, lesson_id: str, roles: set[Role]) -> Grant:
+    """``token``'s grant on ``lesson_id``, for tokens that do not come in a header."""
     try:
-        grant = request.app[AUTHORITY].verify(bearer(request))
+        grant = request.app[AUTHORITY].verify(token)
     except TokenError as exc:
         raise http_error(401, "invalid_token", str(exc), _CHALLENGE) from exc
     if grant.lesson_id != lesson_id:

@@ -7,9 +7,11 @@ from aiohttp import web
 from media.sfu import Sfu
 
 from .contracts import Authority, LessonStore
+from .lesson_events import LessonEvents
 from .sessions import Sessions
 
 STORE = web.AppKey("store", LessonStore)
 AUTHORITY = web.AppKey("authority", Authority)
 SFU = web.AppKey("sfu", Sfu)
 SESSIONS = web.AppKey("sessions", Sessions)
+EVENTS = web.AppKey("events", LessonEvents)

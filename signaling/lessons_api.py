@@ -11,7 +11,7 @@ from aiohttp import web
 from .auth import grant_for, is_teacher, require_teacher
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
-from .keys import AUTHORITY, SESSIONS, SFU, STORE
+from .keys import AUTHORITY, EVENTS, SESSIONS, SFU, STORE
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ async def end_lesson(request: web.Request) -> web.Response:
     if lesson.state is not LessonState.ENDED:
         lesson = request.app[STORE].set_state(lesson_id, LessonState.ENDED)
         await request.app[SFU].close_router(lesson_id)
+        await request.app[EVENTS].end(lesson_id)
         logger.info("lesson %s ended", lesson_id)
     return web.json_response(lesson_json(request, lesson, with_links=False))
 

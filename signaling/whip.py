@@ -15,7 +15,7 @@ from media.subscriber import Subscriber
 from .auth import grant_for
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
-from .keys import SESSIONS, SFU, STORE
+from .keys import EVENTS, SESSIONS, SFU, STORE
 from .sessions import Session, Sessions
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,16 @@ async def _negotiate(
         ) from None
     if peer.closed:  # the lesson ended while we were negotiating
         raise http_error(410, "lesson_ended", "this lesson has ended")
-    sessions = request.app[SESSIONS]
+    sessions, events = request.app[SESSIONS], request.app[EVENTS]
     session = Session(peer.id, lesson.id, role, kind, peer.label, peer)
     sessions.add(session)
-    peer.on_close(lambda _: _forget(sessions, session))
+    events.publish(lesson.id)
+
+    def forget(_: Peer) -> None:
+        _forget(sessions, session)
+        events.publish(lesson.id)
+
+    peer.on_close(forget)
     location = f"/{kind}/{lesson.id}/{session.id}"
     logger.info(
         "lesson %s: %s %s joined (%s, session %s)",
@@ -117,6 +123,7 @@ async def whip_post(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if store.get(lesson_id) is not None and lesson.state is LessonState.SCHEDULED:
         store.set_state(lesson_id, LessonState.LIVE)
+        request.app[EVENTS].publish(lesson_id)
         logger.info("lesson %s is live", lesson_id)
     return response
 

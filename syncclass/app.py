@@ -9,8 +9,9 @@ from aiohttp import web
 
 from media.network import NetworkConfig
 from media.sfu import Sfu
-from signaling import lessons_api, whip
-from signaling.keys import AUTHORITY, SESSIONS, SFU, STORE
+from signaling import events, lessons_api, whip
+from signaling.keys import AUTHORITY, EVENTS, SESSIONS, SFU, STORE
+from signaling.lesson_events import LessonEvents
 from signaling.sessions import Sessions
 
 from . import pages, status
@@ -42,14 +43,21 @@ def create_app(config: Config) -> web.Application:
         NetworkConfig(bind=config.ice_bind, announce=config.ice_announce, ports=config.ice_ports)
     )
     app[SESSIONS] = Sessions()
+    app[EVENTS] = LessonEvents(app[STORE], app[SESSIONS])
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)
     whip.add_routes(app)
+    events.add_routes(app)
     status.add_routes(app)
     pages.add_routes(app)
+    app.on_shutdown.append(_close_events)
     app.on_shutdown.append(_close_media)
     app.on_cleanup.append(_close_store)
     return app
+
+
+async def _close_events(app: web.Application) -> None:
+    await app[EVENTS].close()
 
 
 async def _close_media(app: web.Application) -> None:

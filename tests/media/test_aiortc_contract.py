@@ -93,4 +93,18 @@ def test_aioice_hooks() -> None:
     )
     assert "self.transport.sendto(data, addr)" in source(ice.StunProtocol.send_data)
     assert "self.gather_candidates" not in source(ice.Connection.connect)
+    # consent: our replacement of query_consent keeps aioice's loop and its close()
+    assert "asyncio.create_task(self.query_consent())" in source(ice.Connection.connect)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in source(
+        ice.StunProtocol.datagram_received
+    )
+    consent = source(ice.Connection.query_consent)
+    for piece in (
+        "self.build_request(pair, nominate=False)",
+        "retransmissions=0",
+        "stun.TransactionError",
+        "await self.close()",
+    ):
+        assert piece in consent, piece
+    assert ice.CONSENT_FAILURES * ice.CONSENT_INTERVAL <= 30
     assert "gather_candidates()" in source(aiortc.RTCIceGatherer.gather)

@@ -161,8 +161,14 @@ def publish_with_ffmpeg(
 
     Blocks until done (use ``asyncio.to_thread`` from a test). The picture is the same test
     pattern as :mod:`tests.support.media` (frame number + keyframe flag readable after
-    decoding), IDR every ``gop`` frames, paced in real time. Raises ``RuntimeError`` with
-    FFmpeg's log if the muxer fails (e.g. the POST was refused or ICE/DTLS timed out).
+    decoding), IDR every ``gop`` frames, paced in real time once the muxer is connected (the
+    WHIP exchange itself takes about a second). Raises ``RuntimeError`` with FFmpeg's log if
+    the muxer fails (e.g. the POST was refused, ICE/DTLS timed out after 5 s, or the server
+    closed the connection).
+
+    The muxer never answers STUN consent checks once connected, so a server using aioice's
+    default consent freshness drops it after about 30 s: keep ``seconds`` below that unless
+    the server accounts for it.
     """
     if timeout is None:
         timeout = seconds + 30.0

@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import av
 import numpy as np
@@ -125,7 +126,7 @@ def make_pattern_frame(index: int, width: int, height: int, keyframe: bool) -> a
 def _luma(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12", "gray"):
         plane = frame.planes[0]
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
         return rows[: frame.height, : frame.width]
     return frame.to_ndarray(format="gray")
 
@@ -184,7 +185,7 @@ def _encode_video(
     bitrate: int,
 ) -> tuple[EncodedFrame, ...]:
     count = max(1, round(seconds * fps))
-    ctx = av.CodecContext.create(codec_name, "w")
+    ctx = cast(av.VideoCodecContext, av.CodecContext.create(codec_name, "w"))
     ctx.width = width
     ctx.height = height
     ctx.pix_fmt = "yuv420p"
@@ -305,7 +306,7 @@ def tone_samples(count: int) -> np.ndarray:
 def _opus_clip(seconds: float) -> tuple[EncodedFrame, ...]:
     count = max(1, round(seconds * AUDIO_CLOCK_RATE / OPUS_FRAME_SAMPLES))
     samples = tone_samples(count * OPUS_FRAME_SAMPLES)
-    ctx = av.CodecContext.create("libopus", "w")
+    ctx = cast(av.AudioCodecContext, av.CodecContext.create("libopus", "w"))
     ctx.sample_rate = AUDIO_CLOCK_RATE
     ctx.layout = "stereo"
     ctx.format = "s16"

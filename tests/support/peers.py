@@ -30,7 +30,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtcrtpparameters import RTCRtpCapabilities, RTCRtpCodecCapability
 from yarl import URL
 
 from .media import EncodedFrame, PacedTrack, PlaybackClock, read_marker
@@ -154,8 +154,14 @@ async def _wait_connected(pc: RTCPeerConnection, seconds: float) -> None:
 # Publisher
 
 
+def _capabilities(capabilities: RTCRtpCapabilities | None) -> list[RTCRtpCodecCapability]:
+    if capabilities is None:
+        raise ValueError("aiortc has no codecs of that kind")
+    return capabilities.codecs
+
+
 def _codec_preferences(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
-    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    capabilities = _capabilities(RTCRtpSender.getCapabilities(kind))
     wanted = f"{kind}/{codec}".lower()
     chosen = [c for c in capabilities if c.mimeType.lower() == wanted]
     if not chosen:
@@ -266,6 +272,8 @@ class VideoStats:
     """Whether the first decoded frame was a keyframe of the sent clip (``None``: no marker)."""
     frame_numbers: list[int] = field(default_factory=list)
     """Frame numbers read back from the picture, in arrival order (clip index, 16 bits)."""
+    frame_pts: list[int] = field(default_factory=list)
+    """Decoded frames' pts (90 kHz, 0 = first RTP timestamp seen), in arrival order."""
     keyframes: int = 0
     """Decoded frames whose marker says they were encoded as keyframes."""
     unreadable: int = 0
@@ -285,7 +293,7 @@ class AudioStats:
 
 
 def _receive_preferences(codecs: Sequence[str]) -> list[RTCRtpCodecCapability]:
-    capabilities = RTCRtpReceiver.getCapabilities("video").codecs
+    capabilities = _capabilities(RTCRtpReceiver.getCapabilities("video"))
     chosen = []
     for name in codecs:
         found = [c for c in capabilities if c.mimeType.lower() == f"video/{name}".lower()]
@@ -314,7 +322,7 @@ class _LossyLink:
     def attach(self, pc: RTCPeerConnection) -> None:
         for transceiver in pc.getTransceivers():
             ice_transport = transceiver.receiver.transport.transport
-            connection = ice_transport._connection
+            connection: Any = ice_transport._connection
             if id(connection) in self._wrapped:
                 continue
             self._wrapped.add(id(connection))
@@ -345,7 +353,7 @@ def _route_like_a_browser(pc: RTCPeerConnection) -> None:
     process) also registers the RTX SSRCs from the answer and falls back to the MID.
     """
     for transceiver in pc.getTransceivers():
-        router = transceiver.receiver.transport._rtp_router
+        router: Any = transceiver.receiver.transport._rtp_router
         if getattr(router, "_routes_like_a_browser", False):
             continue
         router._routes_like_a_browser = True
@@ -488,6 +496,8 @@ async def _consume_video(track: MediaStreamTrack, stats: VideoStats) -> None:
         stats.frames += 1
         stats.last_frame_at = now
         stats.width, stats.height = frame.width, frame.height
+        if frame.pts is not None:
+            stats.frame_pts.append(frame.pts)
         if marker is None:
             stats.unreadable += 1
         else:
