@@ -20,6 +20,17 @@ class RtpLink(Protocol):
 
     def send_rtp(self, packet: bytes | bytearray) -> None: ...
 
+    def forward(
+        self,
+        packet: RtpPacket,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        extension_ids: bytes | None,
+    ) -> None:
+        """Send ``packet`` with these header fields (rtp_packet.rewrite_into), encrypted."""
+
 
 @dataclass
 class EgressParameters:
@@ -171,15 +182,13 @@ class Consumer:
         params = self._params
         codec = self._codec
         assert params is not None and codec is not None and self._seq_offset is not None
-        link.send_rtp(
-            rewrite(
-                packet,
-                codec.payload_type,
-                (packet.sequence_number + self._seq_offset) & 0xFFFF,
-                (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
-                params.ssrc,
-                self._extension_ids,
-            )
+        link.forward(
+            packet,
+            codec.payload_type,
+            (packet.sequence_number + self._seq_offset) & 0xFFFF,
+            (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
+            params.ssrc,
+            self._extension_ids,
         )
         stats = self.stats
         stats.packets += 1

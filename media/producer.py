@@ -163,6 +163,16 @@ class Producer:
             return None
         return (self.highest_ts + round((wall_time - self.last_arrival) * rate)) & 0xFFFFFFFF
 
+    def sender_report_mapping(self) -> tuple[float, int] | None:
+        """The publisher's latest sender report as (its time on the server's clock, RTP
+        timestamp), or None before the first one: what a recording needs to keep this
+        publisher's tracks in sync."""
+        if self._sender_report is None:
+            return None
+        sender_time, rtp_timestamp = self._sender_report
+        local = self._sender_clock.to_local(sender_time)
+        return None if local is None else (local, rtp_timestamp)
+
     # feedback
 
     def request_keyframe(self) -> None:

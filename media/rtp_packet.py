@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 _HEADER = struct.Struct("!BBHII")
 _REWRITE = struct.Struct("!BHII")  # marker|payload type, sequence, timestamp, ssrc at offset 1
@@ -148,6 +149,35 @@ def _two_byte_elements(data: bytes, pos: int, end: int) -> tuple[tuple[int, int]
     return tuple(elements)
 
 
+def rewrite_into(
+    buffer: bytearray | memoryview | Any,
+    packet: RtpPacket,
+    payload_type: int,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
+    extension_ids: bytes | None,
+) -> int:
+    """Write ``packet`` with a new header into the writable ``buffer``; return its size.
+
+    ``extension_ids`` maps ingress header extension ids to egress ones. This is the
+    per-packet, per-consumer work of the SFU: one copy and a few bytes changed in place.
+    """
+    size = len(packet.data)
+    buffer[:size] = packet.data
+    _REWRITE.pack_into(
+        buffer, 1, (packet.marker << 7) | payload_type, sequence_number, timestamp, ssrc
+    )
+    if extension_ids is not None and packet.extensions:
+        if packet.two_byte_extensions:
+            for pos, ext_id in packet.extensions:
+                buffer[pos] = extension_ids[ext_id]
+        else:
+            for pos, ext_id in packet.extensions:
+                buffer[pos] = (extension_ids[ext_id] << 4) | (packet.data[pos] & 0x0F)
+    return size
+
+
 def rewrite(
     packet: RtpPacket,
     payload_type: int,
@@ -156,7 +186,7 @@ def rewrite(
     ssrc: int,
     extension_ids: bytes | None,
 ) -> bytes:
-    """Copy ``packet`` with a new header; ``extension_ids`` maps ingress to egress ids."""
+    """A copy of ``packet`` with a new header (see rewrite_into)."""
     return bytes(_rewritten(packet, payload_type, sequence_number, timestamp, ssrc, extension_ids))
 
 
@@ -168,16 +198,8 @@ def _rewritten(
     ssrc: int,
     extension_ids: bytes | None,
 ) -> bytearray:
-    buf = bytearray(packet.data)
-    marker_pt = (packet.marker << 7) | payload_type
-    _REWRITE.pack_into(buf, 1, marker_pt, sequence_number, timestamp, ssrc)
-    if extension_ids is not None and packet.extensions:
-        if packet.two_byte_extensions:
-            for pos, ext_id in packet.extensions:
-                buf[pos] = extension_ids[ext_id]
-        else:
-            for pos, ext_id in packet.extensions:
-                buf[pos] = (extension_ids[ext_id] << 4) | (buf[pos] & 0x0F)
+    buf = bytearray(len(packet.data))
+    rewrite_into(buf, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids)
     return buf
 
 

@@ -1,4 +1,5 @@
-"""The web pages: the home page, the teacher's lesson view and the classroom view."""
+"""The web pages: the home page, the teacher's lesson view, the classroom view, and the
+recordings library's entry point. Plain HTML, CSS and ES modules from ``static/``."""
 
 from __future__ import annotations
 
@@ -25,8 +26,13 @@ async def join(request: web.Request) -> web.StreamResponse:
     return _page("join.html")
 
 
+async def recordings(request: web.Request) -> web.StreamResponse:
+    return _page("recordings.html")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
     app.router.add_get("/lessons/{lesson_id}/teach", teach)
     app.router.add_get("/lessons/{lesson_id}/join", join)
+    app.router.add_get("/recordings", recordings)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)

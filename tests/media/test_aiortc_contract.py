@@ -4,6 +4,7 @@ import inspect
 
 import aioice
 import aiortc
+import pylibsrtp
 from aioice import ice
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
@@ -16,7 +17,18 @@ from media import aiortc_hooks
 def test_versions_are_the_pinned_ones() -> None:
     assert aiortc.__version__ == aiortc_hooks.PINNED["aiortc"]
     assert aioice.__version__ == aiortc_hooks.PINNED["aioice"]
+    assert pylibsrtp.__version__ == aiortc_hooks.PINNED["pylibsrtp"]
     assert aiortc_hooks.versions_match()
+
+
+def test_srtp_session_internals() -> None:
+    """The fast path protects in place in the session's own buffer."""
+    init = source(pylibsrtp.Session.__init__)
+    assert 'self._cdata = ffi.new("char[]", 1500)' in init
+    assert "self._buffer = ffi.buffer(self._cdata)" in init
+    assert "self._srtp = " in init
+    assert "func(self._srtp[0], self._cdata, len_p)" in source(pylibsrtp.Session)
+    assert pylibsrtp.SRTP_MAX_TRAILER_LEN < 1500 - 1200
 
 
 def source(obj: object) -> str:

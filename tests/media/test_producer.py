@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Any
 
 from media.codec import Codec
 from media.consumer import Consumer, EgressParameters
 from media.nack import LossTracker
 from media.producer import KEYFRAME_REQUEST_INTERVAL_S, Producer
-from media.rtp_packet import RtpPacket, parse_rtp, wrap_rtx
+from media.rtp_packet import RtpPacket, parse_rtp, rewrite, wrap_rtx
 from media.sender_clock import SenderClock
 
 VP8 = Codec("video/VP8", 90000, 96, rtx_payload_type=97)
@@ -42,6 +43,9 @@ class Link:
 
     def send_rtp(self, packet: bytes | bytearray) -> None:
         self.sent.append(bytes(packet))
+
+    def forward(self, packet: RtpPacket, *header: Any) -> None:
+        self.send_rtp(rewrite(packet, *header))
 
 
 def consumer(name: str) -> tuple[Consumer, Link]:

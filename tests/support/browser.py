@@ -1,0 +1,125 @@
+"""Debian's Chromium driven by Playwright, with a fake camera, microphone and screen.
+
+Every peer connection gathers only 127.0.0.1 (loopback allowed, mDNS host names off), so the
+browser works inside the tests' private network namespace. Pages get a hook that records
+their ``RTCPeerConnection`` objects, so a test can read ``getStats()`` the way a person would
+open chrome://webrtc-internals, without the pages exposing anything for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page, Playwright
+
+CHROMIUM = os.environ.get("SYNCCLASS_CHROMIUM", "/usr/bin/chromium")
+
+ARGS = (
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # getDisplayMedia picks the (fake) entire screen without a picker
+    "--auto-select-desktop-capture-source=Entire screen",
+    "--enable-usermedia-screen-capturing",
+)
+# A classroom PC set up as a kiosk plays sound without a click; tests that check the
+# "click for sound" prompt launch without this.
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+
+RECORD_PEER_CONNECTIONS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__peerConnections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__peerConnections.push(this);
+    }
+  };
+})();
+"""
+
+# Totals over the page's open peer connections, from their standard statistics.
+STATS = """
+async () => {
+  const totals = {framesDecoded: 0, audioPackets: 0, videoPackets: 0, framesSent: 0,
+                  open: 0, videoTracks: {}};
+  for (const pc of window.__peerConnections || []) {
+    if (pc.connectionState === 'closed') continue;
+    totals.open += 1;
+    const stats = await pc.getStats();
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        totals.framesDecoded += r.framesDecoded || 0;
+        totals.videoPackets += r.packetsReceived || 0;
+        totals.videoTracks[r.mid] = r.framesDecoded || 0;
+      }
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+        totals.audioPackets += r.packetsReceived || 0;
+      }
+      if (r.type === 'outbound-rtp' && r.kind === 'video') totals.framesSent += r.framesSent || 0;
+    });
+  }
+  return totals;
+}
+"""
+
+# What the user sees in each <video>: decoded frames presented, and the picture size.
+VIDEOS = """
+() => Object.fromEntries([...document.querySelectorAll('video')].map((v) => {
+  const rect = v.getBoundingClientRect();
+  const style = getComputedStyle(v);
+  return [v.id, {
+    frames: v.getVideoPlaybackQuality().totalVideoFrames,
+    width: v.videoWidth,
+    height: v.videoHeight,
+    paused: v.paused,
+    muted: v.muted,
+    shownWidth: rect.width,
+    shownHeight: rect.height,
+    visible: style.visibility !== 'hidden' && style.display !== 'none' && rect.width > 0,
+  }];
+}))
+"""
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is not None
+
+
+async def launch(playwright: Playwright, *, autoplay: bool = True, extra: Sequence[str] = ()) -> Browser:
+    args = [*ARGS, *((AUTOPLAY,) if autoplay else ()), *extra]
+    return await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+
+
+async def open_page(
+    browser: Browser, url: str, *, width: int = 1366, height: int = 768, **options: Any
+) -> Page:
+    """A page in its own context (its own storage: another machine), with the PC hook."""
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, permissions=["camera", "microphone"], **options
+    )
+    await context.add_init_script(RECORD_PEER_CONNECTIONS)
+    page = await context.new_page()
+    await page.goto(url)
+    return page
+
+
+async def stats(page: Page) -> dict[str, Any]:
+    return dict(await page.evaluate(STATS))
+
+
+async def videos(page: Page) -> dict[str, dict[str, Any]]:
+    return dict(await page.evaluate(VIDEOS))
