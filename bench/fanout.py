@@ -36,7 +36,9 @@ SETTLE_S = 3.0
 class Classrooms:
     """Sink classrooms spread over worker processes."""
 
-    def __init__(self, lesson: servers.Lesson, workers: int, prefix: str) -> None:
+    def __init__(
+        self, lesson: servers.Lesson, workers: int, prefix: str, decode: bool = True
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
         self.procs = []
@@ -49,7 +51,8 @@ class Classrooms:
             self.conns.append(parent)
             self.procs.append(proc)
         self.count = 0
-        self.decoding = 0
+        # one classroom per worker decodes what it gets, to prove the stream is valid
+        self.decoding = 0 if decode else workers
 
     def _all(self, command: tuple[Any, ...]) -> list[Any]:
         for conn in self.conns:
@@ -104,24 +107,36 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def measure_point(
-    server: servers.Running, origin: Origin, rooms: Classrooms, seconds: float
+    server: servers.Running,
+    origin: Origin,
+    rooms: Classrooms,
+    probe: Classrooms,
+    seconds: float,
 ) -> dict[str, Any]:
     time.sleep(SETTLE_S)
     rooms.reset()
+    probe.reset()
     sent_before = origin.video.sent
     cpu_before, wall_before = servers.cpu_seconds(server.pid), time.monotonic()
     time.sleep(seconds)
     cpu = servers.cpu_seconds(server.pid) - cpu_before
     wall = time.monotonic() - wall_before
     sent = origin.video.sent - sent_before
-    stats = rooms.stats()
+    if sent == 0:
+        print(
+            f"  the origin sent nothing ({origin.pc.connectionState}); server log ends:\n"
+            + server.log_path.read_text(errors="replace")[-3000:],
+            flush=True,
+        )
+    stats = rooms.stats() + probe.stats()
     rss, peak = servers.rss_mib(server.pid)
     packets = sum(s["video_packets"] + s["audio_packets"] for s in stats)
     frames = [s["frames"] for s in stats]
     decoded = [s["decoded"] for s in stats if s["decoded"] is not None]
-    latencies = [v for s in stats for v in s["latencies_ms"]]
+    # from the probe classroom only: alone in its process, its own queueing stays out of it
+    latencies = [v for s in probe.stats() for v in s["latencies_ms"]]
     return {
-        "classrooms": rooms.count,
+        "classrooms": rooms.count + probe.count,
         "cores": cpu / wall,
         "window_s": wall,
         "rss_mib": rss,
@@ -152,15 +167,19 @@ def sweep(kind: str, codec: str, points: list[int], seconds: float, workers: int
         server = servers.start(kind, Path(tmp))
         origin_thread = OriginThread()
         rooms: Classrooms | None = None
+        probe: Classrooms | None = None
         try:
             lesson = server.lesson(f"fanout {codec}")
             origin = origin_thread.run(publish(lesson.whip_url, lesson.whip_token, clip, opus))
             rooms = Classrooms(lesson, workers, f"{kind}-")
+            probe = Classrooms(lesson, 1, f"{kind}-probe-", decode=False)
             results = []
             for n in points:
-                if n > rooms.count:
-                    rooms.join(n - rooms.count)
-                point = measure_point(server, origin, rooms, seconds)
+                if n and not probe.count:
+                    probe.join(1)
+                if n - probe.count > rooms.count:
+                    rooms.join(n - probe.count - rooms.count)
+                point = measure_point(server, origin, rooms, probe, seconds)
                 print(f"  {kind} {n:4d} classrooms: {point['cores']:.3f} cores", flush=True)
                 results.append(point)
             extra = {}
@@ -168,8 +187,9 @@ def sweep(kind: str, codec: str, points: list[int], seconds: float, workers: int
                 extra = joins_and_storm(server, origin, rooms, clip, opus, origin_thread)
             origin_thread.run(origin.close())
         finally:
-            if rooms is not None:
-                rooms.close()
+            for group in (rooms, probe):
+                if group is not None:
+                    group.close()
             origin_thread.stop()
             server.stop()
     xs = [float(p["classrooms"]) for p in results]
@@ -203,11 +223,11 @@ def joins_and_storm(
     for _ in range(10):  # one joiner at a time
         before = {s["name"] for s in rooms.stats()}
         rooms.join(1, concurrency=1)
-        time.sleep(1.0)
+        time.sleep(1.5)
         single += [s["join_s"] for s in rooms.stats() if s["name"] not in before and s["join_s"]]
     before = {s["name"] for s in rooms.stats()}
     rooms.join(10, concurrency=10)  # ten at once (spread over the workers)
-    time.sleep(2.0)
+    time.sleep(3.0)
     concurrent = [s["join_s"] for s in rooms.stats() if s["name"] not in before and s["join_s"]]
 
     storm_lesson = server.lesson("storm")

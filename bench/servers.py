@@ -35,6 +35,7 @@ class Running:
     kind: str
     process: subprocess.Popen[bytes]
     url: str
+    log_path: Path
 
     @property
     def pid(self) -> int:
@@ -99,7 +100,7 @@ def start(kind: str, data_dir: Path) -> Running:
             raise RuntimeError(f"{kind} exited: {(data_dir / f'{kind}.log').read_text()[-2000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return Running(kind, process, f"http://127.0.0.1:{port}")
+            return Running(kind, process, f"http://127.0.0.1:{port}", data_dir / f"{kind}.log")
         except OSError:
             time.sleep(0.05)
     process.kill()
