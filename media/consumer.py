@@ -241,8 +241,12 @@ class Consumer:
         self._request_keyframe()
 
     def _request_keyframe(self) -> None:
-        if self.producer is not None and self._link is not None:
-            self.producer.request_keyframe()
+        producer = self.producer
+        if producer is None or self._link is None:
+            return
+        if self._waiting and producer.replay_keyframe(self):
+            return
+        producer.request_keyframe()
 
     def on_receiver_report(
         self, fraction_lost: int, packets_lost: int, jitter: int, rtt_s: float | None

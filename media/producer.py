@@ -102,6 +102,9 @@ class Producer:
         self._last_keyframe_request = -1e9
         self._pending_keyframe_request: asyncio.TimerHandle | None = None
         self._keyframes_at_request = 0
+        # where the newest keyframe starts, to let a classroom joining just after it begin there
+        self._keyframe_seq: int | None = None
+        self._keyframe_at = 0.0
         self._losses = LossTracker() if self.kind == "video" else None
         self.codec = media[0]
         self._is_keyframe = keyframe_detector(self.codec.mime_type)
@@ -144,6 +147,8 @@ class Producer:
         keyframe = self._is_keyframe is not None and self._is_keyframe(packet)
         if keyframe:
             self.stats.keyframes += 1
+            self._keyframe_seq = packet.sequence_number
+            self._keyframe_at = self._now()
         for consumer in self.consumers:
             consumer.forward(packet, keyframe)
 
@@ -213,6 +218,26 @@ class Producer:
             self._upstream.request_keyframe(self.ssrc)
         if any(c.waiting_for_keyframe for c in self.consumers):
             self._defer_keyframe_request(KEYFRAME_RETRY_S)
+
+    def replay_keyframe(self, sink: Sink) -> bool:
+        """Feed ``sink`` from the newest keyframe on, if that keyframe is recent enough.
+
+        A classroom that joins within one request interval after a keyframe would otherwise
+        wait for the next request to be allowed; the packets since are still in the cache,
+        and at most that interval's worth is sent at once."""
+        start = self._keyframe_seq
+        if (
+            start is None
+            or self.highest_seq is None
+            or self._now() - self._keyframe_at > KEYFRAME_REQUEST_INTERVAL_S
+            or self.cache.get(start) is None
+        ):
+            return False
+        for offset in range(((self.highest_seq - start) & 0xFFFF) + 1):
+            packet = self.cache.get((start + offset) & 0xFFFF)
+            if packet is not None:
+                sink.forward(packet, offset == 0)
+        return True
 
     def request_retransmission(self, sequence_numbers: list[int]) -> None:
         if self.ssrc is not None and sequence_numbers:

@@ -162,3 +162,25 @@ def test_loss_tracker() -> None:
     assert tracker.missing == {65535}
     assert tracker.add(30000) == []  # a jump, not a loss
     assert tracker.missing == set()
+
+
+async def test_classroom_joining_just_after_a_keyframe_starts_there_without_a_request() -> None:
+    upstream = Publisher()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock())
+    for seq in range(200, 210):
+        producer.on_rtp(rtp(seq, KEY if seq == 203 else DELTA), 0.0)
+    c, link = consumer("c")
+    c.bind(producer)
+    assert upstream.keyframe_requests == []
+    assert not c.waiting_for_keyframe
+    sent = [parse_rtp(p) for p in link.sent]
+    assert len(sent) == 7 and sent[0].payload == KEY  # packets 203..209, from the keyframe
+    producer.on_rtp(rtp(210), 0.0)
+    assert parse_rtp(link.sent[-1]).sequence_number == (sent[-1].sequence_number + 1) & 0xFFFF
+    # half a second later the keyframe is too old: a newcomer asks for a fresh one
+    await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL_S + 0.05)
+    late, late_link = consumer("late")
+    late.bind(producer)
+    assert late.waiting_for_keyframe and late_link.sent == []
+    assert len(upstream.keyframe_requests) == 1
+    producer.close()
