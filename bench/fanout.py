@@ -18,6 +18,7 @@ import asyncio
 import json
 import multiprocessing
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -152,6 +153,44 @@ def measure_point(
     }
 
 
+def profile(pid: int, seconds: float, top: int = 10) -> list[dict[str, Any]]:
+    """Sample the server with py-spy; the functions where it spends its own time, heaviest
+    first (as shares of the samples taken while it was running)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    with tempfile.NamedTemporaryFile(suffix=".txt") as out:
+        subprocess.run(
+            [
+                spy,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(int(seconds)),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                out.name,
+                "--nonblocking",
+            ],
+            capture_output=True,
+            check=True,
+        )
+        own: dict[str, int] = {}
+        total = 0
+        for line in Path(out.name).read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frame = stack.split(";")[-1]
+            own[frame] = own.get(frame, 0) + int(count)
+            total += int(count)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    return [{"function": name, "share": n / total} for name, n in ranked]
+
+
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares line: (intercept, slope)."""
     n = len(xs)
@@ -161,7 +200,9 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
-def sweep(kind: str, codec: str, points: list[int], seconds: float, workers: int) -> dict[str, Any]:
+def sweep(
+    kind: str, codec: str, points: list[int], seconds: float, workers: int, profile_s: float = 0
+) -> dict[str, Any]:
     clip, opus = video_clip(codec), opus_clip()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         server = servers.start(kind, Path(tmp))
@@ -174,6 +215,7 @@ def sweep(kind: str, codec: str, points: list[int], seconds: float, workers: int
             rooms = Classrooms(lesson, workers, f"{kind}-")
             probe = Classrooms(lesson, 1, f"{kind}-probe-", decode=False)
             results = []
+            profiled: list[dict[str, Any]] = []
             for n in points:
                 if n and not probe.count:
                     probe.join(1)
@@ -182,6 +224,8 @@ def sweep(kind: str, codec: str, points: list[int], seconds: float, workers: int
                 point = measure_point(server, origin, rooms, probe, seconds)
                 print(f"  {kind} {n:4d} classrooms: {point['cores']:.3f} cores", flush=True)
                 results.append(point)
+            if profile_s and kind == "syncclass":
+                profiled = profile(server.pid, profile_s)
             extra = {}
             if kind == "syncclass":
                 extra = joins_and_storm(server, origin, rooms, clip, opus, origin_thread)
@@ -205,6 +249,7 @@ def sweep(kind: str, codec: str, points: list[int], seconds: float, workers: int
             "us_cpu_per_forwarded_packet": slope / pps_slope * 1e6 if pps_slope else None,
             "rss_mib_per_classroom": rss_slope,
         },
+        "profile_at_largest_point": profiled,
         **extra,
     }
 
@@ -218,7 +263,7 @@ def joins_and_storm(
     origin_thread: OriginThread,
 ) -> dict[str, Any]:
     """Join times on top of the classrooms already there, and a keyframe-request storm."""
-    base = rooms.count
+    base = rooms.count + 1  # and the probe
     single: list[float] = []
     for _ in range(10):  # one joiner at a time
         before = {s["name"] for s in rooms.stats()}
@@ -283,6 +328,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-points", default="0,2,4,6")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="py-spy the server this long at the largest point (0: don't)",
+    )
     args = parser.parse_args(argv)
     points = sorted({int(p) for p in args.points.split(",")})
     baseline_points = sorted({int(p) for p in args.baseline_points.split(",")})
@@ -291,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     loopback_only()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     print(f"syncclass, {args.codec}:", flush=True)
-    ours = sweep("syncclass", args.codec, points, args.seconds, args.workers)
+    ours = sweep("syncclass", args.codec, points, args.seconds, args.workers, args.profile)
     print("baseline (aiortc MediaRelay):", flush=True)
     baseline = sweep("relay", args.codec, baseline_points, args.seconds, min(args.workers, 2))
     result = {

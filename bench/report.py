@@ -133,6 +133,16 @@ def markdown(result: dict[str, Any]) -> str:
             )
     lines.append("")
     lines.append(f"Largest point: {top} classrooms. Plot: fanout-{result['codec'].lower()}.png")
+    if ours.get("profile_at_largest_point"):
+        lines += [
+            "",
+            f"Where the server spends its time at {top} classrooms (py-spy, own time):",
+            "",
+            "| share | function |",
+            "|---|---|",
+        ]
+        for entry in ours["profile_at_largest_point"]:
+            lines.append(f"| {entry['share'] * 100:.1f} % | `{entry['function']}` |")
     return "\n".join(lines) + "\n"
 
 
