@@ -98,9 +98,6 @@ class Consumer:
     def codec(self) -> Codec | None:
         return self._codec
 
-    def can_carry(self, codec: Codec) -> bool:
-        return match_codec(codec, self._codecs) is not None
-
     # binding
 
     def attach(self, link: RtpLink, params: EgressParameters) -> None:
