@@ -9,18 +9,12 @@ player seeking into the recording must never land on one.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class RtpItem:
-    """One packet of a segment, with sequence number and timestamp extended past wrap."""
-
-    sequence: int
-    timestamp: int
-    marker: bool
-    payload: bytes | memoryview
+# One packet of a segment: (sequence number and timestamp, both extended past their wrap,
+# marker bit, payload). A tuple, for the same reason as packet_log.Packet.
+RtpItem = tuple[int, int, bool, "bytes | memoryview"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,78 +166,72 @@ def _nal_types(annexb: bytes) -> set[int]:
 # --- framing -----------------------------------------------------------------------------
 
 
-def _frames(
-    items: Iterable[RtpItem],
-    part_of: Callable[[bytes | memoryview], _Part],
-    finish: Callable[[Frame], Frame | None],
-) -> Iterator[Frame]:
-    """Group packets by timestamp and emit the frames that form an unbroken chain."""
-    chain_ok = False  # the previous emitted frame is the one right before this one
-    last_seq: int | None = None  # sequence number of the last packet of the previous frame
-    group: list[tuple[RtpItem, _Part]] = []
+class Framer:
+    """Packets of one segment in sequence order in, whole frames of an unbroken chain out."""
 
-    def flush(next_seq: int | None) -> Iterator[Frame]:
-        nonlocal chain_ok, last_seq
+    def __init__(self, codec: str, parameters: dict[str, object] | None = None) -> None:
+        self.codec = codec
+        self._chain_ok = False  # the previous emitted frame is the one right before the next
+        self._last_seq: int | None = None  # last packet of the previous frame
+        self._group: list[tuple[RtpItem, _Part]] = []
+        self._h264: H264Depacketizer | None = None
+        if codec == "VP8":
+            self._part_of: Callable[[bytes | memoryview], _Part] = _vp8_part
+        elif codec == "H264":
+            self._h264 = H264Depacketizer(parameters)
+            self._part_of = self._h264.part
+        else:
+            raise ValueError(f"no depacketizer for {codec}")
+
+    def push(self, items: Iterable[RtpItem]) -> list[Frame]:
+        frames: list[Frame] = []
+        group = self._group
+        part_of = self._part_of
+        for item in items:
+            if group and item[1] != group[0][0][1]:
+                self._flush(item[0], frames)
+                group = self._group = []
+            group.append((item, part_of(item[3])))
+        return frames
+
+    def end(self) -> list[Frame]:
+        """The last frame, once no packet can follow it any more."""
+        frames: list[Frame] = []
+        if self._group:
+            self._flush(None, frames)
+            self._group = []
+        return frames
+
+    def _flush(self, next_seq: int | None, frames: list[Frame]) -> None:
+        group = self._group
         first, first_part = group[0]
+        first_seq, timestamp = first[0], first[1]
         last = group[-1][0]
-        contiguous = all(
-            group[i][0].sequence == group[i - 1][0].sequence + 1 for i in range(1, len(group))
-        )
-        ends = last.marker or (next_seq is not None and next_seq == last.sequence + 1)
-        whole = (
-            contiguous and ends and first_part.starts_frame and all(p.valid for _, p in group)
-        )
-        follows = last_seq is not None and first.sequence == last_seq + 1
-        last_seq = last.sequence
-        keyframe = first_part.keyframe or any(p.keyframe for _, p in group)
-        if not whole or not (keyframe or (chain_ok and follows)):
-            chain_ok = False
+        contiguous = last[0] - first_seq == len(group) - 1
+        ends = last[2] or (next_seq is not None and next_seq == last[0] + 1)
+        whole = contiguous and ends and first_part.starts_frame and all(p.valid for _, p in group)
+        follows = self._last_seq is not None and first_seq == self._last_seq + 1
+        self._last_seq = last[0]
+        keyframe = any(p.keyframe for _, p in group)
+        if not whole or not (keyframe or (self._chain_ok and follows)):
+            self._chain_ok = False
             return
-        data = b"".join(chunk for _, part in group for chunk in part.data)
-        frame = finish(Frame(first.timestamp, keyframe, data))
-        chain_ok = frame is not None
-        if frame is not None:
-            yield frame
-
-    for item in items:
-        if group and item.timestamp != group[0][0].timestamp:
-            yield from flush(item.sequence)
-            group = []
-        group.append((item, part_of(item.payload)))
-    if group:
-        yield from flush(None)
+        data = b"".join([chunk for _, part in group for chunk in part.data])
+        if keyframe and self._h264 is not None:
+            data = self._h264.complete_keyframe(data)
+            if not self._h264.can_decode_keyframe(data):
+                self._chain_ok = False  # no parameter sets seen yet: wait for the next one
+                return
+        self._chain_ok = True
+        frames.append(Frame(timestamp, keyframe, data))
 
 
-def vp8_frames(items: Iterable[RtpItem]) -> Iterator[Frame]:
-    return _frames(items, _vp8_part, lambda frame: frame)
-
-
-def h264_frames(
-    items: Iterable[RtpItem], parameters: dict[str, object] | None = None
-) -> Iterator[Frame]:
-    depacketizer = H264Depacketizer(parameters)
-
-    def finish(frame: Frame) -> Frame | None:
-        if not frame.keyframe:
-            return frame
-        data = depacketizer.complete_keyframe(frame.data)
-        if not depacketizer.can_decode_keyframe(data):
-            return None  # no parameter sets seen yet: undecodable, wait for the next one
-        return Frame(frame.timestamp, True, data)
-
-    return _frames(items, depacketizer.part, finish)
-
-
-def opus_frames(items: Iterable[RtpItem]) -> Iterator[Frame]:
-    for item in items:
-        if len(item.payload):
-            yield Frame(item.timestamp, True, bytes(item.payload))
+def opus_frames(items: Iterable[RtpItem]) -> list[Frame]:
+    return [Frame(ts, True, bytes(payload)) for _, ts, _, payload in items if len(payload)]
 
 
 # Samples per Opus frame at 48 kHz by TOC configuration (RFC 6716 section 3.1).
-_OPUS_FRAME_SAMPLES = (
-    [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
-)
+_OPUS_FRAME_SAMPLES = [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
 
 
 def opus_samples(packet: bytes) -> int:

@@ -15,6 +15,7 @@ SIDECAR = "recording.json"
 RESULT = "result.json"
 THUMBNAIL = "thumbnail.jpg"
 LOG_SUFFIX = ".rtplog"
+LOCK = ".remux.lock"  # held by whichever finaliser is writing the files
 
 _LESSON_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Names the finaliser produces: camera.webm, courseware.mp4, thumbnail.jpg.

@@ -132,7 +132,9 @@ class LessonRecording:
             try:
                 await self._flush(fsync=True)
             except OSError as exc:
-                logger.error("lesson %s: last write of the recording failed: %s", self.lesson_id, exc)
+                logger.error(
+                    "lesson %s: last write of the recording failed: %s", self.lesson_id, exc
+                )
             await self._writer.run(log_writer.close_logs, self._logs)
 
 

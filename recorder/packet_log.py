@@ -20,11 +20,9 @@ it is used and nothing after it is trusted.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -106,16 +104,9 @@ class LogFile:
             self._file.close()
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
-    arrival: float
-    timestamp: int
-    ssrc: int
-    sequence_number: int
-    marker: bool
-    keyframe: bool
-    payload_type: int
-    payload: memoryview
+# A packet as read back: (arrival, timestamp, ssrc, sequence number, flags, payload type,
+# payload). A plain tuple: a 45-minute lesson has half a million of them to go through.
+Packet = tuple[float, int, int, int, int, int, memoryview]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,83 +128,109 @@ class End:
 Record = Packet | Epoch | SenderReport | End
 
 
-class LogReader:
-    """Reads a log through a memory map; payloads are views into it, valid until close()."""
+class LogTail:
+    """Reads a log from where it stopped last time: the whole of it after a crash, or what
+    the writer appended since, while a lesson is still being recorded.
+
+    Records are parsed from chunks of the file; a payload is a view into its chunk."""
+
+    CHUNK = 8 << 20
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.valid_bytes = 0  # how much of the file held whole, well-formed records
-        self.size = path.stat().st_size
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._map: mmap.mmap | None = None
-        if self.size > 0:
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-
-    def __enter__(self) -> LogReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.valid_bytes = 0  # whole, well-formed records read so far (with the magic)
+        self.broken = False  # a record failed its check: nothing after it is trusted
+        self._file: BinaryIO | None = None
+        self._rest = b""  # the start of a record whose end was not written yet
 
     def close(self) -> None:
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                # payload views are still alive somewhere; the map goes with them
-                pass
-            self._map = None
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
-    def records(self) -> Iterator[Record]:
-        data = self._map
-        if data is None or data[: len(MAGIC)] != MAGIC:
-            return
+    def unread(self) -> int:
+        """Bytes written to the log that have not been read yet (0 once it is broken)."""
+        if self.broken:
+            return 0
+        size = self.size()
+        return size if self._file is None else size - self._file.tell()
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def read(self, max_bytes: int = CHUNK) -> list[Record]:
+        """The records appended since the last call (at most about ``max_bytes`` of them)."""
+        if self.broken:
+            return []
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            except FileNotFoundError:
+                return []
+        chunk = self._file.read(max_bytes)
+        if not chunk:
+            return []
+        data = self._rest + chunk if self._rest else chunk
+        pos = 0
+        if self.valid_bytes == 0:
+            if len(data) < len(MAGIC):
+                self._rest = data
+                return []
+            if data[: len(MAGIC)] != MAGIC:
+                self.broken = True
+                return []
+            pos = self.valid_bytes = len(MAGIC)
+        records, used = self._parse(data, pos)
+        self.valid_bytes += used - pos
+        self._rest = data[used:]
+        if self._rest and len(self._rest) > MAX_BODY + _HEADER.size:
+            self.broken = True  # no record is that long: this is not a torn tail
+        return records
+
+    def _parse(self, data: bytes, pos: int) -> tuple[list[Record], int]:
+        records: list[Record] = []
+        append = records.append
         view = memoryview(data)
-        pos = len(MAGIC)
         end = len(data)
-        header = _HEADER
-        header_size = header.size
+        header = _HEADER.unpack_from
+        header_size = _HEADER.size
         unpack_packet = _PACKET.unpack_from
         packet_size = _PACKET.size
-        self.valid_bytes = pos
-        try:
-            while pos + header_size <= end:
-                sync, kind, length, crc = header.unpack_from(data, pos)
-                start = pos + header_size
-                stop = start + length
-                if sync != SYNC or length > MAX_BODY or stop > end:
-                    return
-                body = view[start:stop]
-                if zlib.crc32(body) != crc:
-                    return
-                pos = stop
-                if kind == PACKET:
-                    if length < packet_size:
-                        return
-                    arrival, timestamp, ssrc, seq, flags, pt = unpack_packet(data, start)
-                    yield Packet(
-                        arrival,
-                        timestamp,
-                        ssrc,
-                        seq,
-                        bool(flags & FLAG_MARKER),
-                        bool(flags & FLAG_KEYFRAME),
-                        pt,
-                        body[packet_size:],
-                    )
-                elif kind == EPOCH:
-                    try:
-                        info = json.loads(bytes(body))
-                    except ValueError:
-                        return
-                    yield Epoch(info if isinstance(info, dict) else {})
-                elif kind == SENDER_REPORT:
-                    yield SenderReport(*_REPORT.unpack_from(data, start))
-                elif kind == END:
-                    yield End(*_END.unpack_from(data, start))
-                else:
-                    return
-                self.valid_bytes = pos
-        finally:
-            view.release()
+        crc32 = zlib.crc32
+        while pos + header_size <= end:
+            sync, kind, length, crc = header(data, pos)
+            start = pos + header_size
+            stop = start + length
+            if sync != SYNC or length > MAX_BODY:
+                self.broken = True
+                break
+            if stop > end:
+                break  # not all written yet
+            body = view[start:stop]
+            if crc32(body) != crc:
+                self.broken = True
+                break
+            if kind == PACKET:
+                if length < packet_size:
+                    self.broken = True
+                    break
+                append((*unpack_packet(data, start), body[packet_size:]))
+            elif kind == EPOCH:
+                try:
+                    info = json.loads(bytes(body))
+                except ValueError:
+                    self.broken = True
+                    break
+                append(Epoch(info if isinstance(info, dict) else {}))
+            elif kind == SENDER_REPORT:
+                append(SenderReport(*_REPORT.unpack_from(data, start)))
+            elif kind == END:
+                append(End(*_END.unpack_from(data, start)))
+            else:
+                self.broken = True
+                break
+            pos = stop
+        return records, pos

@@ -20,6 +20,7 @@ class LessonState(enum.StrEnum):
 class Role(enum.StrEnum):
     ORIGIN = "origin"  # the teacher's side: may publish
     CLASSROOM = "classroom"  # a receiving classroom: may only receive
+    REPLAY = "replay"  # a shared replay link: may only watch the lesson's recording
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Lesson:
     created_at: float
     started_at: float | None = None
     ended_at: float | None = None
+    teacher: str = ""  # who teaches it, as the library shows it; may be empty
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class TokenError(Exception):
 
 
 class LessonStore(Protocol):
-    def create(self, title: str, max_classrooms: int, record: bool) -> Lesson: ...
+    def create(
+        self, title: str, max_classrooms: int, record: bool, teacher: str = ""
+    ) -> Lesson: ...
 
     def get(self, lesson_id: str) -> Lesson | None: ...
 

@@ -46,15 +46,21 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": code, "message": message}
 
 
-def _parse(data: str) -> dict[str, Any] | str:
-    """The message as a JSON object, or what is wrong with it."""
+def _parse(data: str) -> dict[str, Any] | tuple[str, str]:
+    """The message as a JSON object, or an error code and what is wrong with it."""
     try:
         message = json.loads(data)
     except (ValueError, RecursionError):
-        return "the message is not valid JSON"
+        return "malformed_json", "the message is not valid JSON"
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        return 'a message must be a JSON object with a string "type"'
+        return "bad_message", 'a message must be a JSON object with a string "type"'
     return message
+
+
+async def _refuse(socket: web.WebSocketResponse, code: str, message: str, close: int) -> bool:
+    await socket.send_json(_error(code, message))
+    await socket.close(code=close, message=b"unauthorized")
+    return False
 
 
 async def _authenticate(
@@ -66,20 +72,23 @@ async def _authenticate(
     except TimeoutError:
         await socket.close(code=_CLOSE_UNAUTHORIZED, message=b"no token")
         return False
-    message = _parse(msg.data) if msg.type is WSMsgType.TEXT else "expected an auth message"
-    token = message.get("token") if isinstance(message, dict) else None
-    if not isinstance(message, dict) or message["type"] != "auth" or not isinstance(token, str):
-        problem = message if isinstance(message, str) else 'expected {"type": "auth", "token"}'
-        await socket.send_json(_error("unauthorized", problem))
+    if msg.type is not WSMsgType.TEXT:
         await socket.close(code=_CLOSE_UNAUTHORIZED, message=b"no token")
         return False
+    message = _parse(msg.data)
+    if isinstance(message, tuple):
+        return await _refuse(socket, "unauthorized", message[1], _CLOSE_UNAUTHORIZED)
+    token = message.get("token")
+    if message["type"] != "auth" or not isinstance(token, str):
+        expected = 'the first message must be {"type": "auth", "token": ...}'
+        return await _refuse(socket, "unauthorized", expected, _CLOSE_UNAUTHORIZED)
     try:
         _check(request, lesson_id, token)
     except web.HTTPException as exc:
         body = json.loads(exc.text or "{}")
-        await socket.send_json(_error(body.get("error", "unauthorized"), body.get("message", "")))
-        await socket.close(code=4000 + exc.status, message=b"bad token")
-        return False
+        return await _refuse(
+            socket, body.get("error", "unauthorized"), body.get("message", ""), 4000 + exc.status
+        )
     return True
 
 
@@ -116,9 +125,7 @@ async def lesson_events(request: web.Request) -> web.StreamResponse:
                 break
             if msg.type is WSMsgType.TEXT:
                 parsed = _parse(msg.data)
-                reply = (
-                    _reply(parsed) if isinstance(parsed, dict) else _error("bad_message", parsed)
-                )
+                reply = _reply(parsed) if isinstance(parsed, dict) else _error(*parsed)
             else:
                 reply = _error("bad_message", "only JSON text messages are understood")
             await socket.send_json(reply)

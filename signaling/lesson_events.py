@@ -30,6 +30,7 @@ class LessonEvents:
         self._sockets: dict[str, set[web.WebSocketResponse]] = {}
         self._dirty: set[str] = set()
         self._flush: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self.closed = False
 
     def snapshot(self, lesson_id: str) -> dict[str, Any] | None:
@@ -71,6 +72,16 @@ class LessonEvents:
         self._dirty.add(lesson_id)
         if self._flush is None or self._flush.done():
             self._flush = asyncio.get_running_loop().create_task(self._send_dirty())
+
+    def send(self, lesson_id: str, message: dict[str, Any]) -> None:
+        """Tell the lesson's listeners something beside its snapshot (its recording stopped,
+        say); dropped when nobody listens."""
+        sockets = list(self._sockets.get(lesson_id, ()))
+        if self.closed or not sockets:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(sockets, message))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send_dirty(self) -> None:
         while self._dirty:

@@ -11,11 +11,13 @@ from aiohttp import web
 from .auth import grant_for, is_teacher, require_teacher
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
+from .hooks import hooks_of
 from .keys import AUTHORITY, EVENTS, SESSIONS, SFU, STORE
 
 logger = logging.getLogger(__name__)
 
 MAX_TITLE = 200
+MAX_TEACHER = 100
 MAX_CLASSROOMS_LIMIT = 1000
 DEFAULT_MAX_CLASSROOMS = web.AppKey("default_max_classrooms", int)
 
@@ -56,11 +58,22 @@ def _lesson_fields(request: web.Request, body: dict[str, Any]) -> tuple[str, int
     return title.strip(), max_classrooms, record
 
 
+def _teacher_field(body: dict[str, Any]) -> str:
+    """The optional ``teacher`` (a name for the replay library); taken out of ``body``."""
+    teacher = body.pop("teacher", "")
+    if not isinstance(teacher, str) or len(teacher.strip()) > MAX_TEACHER:
+        raise http_error(
+            400, "bad_teacher", f"teacher must be text of at most {MAX_TEACHER} characters"
+        )
+    return teacher.strip()
+
+
 def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> dict[str, Any]:
     sessions = request.app[SESSIONS]
     data: dict[str, Any] = {
         "id": lesson.id,
         "title": lesson.title,
+        "teacher": lesson.teacher,
         "state": lesson.state.value,
         "max_classrooms": lesson.max_classrooms,
         "record": lesson.record,
@@ -68,6 +81,7 @@ def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> di
         "started_at": lesson.started_at,
         "ended_at": lesson.ended_at,
         "classrooms": sessions.classrooms(lesson.id),
+        "recording": hooks_of(request.app).recording_info(lesson.id),
         "origin_sources": sorted(s.name for s in sessions.of_lesson(lesson.id, "whip")),
     }
     if with_links and lesson.state is not LessonState.ENDED:
@@ -95,8 +109,10 @@ def _existing(request: web.Request, lesson_id: str) -> Lesson:
 
 async def create_lesson(request: web.Request) -> web.Response:
     require_teacher(request)
-    title, max_classrooms, record = _lesson_fields(request, await _json_object(request))
-    lesson = request.app[STORE].create(title, max_classrooms, record)
+    body = await _json_object(request)
+    teacher = _teacher_field(body)
+    title, max_classrooms, record = _lesson_fields(request, body)
+    lesson = request.app[STORE].create(title, max_classrooms, record, teacher)
     logger.info("lesson %s created: %r", lesson.id, lesson.title)
     return web.json_response(
         lesson_json(request, lesson, with_links=True),
@@ -131,6 +147,7 @@ async def end_lesson(request: web.Request) -> web.Response:
     if lesson.state is not LessonState.ENDED:
         lesson = request.app[STORE].set_state(lesson_id, LessonState.ENDED)
         await request.app[SFU].close_router(lesson_id)
+        hooks_of(request.app).on_ended(lesson)
         await request.app[EVENTS].end(lesson_id)
         logger.info("lesson %s ended", lesson_id)
     return web.json_response(lesson_json(request, lesson, with_links=False))

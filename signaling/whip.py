@@ -15,6 +15,7 @@ from media.subscriber import Subscriber
 from .auth import grant_for
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
+from .hooks import hooks_of
 from .keys import EVENTS, SESSIONS, SFU, STORE
 from .sessions import Session, Sessions
 
@@ -125,6 +126,9 @@ async def whip_post(request: web.Request) -> web.Response:
         store.set_state(lesson_id, LessonState.LIVE)
         request.app[EVENTS].publish(lesson_id)
         logger.info("lesson %s is live", lesson_id)
+    current = store.get(lesson_id)
+    if current is not None and current.state is LessonState.LIVE:
+        hooks_of(request.app).on_live(current)  # every publication: a recording resumes too
     return response
 
 

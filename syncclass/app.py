@@ -16,6 +16,7 @@ from signaling.sessions import Sessions
 
 from . import pages, status
 from .config import Config
+from .recording import setup_recording
 from .store import SqliteLessonStore
 from .tokens import TokenAuthority, load_or_create_secret, load_or_create_teacher_key
 
@@ -50,6 +51,7 @@ def create_app(config: Config) -> web.Application:
     events.add_routes(app)
     status.add_routes(app)
     pages.add_routes(app)
+    setup_recording(app, config, data_dir)
     app.on_shutdown.append(_close_events)
     app.on_shutdown.append(_close_media)
     app.on_cleanup.append(_close_store)

@@ -28,6 +28,9 @@ class Config:
     token_ttl_s: float = 43200.0
     max_classrooms: int = 30
     log_level: str = "info"
+    recordings_dir: Path | None = None  # None: DATA_DIR/recordings
+    retain_days: float | None = None  # None: keep recordings until deleted
+    record_min_free_mb: int = 1000
 
 
 def _host(text: str) -> str:
@@ -122,6 +125,23 @@ def _max_classrooms(text: str) -> int:
     return count
 
 
+def _days(text: str) -> float:
+    try:
+        days = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number of days, got {text!r}") from None
+    if not (math.isfinite(days) and days > 0):
+        raise ValueError(f"must be a positive number of days, got {text!r}")
+    return days
+
+
+def _megabytes(text: str) -> int:
+    size = _int(text)
+    if size < 0:
+        raise ValueError(f"must be 0 or more, got {size}")
+    return size
+
+
 def _log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -197,6 +217,29 @@ _OPTIONS: tuple[_Option, ...] = (
         _max_classrooms,
     ),
     _Option("--log-level", "log_level", "LEVEL", f"one of {', '.join(LOG_LEVELS)}", _log_level),
+    _Option(
+        "--recordings-dir",
+        "recordings_dir",
+        "DIR",
+        "directory for lesson recordings",
+        _directory,
+        "DATA_DIR/recordings",
+    ),
+    _Option(
+        "--retain-days",
+        "retain_days",
+        "DAYS",
+        "delete recordings this many days after they were made",
+        _days,
+        "keep",
+    ),
+    _Option(
+        "--record-min-free-mb",
+        "record_min_free_mb",
+        "MB",
+        "stop recording (keeping what is recorded) when the disk has less free space than this",
+        _megabytes,
+    ),
 )
 
 

@@ -1,7 +1,8 @@
-"""Lessons kept in a single SQLite file so they survive a server restart."""
+"""Lessons and their recordings kept in a single SQLite file so they survive a restart."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recorder.catalog import Recording, RecordingState
 from signaling.contracts import Lesson, LessonState
 
 # Each entry upgrades the schema from version N to N + 1; append, never edit, so existing
@@ -30,10 +32,28 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX lessons_created_at ON lessons (created_at)",
     ),
+    (
+        "ALTER TABLE lessons ADD COLUMN teacher TEXT NOT NULL DEFAULT ''",
+        """
+        CREATE TABLE recordings (
+            lesson_id  TEXT PRIMARY KEY REFERENCES lessons (id),
+            state      TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at   REAL,
+            duration_s REAL,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            public     INTEGER NOT NULL DEFAULT 0,
+            details    TEXT NOT NULL DEFAULT '{}',
+            error      TEXT
+        )
+        """,
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_COLUMNS = "id, title, state, max_classrooms, record, created_at, started_at, ended_at"
+_COLUMNS = (
+    "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher"
+)
 _ID_ATTEMPTS = 5
 
 
@@ -80,14 +100,15 @@ class SqliteLessonStore:
         with self._lock:
             self._db.close()
 
-    def create(self, title: str, max_classrooms: int, record: bool) -> Lesson:
+    def create(self, title: str, max_classrooms: int, record: bool, teacher: str = "") -> Lesson:
         now = self._clock()
         with self._lock:
             for _ in range(_ID_ATTEMPTS):
                 lesson_id = secrets.token_urlsafe(8)
                 try:
                     self._db.execute(
-                        f"INSERT INTO lessons ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                        f"INSERT INTO lessons ({_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
                         (
                             lesson_id,
                             title,
@@ -95,6 +116,7 @@ class SqliteLessonStore:
                             max_classrooms,
                             int(record),
                             now,
+                            teacher,
                         ),
                     )
                 except sqlite3.IntegrityError:
@@ -106,6 +128,7 @@ class SqliteLessonStore:
                     max_classrooms=max_classrooms,
                     record=bool(record),
                     created_at=now,
+                    teacher=teacher,
                 )
         raise RuntimeError("could not allocate a unique lesson id")
 
@@ -154,7 +177,7 @@ class SqliteLessonStore:
 
 
 def _to_lesson(row: tuple[Any, ...]) -> Lesson:
-    lesson_id, title, state, max_classrooms, record, created_at, started_at, ended_at = row
+    lesson_id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher = row
     return Lesson(
         id=lesson_id,
         title=title,
@@ -164,4 +187,68 @@ def _to_lesson(row: tuple[Any, ...]) -> Lesson:
         created_at=created_at,
         started_at=started_at,
         ended_at=ended_at,
+        teacher=teacher,
+    )
+
+
+class SqliteRecordingCatalog:
+    """`recorder.catalog.RecordingCatalog` in the lesson store's database."""
+
+    _COLUMNS = (
+        "lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error"
+    )
+
+    def __init__(self, store: SqliteLessonStore) -> None:
+        self._db = store._db
+        self._lock = store._lock
+
+    def get(self, lesson_id: str) -> Recording | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM recordings WHERE lesson_id = ?", (lesson_id,)
+            ).fetchone()
+        return None if row is None else _to_recording(row)
+
+    def list(self) -> list[Recording]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM recordings ORDER BY started_at DESC"
+            ).fetchall()
+        return [_to_recording(row) for row in rows]
+
+    def put(self, recording: Recording) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO recordings ({self._COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    recording.lesson_id,
+                    recording.state.value,
+                    recording.started_at,
+                    recording.ended_at,
+                    recording.duration_s,
+                    recording.size_bytes,
+                    int(recording.public),
+                    json.dumps(recording.details),
+                    recording.error,
+                ),
+            )
+
+    def delete(self, lesson_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM recordings WHERE lesson_id = ?", (lesson_id,))
+
+
+def _to_recording(row: tuple[Any, ...]) -> Recording:
+    lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error = row
+    return Recording(
+        lesson_id=lesson_id,
+        state=RecordingState(state),
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_s=duration_s,
+        size_bytes=size_bytes,
+        public=bool(public),
+        details=json.loads(details),
+        error=error,
     )

@@ -9,12 +9,11 @@ open chrome://webrtc-internals, without the pages exposing anything for tests.
 from __future__ import annotations
 
 import os
-import shutil
+import weakref
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, Playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
 CHROMIUM = os.environ.get("SYNCCLASS_CHROMIUM", "/usr/bin/chromium")
 
@@ -35,8 +34,10 @@ ARGS = (
     "--enable-usermedia-screen-capturing",
 )
 # A classroom PC set up as a kiosk plays sound without a click; tests that check the
-# "click for sound" prompt launch without this.
+# "click for sound" prompt launch without this, and with sound on: Playwright mutes the
+# browser by default, and a muted browser lets every page play sound.
 AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+BLOCK_AUTOPLAY = "--autoplay-policy=document-user-activation-required"
 
 RECORD_PEER_CONNECTIONS = """
 (() => {
@@ -95,25 +96,49 @@ VIDEOS = """
 """
 
 
-def chromium_available() -> bool:
-    return Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is not None
+_REQUESTS: weakref.WeakKeyDictionary[BrowserContext, list[str]] = weakref.WeakKeyDictionary()
 
 
-async def launch(playwright: Playwright, *, autoplay: bool = True, extra: Sequence[str] = ()) -> Browser:
-    args = [*ARGS, *((AUTOPLAY,) if autoplay else ()), *extra]
-    return await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+def requested(page: Page) -> list[str]:
+    """Every URL the page's context asked for, in order."""
+    return _REQUESTS[page.context]
+
+
+async def launch(
+    playwright: Playwright, *, autoplay: bool = True, extra: Sequence[str] = ()
+) -> Browser:
+    args = [*ARGS, AUTOPLAY if autoplay else BLOCK_AUTOPLAY, *extra]
+    return await playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=args,
+        ignore_default_args=[] if autoplay else ["--mute-audio"],
+    )
 
 
 async def open_page(
-    browser: Browser, url: str, *, width: int = 1366, height: int = 768, **options: Any
+    browser: Browser,
+    url: str | None,
+    *,
+    width: int = 1366,
+    height: int = 768,
+    **options: Any,
 ) -> Page:
-    """A page in its own context (its own storage: another machine), with the PC hook."""
+    """A page in its own context (its own storage: another machine), with the PC hook; at
+    ``url`` unless that is None.
+
+    Anything Playwright does in a page (even reading an attribute) counts as a user gesture
+    there, so a test about what a page does before anyone touches it must only watch it."""
     context = await browser.new_context(
         viewport={"width": width, "height": height}, permissions=["camera", "microphone"], **options
     )
     await context.add_init_script(RECORD_PEER_CONNECTIONS)
+    urls: list[str] = []
+    _REQUESTS[context] = urls
+    context.on("request", lambda request: urls.append(request.url))
     page = await context.new_page()
-    await page.goto(url)
+    if url is not None:
+        await page.goto(url)
     return page
 
 

@@ -1,5 +1,7 @@
 // The teacher's camera and microphone: opening them, listing them, switching them.
 
+import { t } from './i18n.js';
+
 const VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
@@ -37,7 +39,7 @@ export async function fillDeviceSelect(select, kind, current) {
     ...devices.map((device, i) => {
       const option = document.createElement('option');
       option.value = device.deviceId;
-      option.textContent = device.label || `${kind === 'videoinput' ? '📷' : '🎤'} ${i + 1}`;
+      option.textContent = device.label || `${t(kind === 'videoinput' ? 'teach.camera' : 'teach.microphone')} ${i + 1}`;
       return option;
     }),
   );

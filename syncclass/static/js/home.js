@@ -41,6 +41,12 @@ function renderLessons(lessons, key) {
     state.className = `pill state-${lesson.state}`;
     setText(state, `state.${lesson.state}`);
     item.append(title, state);
+    if (lesson.state === 'live') {
+      const online = document.createElement('span');
+      online.className = 'hint';
+      setText(online, 'home.lessons.classrooms', { n: lesson.classrooms });
+      item.append(online);
+    }
     if (lesson.state !== 'ended') {
       const open = document.createElement('button');
       open.type = 'button';

@@ -58,7 +58,7 @@ export function leave(sessionUrl, token, { keepalive = false } = {}) {
 }
 
 /** Calls `onDrop` once when the connection is lost: failed, or disconnected for a while. */
-export function watchConnection(pc, onDrop, { graceMs = 4000 } = {}) {
+export function watchConnection(pc, onDrop, { graceMs = 3000 } = {}) {
   let timer = null;
   let dropped = false;
   const drop = () => {

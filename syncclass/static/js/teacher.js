@@ -6,19 +6,16 @@ import { fillDeviceSelect, openDevices, openTrack } from './devices.js';
 import { LessonEvents } from './events.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
 import { showJoinLink } from './join-panel.js';
-import { WhipPublisher } from './whip.js';
+import { Publication } from './publication.js';
 
 const $ = (id) => document.getElementById(id);
 const { id: lessonId, token } = lessonFromLocation();
 const whipUrl = (source) => `/whip/${encodeURIComponent(lessonId)}?source=${source}`;
 
 const local = { video: null, audio: null, screen: null };
-let camera = null; // WhipPublisher of the camera source while the lesson is taught
-let courseware = null; // WhipPublisher of the courseware source while shared
-let lessonState = 'scheduled';
-let retryTimer = null;
-let retryDelay = 1000;
-let reconnecting = false; // the camera publication was lost and is being restored
+let camera = null; // Publication of the camera and microphone while the lesson is taught
+let courseware = null; // Publication of the shared screen
+let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad link
 let events = null;
 
 // --- the state line ------------------------------------------------------------------------
@@ -29,6 +26,12 @@ function showState(state) {
   document.body.dataset.state = state;
   setText(line, `teach.state.${state}`);
   const ended = state === 'ended' || state === 'invalid';
+  $('closed').hidden = !ended;
+  document.querySelector('main.teach').hidden = ended;
+  if (ended) {
+    setText($('closed-title'), `teach.state.${state}`);
+    setText($('closed-text'), state === 'ended' ? 'teach.endedNote' : 'teach.invalidNote');
+  }
   $('start').disabled = ended || camera !== null || !(local.video || local.audio);
   $('start').hidden = camera !== null || ended;
   $('end').disabled = ended || state === 'loading';
@@ -36,10 +39,9 @@ function showState(state) {
 }
 
 function refreshState() {
-  if (lessonState === 'ended') return showState('ended');
+  if (['loading', 'invalid', 'ended'].includes(lessonState)) return showState(lessonState);
   if (!camera) return showState('ready');
-  if (camera.connectionState === 'connected') return showState('live');
-  return showState(reconnecting ? 'reconnecting' : 'connecting');
+  return showState(camera.state === 'stopped' ? 'ready' : camera.state);
 }
 
 function showError(key, error) {
@@ -68,7 +70,14 @@ async function openLocalMedia() {
 
 async function switchDevice(kind, deviceId) {
   const old = local[kind];
-  const track = await openTrack(kind, deviceId);
+  let track;
+  try {
+    track = await openTrack(kind, deviceId);
+  } catch (error) {
+    showError('teach.noDevice', error);
+    return;
+  }
+  $('media-error').hidden = true;
   track.enabled = old ? old.enabled : true;
   local[kind] = track;
   if (camera) await camera.replaceTrack(kind, track);
@@ -92,43 +101,23 @@ function renderToggles() {
 
 // --- publishing ------------------------------------------------------------------------------
 
-async function startTeaching() {
-  if (camera || lessonState === 'ended') return;
-  clearTimeout(retryTimer);
-  const publisher = new WhipPublisher(whipUrl('camera'), token, {
-    onConnected: () => {
-      retryDelay = 1000;
-      reconnecting = false;
-      refreshState();
-    },
-    onDrop: () => reconnect(),
-  });
-  camera = publisher;
-  refreshState();
-  try {
-    await publisher.publish([local.audio, local.video].filter(Boolean));
-  } catch (error) {
-    if (camera !== publisher) return;
-    camera = null;
-    if (error instanceof ApiError && error.status === 410) return lessonEnded();
-    if (error instanceof ApiError && error.status >= 400 && error.status < 500) {
-      showError('teach.publishFailed', error);
-      return refreshState();
-    }
-    return reconnect();
-  }
-  refreshState();
+function refused(error) {
+  showError('teach.publishFailed', error);
 }
 
-function reconnect() {
-  if (lessonState === 'ended') return;
-  if (camera) camera.close();
-  camera = null;
-  reconnecting = true;
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(() => startTeaching(), retryDelay);
-  retryDelay = Math.min(retryDelay * 2, 10000);
-  showState('reconnecting');
+function startTeaching() {
+  if (camera || !['scheduled', 'live'].includes(lessonState)) return;
+  camera = new Publication(whipUrl('camera'), token, [local.audio, local.video], {
+    onChange: refreshState,
+    onEnded: lessonEnded,
+    onRefused: (error) => {
+      camera = null;
+      refused(error);
+      refreshState();
+    },
+  });
+  refreshState();
+  camera.start();
 }
 
 async function startCourseware() {
@@ -146,26 +135,22 @@ async function startCourseware() {
   track.contentHint = 'detail'; // slides and text: keep them sharp rather than smooth
   track.addEventListener('ended', () => stopCourseware()); // the browser's own "stop sharing"
   local.screen = track;
-  const publisher = new WhipPublisher(whipUrl('courseware'), token, {
-    onDrop: () => {
-      if (courseware === publisher) stopCourseware();
+  courseware = new Publication(whipUrl('courseware'), token, [track], {
+    onEnded: lessonEnded,
+    onRefused: (error) => {
+      refused(error);
+      stopCourseware();
     },
   });
-  courseware = publisher;
   $('courseware-preview').srcObject = stream;
   $('courseware-figure').hidden = false;
   $('previews').dataset.courseware = 'on';
   renderToggles();
-  try {
-    await publisher.publish([track]);
-  } catch (error) {
-    showError('teach.coursewareFailed', error);
-    await stopCourseware();
-  }
+  courseware.start();
 }
 
 async function stopCourseware() {
-  const publisher = courseware;
+  const publication = courseware;
   courseware = null;
   if (local.screen) local.screen.stop();
   local.screen = null;
@@ -173,15 +158,14 @@ async function stopCourseware() {
   $('courseware-figure').hidden = true;
   $('previews').dataset.courseware = 'off';
   renderToggles();
-  if (publisher) await publisher.stop();
+  if (publication) await publication.stop();
 }
 
 // --- the lesson ------------------------------------------------------------------------------
 
 function lessonEnded() {
   lessonState = 'ended';
-  clearTimeout(retryTimer);
-  for (const publisher of [camera, courseware]) if (publisher) publisher.close();
+  for (const publication of [camera, courseware]) if (publication) publication.close();
   camera = null;
   courseware = null;
   for (const track of Object.values(local)) if (track) track.stop();
@@ -223,12 +207,15 @@ async function endLesson() {
 
 async function main() {
   mountLanguageSwitch($('lang'));
-  showState('loading');
+  refreshState();
   let lesson;
   try {
     lesson = await api('GET', `/api/lessons/${encodeURIComponent(lessonId)}`, { credential: token });
   } catch (error) {
-    if (error instanceof ApiError && [401, 403, 404].includes(error.status)) return showState('invalid');
+    if (error instanceof ApiError && [401, 403, 404].includes(error.status)) {
+      lessonState = 'invalid';
+      return refreshState();
+    }
     showError('error.generic', error);
     return;
   }
@@ -249,7 +236,7 @@ async function main() {
   await openLocalMedia();
   refreshState();
   // a reload in the middle of a lesson carries on teaching without another click
-  if (lesson.state === 'live') await startTeaching();
+  if (lesson.state === 'live') startTeaching();
 }
 
 $('start').addEventListener('click', () => startTeaching());
@@ -268,7 +255,9 @@ $('mic-select').addEventListener('change', (event) => switchDevice('audio', even
 window.addEventListener('langchange', () => refreshState());
 // leave at once, so classrooms wait for the reloaded page instead of a connection timing out
 window.addEventListener('pagehide', () => {
-  for (const publisher of [camera, courseware]) if (publisher) publisher.stop({ keepalive: true });
+  for (const publication of [camera, courseware]) {
+    if (publication) publication.stop({ keepalive: true });
+  }
 });
 
 main();
