@@ -129,7 +129,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{p['frames_sent']} | {p['frames_delivered_min'] or '–'} / "
                 f"{p['frames_delivered_median'] or '–'} | "
                 f"{', '.join(str(d) for d in p['frames_decoded_sample']) or '–'} | "
-                f"{p['packets_forwarded_per_s']:.0f} |"
+                f"{p['packets_forwarded_per_s']:.0f}"
+                f"{' (saturated: not fitted)' if p.get('saturated') else ''} |"
             )
     lines.append("")
     lines.append(f"Largest point: {top} classrooms. Plot: fanout-{result['codec'].lower()}.png")

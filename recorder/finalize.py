@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +78,13 @@ class Remuxer:
         self._ended: set[tuple[Track, int]] = set()
         self._writers: dict[str, SourceWriter] = {}
         for source in SOURCES:
+            kinds = {kind for s, kind in TRACKS if s == source}
             expected = None
             if not follow:
-                expected = {
-                    kind
-                    for s, kind in TRACKS
-                    if s == source and _has_packets(directory / log_name(s, kind))
-                }
-            self._writers[source] = SourceWriter(directory, source, expected)
+                expected = {k for k in kinds if _has_packets(directory / log_name(source, k))}
+            self._writers[source] = SourceWriter(
+                directory, source, kinds, expected, self._heard_until(source)
+            )
 
     def close(self) -> None:
         for tail in self._tails.values():
@@ -114,6 +114,15 @@ class Remuxer:
             self._release(min(behind) if behind else self._latest())
         return read
 
+    def _heard_until(self, source: str) -> Callable[[str], float]:
+        def heard_until(kind: str) -> float:
+            track = (source, kind)
+            if self._tails[track].unread():
+                return self._timelines[track].latest_arrival
+            return self._latest()  # read to its end: as far as anything has been heard
+
+        return heard_until
+
     def _latest(self) -> float:
         return max(t.latest_arrival for t in self._timelines.values())
 
@@ -121,16 +130,24 @@ class Remuxer:
         for track, timeline in self._timelines.items():
             source, kind = track
             writer = self._writers[source]
-            for segment, items in timeline.release(now):
-                writer.add(kind, *self._frames(track, segment, items))
+            released = {segment.index: items for segment, items in timeline.release(now)}
+            # segment by segment, so that the last frame of one goes before the next one's
             for segment in timeline.segments:
                 key = (track, segment.index)
+                if key in self._ended:
+                    continue
+                items = released.get(segment.index)
+                if items:
+                    writer.add(kind, *self._frames(track, segment, items))
                 # an ended segment gets no more packets: its last frame is complete
-                if key not in self._ended and segment.ended_at is not None and segment.drained:
+                if segment.ended_at is not None and segment.drained:
                     self._ended.add(key)
                     framer = self._framers.pop(key, None)
                     if framer is not None:
                         writer.add(kind, segment.codec, self._timed(segment, framer.end()))
+                elif not segment.drained:
+                    break  # later segments are not released before this one
+        for writer in self._writers.values():  # once every track had its say
             writer.pump(final=False)
 
     def _frames(

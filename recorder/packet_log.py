@@ -23,6 +23,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -53,6 +54,22 @@ def epoch_record(info: dict[str, Any]) -> bytes:
     return _record(EPOCH, json.dumps(info, separators=(",", ":")).encode())
 
 
+def packet_chunks(
+    arrival: float,
+    timestamp: int,
+    ssrc: int,
+    sequence_number: int,
+    flags: int,
+    payload_type: int,
+    payload: bytes | memoryview,
+) -> tuple[bytes, bytes, bytes | memoryview]:
+    """A packet record in three pieces, so that the payload is copied once, into the file."""
+    fields = _PACKET.pack(arrival, timestamp, ssrc, sequence_number, flags, payload_type)
+    crc = zlib.crc32(payload, zlib.crc32(fields))
+    header = _HEADER.pack(SYNC, PACKET, len(fields) + len(payload), crc)
+    return header, fields, payload
+
+
 def packet_record(
     arrival: float,
     timestamp: int,
@@ -62,9 +79,9 @@ def packet_record(
     payload_type: int,
     payload: bytes | memoryview,
 ) -> bytes:
-    body = _PACKET.pack(arrival, timestamp, ssrc, sequence_number, flags, payload_type)
-    body += payload
-    return _record(PACKET, body)
+    return b"".join(
+        packet_chunks(arrival, timestamp, ssrc, sequence_number, flags, payload_type, payload)
+    )
 
 
 def sender_report_record(wall_time: float, rtp_timestamp: int) -> bytes:
@@ -86,7 +103,7 @@ class LogFile:
             self._file.write(MAGIC)
         self.size = self._file.tell()
 
-    def write(self, chunks: list[bytes]) -> int:
+    def write(self, chunks: Sequence[bytes | memoryview]) -> int:
         """Append whole records and hand them to the kernel (a kill -9 no longer loses them)."""
         data = b"".join(chunks)
         self._file.write(data)

@@ -12,6 +12,7 @@ import io
 import os
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,16 +118,27 @@ class _Stream:
 class SourceWriter:
     """The file of one source (camera or courseware), written as its frames come.
 
-    It opens once every expected track has frames (``expected`` None: once the tracks
-    present have waited ``OPEN_WAIT_S`` for the others), so that audio and video start
-    together; what arrives later for a track it did not open with cannot be added and is
-    reported in ``incomplete`` (and the kind in ``late``: remuxing the logs in one go, which
-    knows beforehand which tracks there are, gets it right)."""
+    It opens once every expected track has frames, so that audio and video start together.
+    Following a lesson, which tracks will come is not known: ``expected`` is None, and a
+    track is given up once its log has been read ``OPEN_WAIT_S`` past the first frame of the
+    others without a frame of its own (``heard_until(kind)``: the wall-clock time up to which
+    its log has been read). What arrives later for a track the file did not open with cannot
+    be added; it is reported in ``incomplete`` (and the kind in ``late``: remuxing the logs in
+    one go, which knows beforehand which tracks there are, gets it right)."""
 
-    def __init__(self, directory: Path, source: str, expected: set[str] | None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        source: str,
+        kinds: set[str],
+        expected: set[str] | None,
+        heard_until: Callable[[str], float],
+    ) -> None:
         self.directory = directory
         self.source = source
+        self.kinds = kinds
         self.expected = expected
+        self._heard_until = heard_until
         self.origin: float | None = None  # wall-clock time of the file's time 0
         self.video_codec: str | None = None
         self.width = self.height = 0
@@ -194,10 +206,11 @@ class SourceWriter:
             if self.expected is not None:
                 if not self.expected <= present:
                     return False
-            elif present != {"video", "audio"}:
-                times = [f.time for q in self._queues.values() if q for f in (q[0], q[-1])]
-                if max(times) - min(times) < OPEN_WAIT_S:
-                    return False
+            else:
+                first = min(self._queues[kind][0].time for kind in present)
+                for kind in self.kinds - present:
+                    if self._heard_until(kind) < first + OPEN_WAIT_S:
+                        return False
         self._open(present)
         return True
 

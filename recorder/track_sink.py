@@ -105,21 +105,20 @@ class TrackSink:
         self.closed = True
 
 
-def serialise(pending: list[Pending]) -> list[bytes]:
+def serialise(pending: list[Pending]) -> list[bytes | memoryview]:
     """Turn what a sink collected into log records (runs in the writer thread)."""
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     append = chunks.append
-    record = packet_log.packet_record
+    extend = chunks.extend
+    record = packet_log.packet_chunks
+    marker_flag, keyframe_flag = packet_log.FLAG_MARKER, packet_log.FLAG_KEYFRAME
     for item in pending:
-        if type(item) is bytes:
+        if isinstance(item, bytes):
             append(item)
             continue
-        arrival, keyframe, packet = item  # type: ignore[misc]
-        flags = (packet_log.FLAG_MARKER if packet.marker else 0) | (
-            packet_log.FLAG_KEYFRAME if keyframe else 0
-        )
-        data = packet.data
-        append(
+        arrival, keyframe, packet = item
+        flags = (marker_flag if packet.marker else 0) | (keyframe_flag if keyframe else 0)
+        extend(
             record(
                 arrival,
                 packet.timestamp,
@@ -127,7 +126,7 @@ def serialise(pending: list[Pending]) -> list[bytes]:
                 packet.sequence_number,
                 flags,
                 packet.payload_type,
-                memoryview(data)[packet.payload_offset : packet.payload_end],
+                memoryview(packet.data)[packet.payload_offset : packet.payload_end],
             )
         )
     return chunks

@@ -24,9 +24,13 @@ class Playback:
     audio_codec: str | None
     # (presentation time in s, frame number drawn in the picture, drawn keyframe flag)
     frames: list[tuple[float, int, bool]] = field(default_factory=list)
-    unreadable: int = 0
+    unreadable_at: list[float] = field(default_factory=list)  # damaged pictures' times
     audio_seconds: float = 0.0
     beeps: list[float] = field(default_factory=list)  # onset times in s
+
+    @property
+    def unreadable(self) -> int:
+        return len(self.unreadable_at)
 
     def distinct_frames(self) -> int:
         return len({(round(t), n) for t, n, _ in self.frames})
@@ -95,7 +99,7 @@ def play(path: Path) -> Playback:
                 if isinstance(frame, av.VideoFrame):
                     marker = read_marker(frame)
                     if marker is None:
-                        result.unreadable += 1
+                        result.unreadable_at.append(float(frame.time))
                     else:
                         result.frames.append((float(frame.time), marker.index, marker.keyframe))
                 elif isinstance(frame, av.AudioFrame):

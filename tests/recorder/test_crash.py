@@ -49,7 +49,7 @@ async def test_kill_9_mid_lesson_then_restart_recovers_the_recording(tmp_path: P
         assert body["state"] == "live"  # the lesson itself was not ended
         playback = play(download(restarted, recording["url"], tmp_path / "recovered.webm"))
         assert playback.duration_s >= KILL_AFTER_S - 2.0, playback.duration_s
-        assert playback.unreadable == 0
+        assert playback.unreadable == 0, playback.unreadable_at
         numbers = {n for _, n, _ in playback.frames}
         assert set(range(round((KILL_AFTER_S - 2.0) * FPS))) <= numbers, sent_before_kill
         assert playback.audio_seconds >= KILL_AFTER_S - 2.0
@@ -66,7 +66,7 @@ async def test_kill_9_mid_lesson_then_restart_recovers_the_recording(tmp_path: P
         _, final = await wait_ready(restarted, lesson["id"], within=15.0)
         whole = play(download(restarted, final["url"], tmp_path / "whole.webm"))
         assert whole.duration_s > playback.duration_s + 5.0
-        assert whole.unreadable == 0
+        assert whole.unreadable == 0, whole.unreadable_at
         assert len({(round(t), n) for t, n, _ in whole.frames}) >= playback.distinct_frames() + 145
     finally:
         restarted.stop()
