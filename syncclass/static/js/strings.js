@@ -89,7 +89,6 @@ export const STRINGS = {
     'join.room': '教室：{name}',
 
     'recordings.title': '录像回放',
-    'recordings.soon': '录像库即将开放：课程结束后，录像会出现在这里。',
   },
   en: {
     'brand': 'syncclass',
@@ -179,6 +178,5 @@ export const STRINGS = {
     'join.room': 'Classroom: {name}',
 
     'recordings.title': 'Recordings',
-    'recordings.soon': 'The recordings library is coming: recordings of ended lessons will be listed here.',
   },
 };
