@@ -209,7 +209,12 @@ class Producer:
             return
         waiting = any(c.waiting_for_keyframe for c in self.consumers)
         if waiting or self.stats.keyframes == self._keyframes_at_request:
-            self._send_keyframe_request(self._now())
+            now = self._now()
+            early = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - now
+            if early > 0:  # timers may fire a little ahead: the interval is a promise
+                self._defer_keyframe_request(early)
+                return
+            self._send_keyframe_request(now)
 
     def _send_keyframe_request(self, now: float) -> None:
         self._last_keyframe_request = now
