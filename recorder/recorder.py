@@ -142,7 +142,8 @@ class Recorder:
                 await live.capture.start()
         except OSError as exc:
             logger.error("lesson %s: cannot record: %s", lesson_id, exc)
-            self._live.pop(lesson_id, None)
+            if self._live.get(lesson_id) is live:  # not a newer capture started meanwhile
+                del self._live[lesson_id]
             self._update(lesson_id, state=RecordingState.FAILED, error="cannot_write")
             return
         if live.capture.stopped_reason is None and self._live.get(lesson_id) is live:
@@ -211,7 +212,7 @@ class Recorder:
                     try:
                         async with self._remuxes, asyncio.timeout(REMUX_TIMEOUT_S):
                             result = await remux_once(directory)
-                    except (RemuxFailed, TimeoutError) as exc:
+                    except (RemuxFailed, TimeoutError, OSError) as exc:
                         logger.error(
                             "lesson %s: finalising the recording failed: %s", lesson_id, exc
                         )

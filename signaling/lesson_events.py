@@ -120,6 +120,10 @@ class LessonEvents:
         self.closed = True
         if self._flush is not None:
             self._flush.cancel()
+        for task in list(self._sending):
+            task.cancel()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         sockets = [s for group in self._sockets.values() for s in group]
         self._sockets.clear()
         self._dirty.clear()

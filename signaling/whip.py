@@ -51,7 +51,13 @@ async def _offer(request: web.Request) -> str:
 
 
 async def _negotiate(
-    request: web.Request, lesson: Lesson, peer: Peer, offer: str, kind: str, role: Role
+    request: web.Request,
+    lesson: Lesson,
+    peer: Peer,
+    offer: str,
+    kind: str,
+    role: Role,
+    max_classrooms: int | None = None,
 ) -> web.Response:
     try:
         answer = await peer.negotiate(offer)
@@ -70,6 +76,9 @@ async def _negotiate(
     if peer.closed:  # the lesson ended while we were negotiating
         raise http_error(410, "lesson_ended", "this lesson has ended")
     sessions, events = request.app[SESSIONS], request.app[EVENTS]
+    if max_classrooms is not None and sessions.classrooms(lesson.id) >= max_classrooms:
+        await peer.close()  # others filled the lesson while this one negotiated
+        raise http_error(409, "lesson_full", f"this lesson already has {max_classrooms} classrooms")
     session = Session(peer.id, lesson.id, role, kind, peer.label, peer)
     sessions.add(session)
     events.publish(lesson.id)
@@ -118,11 +127,13 @@ async def whip_post(request: web.Request) -> web.Response:
             400, "bad_source", f"source must be one of {', '.join(SOURCES)}, not {source[:40]!r}"
         )
     offer = await _offer(request)
+    lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     sfu = request.app[SFU]
     peer = Publisher(Sessions.new_id(), sfu.router(lesson_id), sfu.network, source, source)
     response = await _negotiate(request, lesson, peer, offer, "whip", Role.ORIGIN)
     store = request.app[STORE]
-    if store.get(lesson_id) is not None and lesson.state is LessonState.SCHEDULED:
+    latest = store.get(lesson_id)
+    if latest is not None and latest.state is LessonState.SCHEDULED:
         store.set_state(lesson_id, LessonState.LIVE)
         request.app[EVENTS].publish(lesson_id)
         logger.info("lesson %s is live", lesson_id)
@@ -147,9 +158,11 @@ async def whep_post(request: web.Request) -> web.Response:
             409, "lesson_full", f"this lesson already has {lesson.max_classrooms} classrooms"
         )
     offer = await _offer(request)
+    lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     sfu = request.app[SFU]
     peer = Subscriber(Sessions.new_id(), sfu.router(lesson_id), sfu.network, name)
-    return await _negotiate(request, lesson, peer, offer, "whep", grant.role)
+    limit = lesson.max_classrooms if grant.role is Role.CLASSROOM else None
+    return await _negotiate(request, lesson, peer, offer, "whep", grant.role, limit)
 
 
 async def session_delete(request: web.Request) -> web.Response:

@@ -125,3 +125,20 @@ async def test_delete_unknown_session(server: Server) -> None:
     assert status == 404
     pc = new_peer_connection()
     await pc.close()
+
+
+async def test_concurrent_joins_never_exceed_the_cap(server: Server) -> None:
+    lesson = server.create_lesson("Rush", max_classrooms=2)
+    import asyncio
+
+    classrooms = await asyncio.gather(
+        *(whep_subscribe(lesson["whep_url"], lesson["whep_token"], check=False) for _ in range(6))
+    )
+    try:
+        statuses = sorted(c.status for c in classrooms)
+        assert statuses == [201, 201, 409, 409, 409, 409], statuses
+        _, body = server.request("GET", f"/api/lessons/{lesson['id']}", token=server.teacher_key)
+        assert body["classrooms"] == 2
+    finally:
+        for classroom in classrooms:
+            await classroom.close()
