@@ -93,10 +93,6 @@ class Follower:
     async def start(cls, directory: Path) -> Follower:
         return cls(await _spawn(directory, "--follow"), directory)
 
-    @property
-    def running(self) -> bool:
-        return self._process.returncode is None
-
     async def finish(self) -> dict[str, Any]:
         """Tell it the logs are complete and wait for the result."""
         process = self._process

@@ -21,6 +21,14 @@ def bearer(request: web.Request) -> str:
     return credential.strip()
 
 
+def credential_of(request: web.Request) -> str | None:
+    """The Bearer token, or else a ``?token=`` (for links and WebSockets), if any."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credential.strip():
+        return credential.strip()
+    return request.query.get("token") or None
+
+
 def is_teacher(request: web.Request) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .auth import grant_of
+from .auth import credential_of, grant_of
 from .contracts import LessonState, Role
 from .errors import http_error
 from .keys import AUTHORITY, EVENTS, STORE
@@ -27,13 +27,6 @@ HEARTBEAT_S = 20.0
 ROLES = {Role.ORIGIN, Role.CLASSROOM}
 # Close codes 4000-4999 are the application's; 4000 + the HTTP status it stands for.
 _CLOSE_UNAUTHORIZED = 4401
-
-
-def _token(request: web.Request) -> str | None:
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credential.strip():
-        return credential.strip()
-    return request.query.get("token") or None
 
 
 def _check(request: web.Request, lesson_id: str, token: str) -> None:
@@ -100,7 +93,7 @@ def _reply(message: dict[str, Any]) -> dict[str, Any]:
 
 async def lesson_events(request: web.Request) -> web.StreamResponse:
     lesson_id = request.match_info["lesson_id"]
-    token = _token(request)
+    token = credential_of(request)
     if token is not None:
         _check(request, lesson_id, token)  # before the upgrade, so a bad token gets a 4xx
     if request.app[STORE].get(lesson_id) is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,7 +9,7 @@ from aiohttp import web
 
 from .auth import grant_for, is_teacher, require_teacher
 from .contracts import Lesson, LessonState, Role
-from .errors import http_error
+from .errors import http_error, json_object
 from .hooks import hooks_of
 from .keys import AUTHORITY, EVENTS, SESSIONS, SFU, STORE
 
@@ -20,16 +19,6 @@ MAX_TITLE = 200
 MAX_TEACHER = 100
 MAX_CLASSROOMS_LIMIT = 1000
 DEFAULT_MAX_CLASSROOMS = web.AppKey("default_max_classrooms", int)
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise http_error(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise http_error(400, "malformed_json", "the body must be a JSON object")
-    return body
 
 
 def _lesson_fields(request: web.Request, body: dict[str, Any]) -> tuple[str, int, bool]:
@@ -109,7 +98,7 @@ def _existing(request: web.Request, lesson_id: str) -> Lesson:
 
 async def create_lesson(request: web.Request) -> web.Response:
     require_teacher(request)
-    body = await _json_object(request)
+    body = await json_object(request)
     teacher = _teacher_field(body)
     title, max_classrooms, record = _lesson_fields(request, body)
     lesson = request.app[STORE].create(title, max_classrooms, record, teacher)

@@ -9,16 +9,15 @@ enough. Media elements cannot send headers, so the token may also come as ``?tok
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any
 
 from aiohttp import web
 
-from .auth import is_teacher, require_teacher
+from .auth import credential_of, is_teacher, require_teacher
 from .contracts import Lesson, Role, TokenError
-from .errors import http_error
+from .errors import http_error, json_object
 from .hooks import LIBRARY, RecordingBusyError, hooks_of
 from .keys import AUTHORITY, STORE
 
@@ -28,13 +27,6 @@ MAX_QUERY = 200
 # roles whose token of the lesson opens its recording even when it is not public
 _WATCH_ROLES = {Role.ORIGIN, Role.REPLAY}
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="syncclass"'}
-
-
-def _credential(request: web.Request) -> str | None:
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credential.strip():
-        return credential.strip()
-    return request.query.get("token") or None
 
 
 def _lesson(request: web.Request, lesson_id: str) -> Lesson:
@@ -54,7 +46,7 @@ def _recording(request: web.Request, lesson_id: str) -> dict[str, Any]:
 def _access(request: web.Request, lesson_id: str) -> str:
     """Who the caller is to this recording: "teacher", "origin", "replay" or "public";
     401/403 when the caller may not watch it."""
-    credential = _credential(request)
+    credential = credential_of(request)
     authority = request.app[AUTHORITY]
     if credential is not None and authority.is_teacher_key(credential):
         return "teacher"
@@ -82,7 +74,7 @@ def _require_owner(request: web.Request, lesson_id: str) -> None:
     """The teacher key or the lesson's origin token."""
     if is_teacher(request):
         return
-    credential = _credential(request)
+    credential = credential_of(request)
     if credential is None:
         require_teacher(request)  # raises 401
     try:
@@ -166,18 +158,8 @@ async def get_recording(request: web.Request) -> web.Response:
     if who == "teacher":
         token = request.app[AUTHORITY].issue(lesson_id, Role.REPLAY)
     elif who in ("origin", "replay"):
-        token = _credential(request)
+        token = credential_of(request)
     return web.json_response(_entry(request, lesson, info, token))
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise http_error(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise http_error(400, "malformed_json", "the body must be a JSON object")
-    return body
 
 
 async def update_recording(request: web.Request) -> web.Response:
@@ -185,7 +167,7 @@ async def update_recording(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
     _require_owner(request, lesson_id)
     lesson = _lesson(request, lesson_id)
-    body = await _json_object(request)
+    body = await json_object(request)
     unknown = set(body) - {"public"}
     if unknown:
         raise http_error(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
