@@ -1,0 +1,51 @@
+"""A worker process holding sink classrooms, driven over a pipe by the benchmark.
+
+Commands: ("join", count, decode_count, concurrency) → join durations; ("reset",) → zero the
+counters; ("stats",) → per-sink summaries; ("close",) → leave and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .peers import Sink, loopback_only
+
+_names = itertools.count()
+
+
+def run(conn: Connection, whep_url: str, token: str, prefix: str) -> None:
+    loopback_only()
+    asyncio.run(_serve(conn, whep_url, token, prefix))
+
+
+async def _serve(conn: Connection, whep_url: str, token: str, prefix: str) -> None:
+    loop = asyncio.get_running_loop()
+    sinks: list[Sink] = []
+
+    async def join_one(decode: bool, semaphore: asyncio.Semaphore) -> None:
+        async with semaphore:
+            sink = Sink(f"{prefix}-{next(_names)}", decode=decode)
+            sinks.append(sink)
+            await sink.join(whep_url, token)
+
+    while True:
+        command: tuple[Any, ...] = await loop.run_in_executor(None, conn.recv)
+        name = command[0]
+        if name == "join":
+            _, count, decode_count, concurrency = command
+            semaphore = asyncio.Semaphore(concurrency)
+            await asyncio.gather(*(join_one(i < decode_count, semaphore) for i in range(count)))
+            conn.send("ok")
+        elif name == "reset":
+            for sink in sinks:
+                sink.reset()
+            conn.send("ok")
+        elif name == "stats":
+            conn.send([sink.summary() for sink in sinks])
+        elif name == "close":
+            await asyncio.gather(*(sink.close() for sink in sinks), return_exceptions=True)
+            conn.send("ok")
+            return

@@ -1,0 +1,604 @@
+"""The one module that reaches into aiortc and aioice internals to forward packets.
+
+aiortc's public API decodes what it receives and encodes what it sends; an SFU must do
+neither. The hooks below replace the few private methods in between: ingress packets are
+handed to a producer as bytes, egress streams are fed by a consumer, ICE gathering follows
+the server's network configuration. Each hook is named in ../NOTES-aiortc.md and checked by
+tests/media/test_aiortc_contract.py against the pinned versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aioice
+import aiortc
+import pylibsrtp
+from aioice import ice as aioice_ice
+from aioice import stun as aioice_stun
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.turn import UDP_SOCKET_BUFFER_SIZE
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
+
+from .codec import Codec, HeaderExtension
+from .consumer import EgressParameters, RtpLink
+from .network import NetworkConfig
+from .rtp_packet import RtpError, RtpPacket, parse_rtp, rewrite_into
+
+logger = logging.getLogger(__name__)
+
+PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
+INSTALLED = {
+    "aiortc": aiortc.__version__,
+    "aioice": aioice.__version__,
+    "pylibsrtp": pylibsrtp.__version__,
+}
+
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+_MAX_PLAINTEXT = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN  # pylibsrtp's session buffer
+_RTCP_INTERVAL_S = 1.0  # mean; randomised to [0.5, 1.5] like aiortc
+
+
+def versions_match() -> bool:
+    return INSTALLED == PINNED
+
+
+if not versions_match():  # pragma: no cover - depends on the environment
+    logger.warning("aiortc/aioice/pylibsrtp %s differ from the pinned %s", INSTALLED, PINNED)
+
+
+# --- what the hooks call -------------------------------------------------------------------
+
+
+class IngressSink(Protocol):
+    """Receives one inbound stream (implemented by Producer)."""
+
+    def on_rtp(self, packet: RtpPacket, arrival: float) -> None: ...
+
+    def on_sender_report(self, sender_time: float, rtp_timestamp: int, arrival: float) -> None: ...
+
+
+class EgressSink(Protocol):
+    """Feeds one outbound stream (implemented by Consumer)."""
+
+    def attach(self, link: RtpLink, params: EgressParameters) -> None: ...
+
+    def on_nack(self, sequence_numbers: list[int]) -> None: ...
+
+    def on_keyframe_request(self) -> None: ...
+
+    def on_receiver_report(
+        self, fraction_lost: int, packets_lost: int, jitter: int, rtt_s: float | None
+    ) -> None: ...
+
+    def on_remb(self, bitrate: int) -> None: ...
+
+    def sender_report(self, wall_time: float) -> tuple[int, int, int] | None: ...
+
+
+class ReceiveParameters:
+    """What negotiation fixed for one inbound stream."""
+
+    def __init__(
+        self, codecs: list[Codec], extensions: list[HeaderExtension], rtx_ssrcs: dict[int, int]
+    ) -> None:
+        self.codecs = codecs
+        self.extensions = extensions
+        self.rtx_ssrcs = rtx_ssrcs  # retransmission SSRC -> media SSRC
+
+
+# --- conversions ---------------------------------------------------------------------------
+
+
+def _codecs(parameters: list[RTCRtpCodecParameters]) -> list[Codec]:
+    rtx = {
+        c.parameters.get("apt"): c.payloadType
+        for c in parameters
+        if c.mimeType.lower().endswith("/rtx")
+    }
+    return [
+        Codec(
+            mime_type=c.mimeType,
+            clock_rate=c.clockRate,
+            payload_type=c.payloadType,
+            channels=c.channels,
+            parameters=dict(c.parameters),
+            rtx_payload_type=rtx.get(c.payloadType),
+        )
+        for c in parameters
+        if not c.mimeType.lower().endswith("/rtx")
+    ]
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Codec]:
+    """The codecs both sides support, after setRemoteDescription, in the peer's numbering."""
+    return _codecs(transceiver._codecs)
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...]) -> list[Codec]:
+    """Keep only ``mime_types`` (and their RTX) in what the answer will accept; returns them.
+
+    aiortc fixes the common codecs in setRemoteDescription, before an answerer could set
+    preferences, so they are filtered afterwards."""
+    kept = [c for c in transceiver._codecs if c.mimeType.lower() in mime_types]
+    media_types = {c.payloadType for c in kept}
+    kept += [
+        c
+        for c in transceiver._codecs
+        if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in media_types
+    ]
+    transceiver._codecs = kept
+    return _codecs(kept)
+
+
+def ntp_to_unix(ntp: int) -> float:
+    return ntp / (1 << 32) - NTP_EPOCH_OFFSET
+
+
+def unix_to_ntp(seconds: float) -> int:
+    return int((seconds + NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
+# --- sending on an established transport ---------------------------------------------------
+
+
+class DtlsLink:
+    """Encrypt and send on the selected ICE pair without going through aiortc's coroutines.
+
+    aiortc's ``_send_rtp`` costs three awaits per packet; this is the same work, synchronous.
+    ``forward`` is the SFU's fast path: the rewritten packet is written straight into the
+    SRTP session's buffer and protected in place (pylibsrtp's ``protect`` would copy it in
+    and out again).
+    """
+
+    __slots__ = ("_dtls", "_connection", "_length", "_session", "_view")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._connection = dtls.transport._connection
+        self._length = srtp_ffi.new("int *")
+        self._session: pylibsrtp.Session | None = None
+        self._view = memoryview(b"")
+
+    def forward(
+        self,
+        packet: RtpPacket,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        extension_ids: bytes | None,
+    ) -> None:
+        dtls = self._dtls
+        if dtls._state is not DtlsState.CONNECTED or len(packet.data) > _MAX_PLAINTEXT:
+            return
+        session = dtls._tx_srtp
+        if session is not self._session:
+            self._session = session
+            self._view = memoryview(session._buffer)
+        view = self._view
+        length = self._length
+        length[0] = rewrite_into(
+            view, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
+        )
+        if srtp_lib.srtp_protect(session._srtp[0], session._cdata, length):
+            logger.debug("SRTP protect failed for seq %d", sequence_number)
+            return
+        self._send(view[0 : length[0]].tobytes())
+
+    def _send(self, data: bytes) -> None:
+        pair = self._connection._nominated.get(1)
+        if pair is None:
+            return
+        protocol = pair.protocol
+        if type(protocol) is aioice_ice.StunProtocol:
+            protocol.transport.sendto(data, pair.remote_addr)
+        else:  # a TURN allocation wraps the datagram itself
+            asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
+
+    def send_rtp(self, packet: bytes | bytearray) -> None:
+        dtls = self._dtls
+        if dtls._state is not DtlsState.CONNECTED:
+            return
+        try:
+            data = dtls._tx_srtp.protect(bytes(packet))
+        except pylibsrtp.Error as exc:
+            logger.debug("SRTP protect failed: %s", exc)
+            return
+        self._send(data)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        dtls = self._dtls
+        if dtls._state is not DtlsState.CONNECTED:
+            return
+        try:
+            data = dtls._tx_srtp.protect_rtcp(packet)
+        except pylibsrtp.Error as exc:
+            logger.debug("SRTCP protect failed: %s", exc)
+            return
+        self._send(data)
+
+
+# --- ICE gathering -------------------------------------------------------------------------
+
+
+def configure_ice(pc: RTCPeerConnection, network: NetworkConfig) -> None:
+    """Make ``pc`` gather host candidates only as ``network`` says, and keep consent alive
+    while media flows (call after setRemoteDescription, before setLocalDescription)."""
+    dtls_transports = {t.receiver.transport for t in pc.getTransceivers()}
+    if pc.sctp is not None:
+        dtls_transports.add(pc.sctp.transport)
+    for dtls in dtls_transports:
+        connection = dtls.transport.iceGatherer._connection
+        if not getattr(connection, "_syncclass_configured", False):
+            connection.gather_candidates = functools.partial(_gather, connection, network)
+            _track_received_data(connection)
+            connection.query_consent = functools.partial(_query_consent, connection)
+            connection._syncclass_configured = True
+
+
+def _track_received_data(connection: aioice.Connection) -> None:
+    deliver = connection.data_received
+    clock = asyncio.get_running_loop().time
+
+    def data_received(data: bytes, component: int) -> None:
+        connection._syncclass_last_data = clock()
+        deliver(data, component)
+
+    connection._syncclass_last_data = clock()
+    connection.data_received = data_received
+
+
+async def _query_consent(connection: aioice.Connection) -> None:
+    """RFC 7675 consent freshness as aioice does it, except that media arriving from the peer
+    also counts as its consent: FFmpeg's WHIP muxer never answers consent checks, yet
+    publishes for hours. A peer that neither answers nor sends is closed after ~30 s."""
+    assert connection.remote_password is not None
+    loop = asyncio.get_running_loop()
+    interval = aioice_ice.CONSENT_INTERVAL
+    failures = 0
+    while True:
+        await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request,
+                    pair.remote_addr,
+                    integrity_key=connection.remote_password.encode("utf8"),
+                    retransmissions=0,
+                )
+                failures = 0
+            except aioice_stun.TransactionError:
+                if loop.time() - connection._syncclass_last_data < interval:
+                    failures = 0
+                else:
+                    failures += 1
+        if failures >= aioice_ice.CONSENT_FAILURES:
+            logger.info("ICE consent expired: closing the connection")
+            connection._query_consent_task = None
+            await connection.close()
+            return
+
+
+async def _gather(connection: aioice.Connection, network: NetworkConfig) -> None:
+    if connection._local_candidates_start:
+        return
+    connection._local_candidates_start = True
+    addresses = list(network.bind) or aioice_ice.get_host_addresses(
+        use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6
+    )
+    loop = asyncio.get_running_loop()
+    for component in sorted(connection._components):
+        for address in addresses:
+            protocol = await _bind(loop, connection, address, network)
+            if protocol is None:
+                continue
+            port = protocol.transport.get_extra_info("sockname")[1]
+            host = network.announce or address
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            connection._protocols.append(protocol)
+            connection._local_candidates.append(protocol.local_candidate)
+    connection._local_candidates_end = True
+
+
+async def _bind(
+    loop: asyncio.AbstractEventLoop,
+    connection: aioice.Connection,
+    address: str,
+    network: NetworkConfig,
+) -> aioice_ice.StunProtocol | None:
+    for port in network.port_order():
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice_ice.StunProtocol(connection), local_addr=(address, port)
+            )
+        except OSError:
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(1, 8, UDP_SOCKET_BUFFER_SIZE)  # SOL_SOCKET, SO_RCVBUF
+        return protocol
+    logger.warning("no free UDP port on %s in %s", address, network.ports)
+    return None
+
+
+# --- ingress -------------------------------------------------------------------------------
+
+
+class _Upstream:
+    """RTCP feedback from a producer to the publisher, sent as the receiver's RTCP SSRC."""
+
+    __slots__ = ("_receiver", "_link")
+
+    def __init__(self, receiver: RTCRtpReceiver, link: DtlsLink) -> None:
+        self._receiver = receiver
+        self._link = link
+
+    def _rtcp_ssrc(self) -> int:
+        return self._receiver._RTCRtpReceiver__rtcp_ssrc or 0
+
+    def request_keyframe(self, ssrc: int) -> None:
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc(), media_ssrc=ssrc)
+        self._link.send_rtcp(bytes(packet))
+
+    def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
+        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc(), media_ssrc=ssrc)
+        packet.lost = sorted(sequence_numbers)
+        self._link.send_rtcp(bytes(packet))
+
+
+class _Ingress:
+    """The per-receiver half of the receive path that an SFU keeps: statistics for the
+    receiver reports aiortc still sends, then the producer."""
+
+    __slots__ = ("receiver", "sink", "statistics", "clock_rate")
+
+    def __init__(self, receiver: RTCRtpReceiver, sink: IngressSink, codec: Codec) -> None:
+        self.receiver = receiver
+        self.sink = sink
+        self.statistics: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams
+        self.clock_rate = codec.clock_rate
+
+    def handle(self, packet: RtpPacket, arrival: float) -> None:
+        statistics = self.statistics.get(packet.ssrc)
+        if statistics is None:
+            statistics = self.statistics[packet.ssrc] = StreamStatistics(self.clock_rate)
+        statistics.add(packet)
+        self.sink.on_rtp(packet, arrival)
+
+
+def _ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
+    """Route the transport's decrypted RTP to our ingress objects instead of aiortc's
+    depacketizer and decoder; the packet is parsed once here."""
+    table: dict[RTCRtpReceiver, _Ingress] | None = getattr(dtls, "_syncclass_ingress", None)
+    if table is not None:
+        return table
+    table = {}
+    router = dtls._rtp_router
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            packet = parse_rtp(data)
+        except RtpError as exc:
+            logger.debug("dropping RTP: %s", exc)
+            return
+        receiver = router.route_rtp(packet)
+        if receiver is not None:
+            ingress = table.get(receiver)
+            if ingress is not None:
+                try:
+                    ingress.handle(packet, arrival_time_ms / 1000 - NTP_EPOCH_OFFSET)
+                except Exception:
+                    # aiortc closes the whole transport on an exception; one bad packet must
+                    # not end the teacher's publication
+                    logger.exception("forwarding %r failed", packet)
+
+    dtls._handle_rtp_data = handle_rtp_data
+    dtls._syncclass_ingress = table
+    return table
+
+
+def install_ingress(
+    receiver: RTCRtpReceiver,
+    on_receive: Callable[[ReceiveParameters, Any], IngressSink | None],
+) -> None:
+    """Replace ``receiver.receive`` so that, when the transport is up, ``on_receive`` is
+    given the negotiated parameters and an upstream feedback channel and returns the sink.
+
+    aiortc's own ``receive`` also starts a decoder thread; this one does not.
+    """
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        if receiver._RTCRtpReceiver__started:
+            return
+        codecs_by_pt = receiver._RTCRtpReceiver__codecs
+        for codec in parameters.codecs:
+            codecs_by_pt[codec.payloadType] = codec
+        rtx_ssrcs = {}
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
+        receiver._RTCRtpReceiver__rtx_ssrc.update(rtx_ssrcs)
+        dtls = receiver.transport
+        link = DtlsLink(dtls)
+        upstream = _Upstream(receiver, link)
+        codecs = _codecs(parameters.codecs)
+        extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
+        sink = on_receive(ReceiveParameters(codecs, extensions, rtx_ssrcs), upstream)
+        if sink is not None and codecs:
+            _ingress_table(dtls)[receiver] = _Ingress(receiver, sink, codecs[0])
+            _forward_sender_reports(receiver, sink)
+        dtls._register_rtp_receiver(receiver, parameters)
+        receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
+        receiver._RTCRtpReceiver__started = True
+
+    receiver.receive = receive
+
+
+def _forward_sender_reports(receiver: RTCRtpReceiver, sink: IngressSink) -> None:
+    handle_rtcp = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        await handle_rtcp(packet)  # keeps aiortc's LSR bookkeeping for its receiver reports
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            sink.on_sender_report(ntp_to_unix(info.ntp_timestamp), info.rtp_timestamp, time.time())
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet
+
+
+# --- egress --------------------------------------------------------------------------------
+
+
+def install_egress(sender: RTCRtpSender, sink: EgressSink) -> None:
+    """Feed ``sender``'s stream from ``sink`` instead of a track and an encoder.
+
+    aiortc's RTP loop is replaced by an idle task (the sink sends through a DtlsLink), its
+    RTCP loop by one whose sender reports come from the sink, and its RTCP handler by one
+    that hands the classroom's feedback to the sink.
+    """
+    state: dict[str, Any] = {"sr_sent": {}}
+
+    async def run_rtp(codec: Any) -> None:
+        sender._RTCRtpSender__rtp_started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        sender._RTCRtpSender__rtp_exited.set()
+
+    async def run_rtcp() -> None:
+        sender._RTCRtpSender__rtcp_started.set()
+        link: DtlsLink | None = state.get("link")
+        try:
+            while True:
+                await asyncio.sleep(_RTCP_INTERVAL_S * (0.5 + random.random()))
+                link = state.get("link")
+                if link is not None:
+                    _send_sender_report(sender, sink, link, state["sr_sent"])
+        except asyncio.CancelledError:
+            pass
+        if link is not None:
+            link.send_rtcp(bytes(RtcpByePacket(sources=[sender._ssrc])))
+        sender._RTCRtpSender__rtcp_exited.set()
+
+    send = sender.send
+
+    async def send_wrapper(parameters: RTCRtpSendParameters) -> None:
+        await send(parameters)
+        link = DtlsLink(sender.transport)
+        state["link"] = link
+        extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
+        sink.attach(link, EgressParameters(sender._ssrc, sender._rtx_ssrc, extensions))
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        try:
+            _handle_feedback(sender, sink, packet, state["sr_sent"])
+        except Exception:
+            logger.exception("handling %r failed", packet)
+
+    sender._run_rtp = run_rtp
+    sender._run_rtcp = run_rtcp
+    sender.send = send_wrapper
+    sender._handle_rtcp_packet = handle_rtcp_packet
+
+
+def _send_sender_report(
+    sender: RTCRtpSender, sink: EgressSink, link: DtlsLink, sr_sent: dict[int, float]
+) -> None:
+    now = time.time()
+    report = sink.sender_report(now)
+    if report is None:
+        return
+    rtp_timestamp, packets, octets = report
+    ntp = unix_to_ntp(now)
+    packet = bytes(
+        RtcpSrPacket(
+            ssrc=sender._ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=rtp_timestamp,
+                packet_count=packets,
+                octet_count=octets,
+            ),
+        )
+    )
+    cname = sender._RTCRtpSender__cname
+    if cname:
+        packet += bytes(
+            RtcpSdesPacket(
+                chunks=[RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))])]
+            )
+        )
+    # remembered by their "last SR" id, to compute round-trip times from receiver reports
+    sr_sent[(ntp >> 16) & 0xFFFFFFFF] = now
+    if len(sr_sent) > 8:
+        del sr_sent[next(iter(sr_sent))]
+    link.send_rtcp(packet)
+
+
+def _handle_feedback(
+    sender: RTCRtpSender, sink: EgressSink, packet: Any, sr_sent: dict[int, float]
+) -> None:
+    if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        for report in packet.reports:
+            if report.ssrc != sender._ssrc:
+                continue
+            rtt = None
+            sent = sr_sent.get(report.lsr)
+            if sent is not None and report.lsr:
+                rtt = max(time.time() - sent - report.dlsr / 65536, 0.0)
+            sink.on_receiver_report(report.fraction_lost, report.packets_lost, report.jitter, rtt)
+    elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        sink.on_nack(packet.lost)
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        sink.on_keyframe_request()
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return
+        if sender._ssrc in ssrcs:
+            sink.on_remb(bitrate)

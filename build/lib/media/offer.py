@@ -1,0 +1,78 @@
+"""A first look at an SDP offer: enough to refuse bad ones with a message a person can act on.
+
+aiortc's own parser is the authority; this check runs before it so that a malformed or
+unusable offer is answered with what is wrong instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_OFFER_BYTES = 64 * 1024
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
+class OfferError(ValueError):
+    """The offer cannot be used; the message says why."""
+
+
+@dataclass
+class OfferedMedia:
+    kind: str
+    direction: str
+    codecs: list[str] = field(default_factory=list)  # encoding names from a=rtpmap
+
+    @property
+    def sends(self) -> bool:
+        return self.direction in ("sendrecv", "sendonly")
+
+    @property
+    def receives(self) -> bool:
+        return self.direction in ("sendrecv", "recvonly")
+
+
+def describe_offer(sdp: str) -> list[OfferedMedia]:
+    if not sdp.strip():
+        raise OfferError("the SDP offer is empty")
+    if len(sdp.encode("utf-8", "replace")) > MAX_OFFER_BYTES:
+        raise OfferError(f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
+    lines = [line.strip() for line in sdp.splitlines() if line.strip()]
+    if lines[0] != "v=0":
+        raise OfferError("the SDP offer must start with v=0")
+    media: list[OfferedMedia] = []
+    session_direction = "sendrecv"
+    has_fingerprint = has_ufrag = False
+    for line in lines:
+        if len(line) < 2 or line[1] != "=":
+            raise OfferError(f"malformed SDP line: {line[:60]!r}")
+        if line.startswith("m="):
+            parts = line[2:].split()
+            if len(parts) < 4 or not parts[1].split("/", 1)[0].isdigit():
+                raise OfferError(f"malformed SDP media line: {line[:60]!r}")
+            if parts[0] in ("audio", "video") and not all(f.isdigit() for f in parts[3:]):
+                raise OfferError(f"malformed payload types in SDP media line: {line[:60]!r}")
+            media.append(OfferedMedia(kind=parts[0], direction=session_direction))
+        elif line.startswith("a="):
+            attribute = line[2:]
+            if attribute in DIRECTIONS:
+                if media:
+                    media[-1].direction = attribute
+                else:
+                    session_direction = attribute
+            elif attribute.startswith("fingerprint:"):
+                has_fingerprint = True
+            elif attribute.startswith("ice-ufrag:"):
+                has_ufrag = True
+            elif attribute.startswith("rtpmap:") and media:
+                parts = attribute[7:].split()
+                if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 127:
+                    raise OfferError(f"malformed SDP rtpmap: {line[:60]!r}")
+                media[-1].codecs.append(parts[1].split("/", 1)[0])
+    av = [m for m in media if m.kind in ("audio", "video")]
+    if not av:
+        raise OfferError("the SDP offer has no audio or video section")
+    if not has_fingerprint:
+        raise OfferError("the SDP offer has no a=fingerprint (DTLS-SRTP is required)")
+    if not has_ufrag:
+        raise OfferError("the SDP offer has no a=ice-ufrag (ICE is required)")
+    return media

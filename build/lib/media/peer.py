@@ -1,0 +1,92 @@
+"""One WebRTC peer connection of a lesson: negotiation from an offer, and its lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from .aiortc_hooks import configure_ice
+from .network import NetworkConfig
+from .offer import OfferError
+from .router import Router
+
+logger = logging.getLogger(__name__)
+
+
+class NegotiationError(Exception):
+    """The offer was understood but cannot be served; ``reason`` is a short code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Peer:
+    """Owns one RTCPeerConnection; closing it closes its producers or consumers."""
+
+    role = "peer"
+
+    def __init__(self, peer_id: str, router: Router, network: NetworkConfig, label: str) -> None:
+        self.id = peer_id
+        self.router = router
+        self.label = label  # who this is, for logs: "camera", a classroom's name
+        self.closed = False
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._network = network
+        self._on_close: list[Callable[[Peer], None]] = []
+        self._close_task: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._connection_state_changed)
+        router.add_peer(self)
+
+    @property
+    def connection_state(self) -> str:
+        return self.pc.connectionState
+
+    def on_close(self, callback: Callable[[Peer], None]) -> None:
+        self._on_close.append(callback)
+
+    async def negotiate(self, offer: str) -> str:
+        """Apply the offer and return the answer, with every candidate in it."""
+        raise NotImplementedError
+
+    async def _apply_offer(self, offer: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        except Exception as exc:  # aiortc raises many types for SDP it cannot use
+            if "codec" in str(exc).lower() or "parameters" in str(exc).lower():
+                raise NegotiationError(
+                    "no_usable_codec",
+                    "no codec in the offer can be forwarded (supported: VP8, H264, opus)",
+                ) from exc
+            raise OfferError(f"the SDP offer cannot be used: {exc}") from exc
+        configure_ice(self.pc, self._network)
+
+    async def _answer(self) -> str:
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return self.pc.localDescription.sdp
+
+    def _connection_state_changed(self) -> None:
+        state = self.pc.connectionState
+        logger.info("lesson %s %s %s %s: %s", self.router.id, self.role, self.id, self.label, state)
+        if state in ("failed", "closed") and not self.closed and self._close_task is None:
+            self._close_task = asyncio.ensure_future(self.close())
+
+    def _release(self) -> None:
+        """Detach producers/consumers from the router (subclasses)."""
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._release()
+        self.router.remove_peer(self)
+        await self.pc.close()
+        for callback in self._on_close:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("close callback of peer %s failed", self.id)

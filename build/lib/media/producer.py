@@ -1,0 +1,280 @@
+"""The SFU's end of one inbound RTP stream: caches its packets and fans them out to consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .codec import Codec, HeaderExtension
+from .keyframe import keyframe_detector
+from .nack import LossTracker
+from .packet_cache import PacketCache
+from .rtp_packet import RtpError, RtpPacket, seq_newer, unwrap_rtx
+from .sender_clock import SenderClock
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.5
+# A classroom still waiting this long after a request asks again (the keyframe may be lost).
+KEYFRAME_RETRY_S = 1.0
+
+
+class Upstream(Protocol):
+    """Feedback towards the publisher of a producer's stream."""
+
+    def request_keyframe(self, ssrc: int) -> None: ...
+
+    def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None: ...
+
+
+class Sink(Protocol):
+    """What a producer feeds: a consumer towards a peer, or an internal one (the recorder).
+
+    A sink attaches itself with ``producer.add_consumer`` from its ``bind``; the router
+    calls ``bind`` when a producer for the sink's (source, kind) appears, ``unbind`` when it
+    goes, and ``close`` when the sink is removed."""
+
+    source: str
+    kind: str
+
+    @property
+    def waiting_for_keyframe(self) -> bool: ...
+
+    def forward(self, packet: RtpPacket, keyframe: bool) -> None: ...
+
+    def bind(self, producer: Producer) -> None: ...
+
+    def unbind(self, producer: Producer) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ProducerStats:
+    __slots__ = ("packets", "bytes", "keyframes", "keyframe_requests", "nacks", "malformed")
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+        self.keyframes = 0
+        self.keyframe_requests = 0  # sent upstream, after throttling
+        self.nacks = 0  # sequence numbers asked for again upstream
+        self.malformed = 0
+
+
+class Producer:
+    def __init__(
+        self,
+        producer_id: str,
+        source: str,
+        codecs: list[Codec],
+        extensions: list[HeaderExtension],
+        upstream: Upstream,
+        sender_clock: SenderClock,
+        rtx_ssrcs: dict[int, int] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        media = [c for c in codecs if c.name != "RTX"]
+        if not media:
+            raise ValueError("a producer needs at least one media codec")
+        self.id = producer_id
+        self.source = source
+        self.kind = media[0].kind
+        self.extensions = extensions
+        self.cache = PacketCache()
+        self.stats = ProducerStats()
+        self.consumers: list[Sink] = []
+        self.closed = False
+        self.ssrc: int | None = None
+        # ingress sequence number and timestamp of the newest packet, and when it arrived
+        self.highest_seq: int | None = None
+        self.highest_ts = 0
+        self.last_arrival: float | None = None
+        self._codecs = {c.payload_type: c for c in media}
+        self._rtx_apt = {c.rtx_payload_type: c.payload_type for c in media if c.rtx_payload_type}
+        self._rtx_ssrcs = rtx_ssrcs or {}
+        self._upstream = upstream
+        self._sender_clock = sender_clock
+        self._sender_report: tuple[float, int] | None = None  # (publisher time, rtp timestamp)
+        self._now = now
+        self._last_keyframe_request = -1e9
+        self._pending_keyframe_request: asyncio.TimerHandle | None = None
+        self._keyframes_at_request = 0
+        # where the newest keyframe starts, to let a classroom joining just after it begin there
+        self._keyframe_seq: int | None = None
+        self._keyframe_at = 0.0
+        self._losses = LossTracker() if self.kind == "video" else None
+        self.codec = media[0]
+        self._is_keyframe = keyframe_detector(self.codec.mime_type)
+
+    # ingress
+
+    def on_rtp(self, packet: RtpPacket, arrival: float) -> None:
+        """One packet from the publisher, already decrypted; ``arrival`` is wall-clock time."""
+        pt = packet.payload_type
+        if pt != self.codec.payload_type:
+            if pt in self._rtx_apt:
+                try:
+                    ssrc = self._rtx_ssrcs.get(packet.ssrc, self.ssrc)
+                    if ssrc is None:
+                        return
+                    packet = unwrap_rtx(packet, self._rtx_apt[pt], ssrc)
+                except RtpError:
+                    self.stats.malformed += 1
+                    return
+                if self.cache.get(packet.sequence_number) is not None:
+                    return  # already have it: a duplicate retransmission
+            elif pt in self._codecs:
+                self._switch_codec(self._codecs[pt])
+            else:
+                self.stats.malformed += 1
+                return
+        self.ssrc = packet.ssrc
+        if self._losses is not None:
+            lost = self._losses.add(packet.sequence_number)
+            if lost:
+                self.stats.nacks += len(lost)
+                self._upstream.send_nack(packet.ssrc, lost)
+        self.stats.packets += 1
+        self.stats.bytes += len(packet.data)
+        self.cache.put(packet)
+        if self.highest_seq is None or seq_newer(packet.sequence_number, self.highest_seq):
+            self.highest_seq = packet.sequence_number
+            self.highest_ts = packet.timestamp
+            self.last_arrival = arrival
+        keyframe = self._is_keyframe is not None and self._is_keyframe(packet)
+        if keyframe:
+            self.stats.keyframes += 1
+            self._keyframe_seq = packet.sequence_number
+            self._keyframe_at = self._now()
+        for consumer in self.consumers:
+            consumer.forward(packet, keyframe)
+
+    def on_sender_report(self, sender_time: float, rtp_timestamp: int, arrival: float) -> None:
+        self._sender_clock.observe(sender_time, arrival)
+        self._sender_report = (sender_time, rtp_timestamp)
+
+    def rtp_timestamp_at(self, wall_time: float) -> int | None:
+        """This stream's RTP timestamp at ``wall_time`` on the server's clock, if known."""
+        rate = self.codec.clock_rate
+        if self._sender_report is not None:
+            sender_time, rtp_timestamp = self._sender_report
+            local = self._sender_clock.to_local(sender_time)
+            if local is not None:
+                return (rtp_timestamp + round((wall_time - local) * rate)) & 0xFFFFFFFF
+        if self.last_arrival is None:
+            return None
+        return (self.highest_ts + round((wall_time - self.last_arrival) * rate)) & 0xFFFFFFFF
+
+    def sender_report_mapping(self) -> tuple[float, int] | None:
+        """The publisher's latest sender report as (its time on the server's clock, RTP
+        timestamp), or None before the first one: what a recording needs to keep this
+        publisher's tracks in sync."""
+        if self._sender_report is None:
+            return None
+        sender_time, rtp_timestamp = self._sender_report
+        local = self._sender_clock.to_local(sender_time)
+        return None if local is None else (local, rtp_timestamp)
+
+    # feedback
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per interval however often called."""
+        if self.kind != "video" or self.closed:
+            return
+        now = self._now()
+        wait = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - now
+        if wait <= 0:
+            self._send_keyframe_request(now)
+        else:
+            # Deferred, not dropped: whoever asked must still get a keyframe.
+            self._defer_keyframe_request(wait)
+
+    def _defer_keyframe_request(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        pending = self._pending_keyframe_request
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()  # a sooner request supersedes a later retry
+        else:
+            self._keyframes_at_request = self.stats.keyframes
+        self._pending_keyframe_request = loop.call_later(delay, self._flush_keyframe_request)
+
+    def _flush_keyframe_request(self) -> None:
+        self._pending_keyframe_request = None
+        if self.closed:
+            return
+        waiting = any(c.waiting_for_keyframe for c in self.consumers)
+        if waiting or self.stats.keyframes == self._keyframes_at_request:
+            now = self._now()
+            early = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - now
+            if early > 0:  # timers may fire a little ahead: the interval is a promise
+                self._defer_keyframe_request(early)
+                return
+            self._send_keyframe_request(now)
+
+    def _send_keyframe_request(self, now: float) -> None:
+        self._last_keyframe_request = now
+        if self.ssrc is not None:
+            self.stats.keyframe_requests += 1
+            self._upstream.request_keyframe(self.ssrc)
+        if any(c.waiting_for_keyframe for c in self.consumers):
+            self._defer_keyframe_request(KEYFRAME_RETRY_S)
+
+    def replay_keyframe(self, sink: Sink) -> bool:
+        """Feed ``sink`` from the newest keyframe on, if that keyframe is recent enough.
+
+        A classroom that joins within one request interval after a keyframe would otherwise
+        wait for the next request to be allowed; the packets since are still in the cache,
+        and at most that interval's worth is sent at once."""
+        start = self._keyframe_seq
+        if (
+            start is None
+            or self.highest_seq is None
+            or self._now() - self._keyframe_at > KEYFRAME_REQUEST_INTERVAL_S
+            or self.cache.get(start) is None
+        ):
+            return False
+        for offset in range(((self.highest_seq - start) & 0xFFFF) + 1):
+            packet = self.cache.get((start + offset) & 0xFFFF)
+            if packet is not None:
+                sink.forward(packet, offset == 0)
+        return True
+
+    def request_retransmission(self, sequence_numbers: list[int]) -> None:
+        if self.ssrc is not None and sequence_numbers:
+            self._upstream.send_nack(self.ssrc, sequence_numbers)
+
+    # consumers
+
+    def add_consumer(self, consumer: Sink) -> None:
+        if consumer not in self.consumers:
+            # a new list, so that a fan-out loop in progress is not disturbed
+            self.consumers = [*self.consumers, consumer]
+
+    def remove_consumer(self, consumer: Sink) -> None:
+        if consumer in self.consumers:
+            self.consumers = [c for c in self.consumers if c is not consumer]
+
+    def _switch_codec(self, codec: Codec) -> None:
+        logger.info("producer %s switches codec %s -> %s", self.id, self.codec.name, codec.name)
+        self.codec = codec
+        self._is_keyframe = keyframe_detector(codec.mime_type)
+        self.cache.clear()
+        for consumer in self.consumers:
+            consumer.bind(self)  # matches the new codec and waits for its first keyframe
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._pending_keyframe_request is not None:
+            self._pending_keyframe_request.cancel()
+            self._pending_keyframe_request = None
+        consumers, self.consumers = self.consumers, []
+        for consumer in consumers:
+            consumer.unbind(self)
+        self.cache.clear()

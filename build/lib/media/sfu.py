@@ -1,0 +1,34 @@
+"""The SFU of one server process: a router per lesson, and the network settings they share."""
+
+from __future__ import annotations
+
+import logging
+
+from .network import NetworkConfig
+from .router import Router
+
+logger = logging.getLogger(__name__)
+
+
+class Sfu:
+    def __init__(self, network: NetworkConfig) -> None:
+        self.network = network
+        self.routers: dict[str, Router] = {}
+
+    def router(self, router_id: str) -> Router:
+        router = self.routers.get(router_id)
+        if router is None or router.closed:
+            router = self.routers[router_id] = Router(router_id)
+        return router
+
+    def get(self, router_id: str) -> Router | None:
+        return self.routers.get(router_id)
+
+    async def close_router(self, router_id: str) -> None:
+        router = self.routers.pop(router_id, None)
+        if router is not None:
+            await router.close()
+
+    async def close(self) -> None:
+        for router_id in list(self.routers):
+            await self.close_router(router_id)

@@ -1,0 +1,233 @@
+"""The replay library over HTTP: recordings listed and described under /api/recordings, their
+files served (with range requests, so players seek) under /recordings/{lesson}/{file}.
+
+Who may watch a recording follows the lesson: the teacher key; the lesson's origin token; a
+replay token the teacher shares (``POST /api/recordings/{id}/link``); anyone at all once the
+teacher made the recording public. A classroom token of a lesson that is not public is not
+enough. Media elements cannot send headers, so the token may also come as ``?token=``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from aiohttp import web
+
+from .auth import credential_of, is_teacher, require_teacher
+from .contracts import Lesson, Role, TokenError
+from .errors import http_error, json_object
+from .hooks import LIBRARY, RecordingBusyError, hooks_of
+from .keys import AUTHORITY, STORE
+
+logger = logging.getLogger(__name__)
+
+MAX_QUERY = 200
+# roles whose token of the lesson opens its recording even when it is not public
+_WATCH_ROLES = {Role.ORIGIN, Role.REPLAY}
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="syncclass"'}
+
+
+def _lesson(request: web.Request, lesson_id: str) -> Lesson:
+    lesson = request.app[STORE].get(lesson_id)
+    if lesson is None:
+        raise http_error(404, "no_such_recording", f"there is no recording of {lesson_id!r}")
+    return lesson
+
+
+def _recording(request: web.Request, lesson_id: str) -> dict[str, Any]:
+    info = hooks_of(request.app).recording_info(lesson_id)
+    if info is None:
+        raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
+    return info
+
+
+def _access(request: web.Request, lesson_id: str) -> str:
+    """Who the caller is to this recording: "teacher", "origin", "replay" or "public";
+    401/403 when the caller may not watch it."""
+    credential = credential_of(request)
+    authority = request.app[AUTHORITY]
+    if credential is not None and authority.is_teacher_key(credential):
+        return "teacher"
+    info = _recording(request, lesson_id)
+    problem: web.HTTPException | None = None
+    if credential is not None:
+        try:
+            grant = authority.verify(credential)
+        except TokenError as exc:
+            problem = http_error(401, "invalid_token", str(exc), _CHALLENGE)
+        else:
+            if grant.lesson_id == lesson_id and grant.role in _WATCH_ROLES:
+                return grant.role.value
+            problem = http_error(
+                403, "not_allowed", "this token does not open this recording (it is not public)"
+            )
+    if info.get("public"):
+        return "public"
+    raise problem or http_error(
+        401, "unauthorized", "this recording is not public: a replay link is needed", _CHALLENGE
+    )
+
+
+def _require_owner(request: web.Request, lesson_id: str) -> None:
+    """The teacher key or the lesson's origin token."""
+    if is_teacher(request):
+        return
+    credential = credential_of(request)
+    if credential is None:
+        require_teacher(request)  # raises 401
+    try:
+        grant = request.app[AUTHORITY].verify(credential or "")
+    except TokenError as exc:
+        raise http_error(401, "invalid_token", str(exc), _CHALLENGE) from exc
+    if grant.lesson_id != lesson_id or grant.role is not Role.ORIGIN:
+        raise http_error(403, "not_allowed", "only the lesson's teacher can do this")
+
+
+def _entry(
+    request: web.Request, lesson: Lesson, info: dict[str, Any], token: str | None
+) -> dict[str, Any]:
+    """A recording as the library shows it: the lesson's title, teacher and date with it;
+    ``token`` is appended to its media URLs (what a <video> element cannot send as a header)."""
+    entry = {
+        "lesson_id": lesson.id,
+        "title": lesson.title,
+        "teacher": lesson.teacher,
+        "lesson_state": lesson.state.value,
+        "date": lesson.started_at or lesson.created_at,
+        **info,
+    }
+    if token is not None:
+        suffix = f"?token={token}"
+        for key in ("url", "thumbnail_url"):
+            if entry.get(key):
+                entry[key] += suffix
+        courseware = entry.get("courseware")
+        if courseware and courseware.get("url"):
+            entry["courseware"] = {**courseware, "url": courseware["url"] + suffix}
+        entry["token"] = token
+    return entry
+
+
+def _number(request: web.Request, name: str) -> float | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise http_error(400, f"bad_{name}", f"{name} must be a number (Unix seconds)") from None
+    if not math.isfinite(value):
+        raise http_error(400, f"bad_{name}", f"{name} must be a finite number")
+    return value
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    """The library: every recording for the teacher, the public ones for everybody else;
+    ``q`` filters by title or teacher, ``since``/``until`` by the lesson's date."""
+    teacher = is_teacher(request)
+    query = request.query.get("q", "").strip().casefold()[:MAX_QUERY]
+    since, until = _number(request, "since"), _number(request, "until")
+    hooks = hooks_of(request.app)
+    authority = request.app[AUTHORITY]
+    entries = []
+    total = 0
+    for lesson in request.app[STORE].list():
+        info = hooks.recording_info(lesson.id)
+        if info is None or not (teacher or info.get("public")):
+            continue
+        total += int(info.get("size_bytes") or 0)
+        date = lesson.started_at or lesson.created_at
+        if since is not None and date < since or until is not None and date >= until:
+            continue
+        haystack = f"{lesson.title}\n{lesson.teacher}".casefold()
+        if query and query not in haystack:
+            continue
+        token = authority.issue(lesson.id, Role.REPLAY) if teacher else None
+        entries.append(_entry(request, lesson, info, token))
+    return web.json_response({"recordings": entries, "total_size_bytes": total, "teacher": teacher})
+
+
+async def get_recording(request: web.Request) -> web.Response:
+    lesson_id = request.match_info["lesson_id"]
+    lesson = _lesson(request, lesson_id)
+    who = _access(request, lesson_id)
+    info = _recording(request, lesson_id)
+    token = None
+    if who == "teacher":
+        token = request.app[AUTHORITY].issue(lesson_id, Role.REPLAY)
+    elif who in ("origin", "replay"):
+        token = credential_of(request)
+    return web.json_response(_entry(request, lesson, info, token))
+
+
+async def update_recording(request: web.Request) -> web.Response:
+    """``{"public": true|false}``: whether anyone may watch it without a link."""
+    lesson_id = request.match_info["lesson_id"]
+    _require_owner(request, lesson_id)
+    lesson = _lesson(request, lesson_id)
+    body = await json_object(request)
+    unknown = set(body) - {"public"}
+    if unknown:
+        raise http_error(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    public = body.get("public")
+    if not isinstance(public, bool):
+        raise http_error(400, "bad_public", "public must be true or false")
+    info = request.app[LIBRARY].set_public(lesson_id, public)
+    if info is None:
+        raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
+    logger.info("lesson %s: recording made %s", lesson_id, "public" if public else "private")
+    return web.json_response(_entry(request, lesson, info, None))
+
+
+async def delete_recording(request: web.Request) -> web.Response:
+    require_teacher(request)
+    lesson_id = request.match_info["lesson_id"]
+    try:
+        deleted = await request.app[LIBRARY].delete(lesson_id)
+    except RecordingBusyError as exc:
+        raise http_error(409, "recording_busy", str(exc)) from exc
+    if not deleted:
+        raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
+    return web.json_response({"deleted": lesson_id})
+
+
+async def replay_link(request: web.Request) -> web.Response:
+    """A link to the recording the teacher can share: the library page with a replay token."""
+    lesson_id = request.match_info["lesson_id"]
+    _require_owner(request, lesson_id)
+    _lesson(request, lesson_id)
+    _recording(request, lesson_id)
+    authority = request.app[AUTHORITY]
+    token = authority.issue(lesson_id, Role.REPLAY)
+    expires_at = authority.verify(token).expires_at
+    base = str(request.url.origin())
+    return web.json_response(
+        {
+            "url": f"{base}/recordings?lesson={lesson_id}&token={token}",
+            "token": token,
+            "expires_at": expires_at,
+        },
+        status=201,
+    )
+
+
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    lesson_id = request.match_info["lesson_id"]
+    name = request.match_info["name"]
+    _access(request, lesson_id)
+    path = request.app[LIBRARY].file(lesson_id, name)
+    if path is None:
+        raise http_error(404, "no_such_file", "this recording has no such file")
+    # FileResponse answers Range requests (206), which is what lets a player seek
+    return web.FileResponse(path, headers={"Cache-Control": "private, no-cache"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/recordings", list_recordings)
+    app.router.add_get("/api/recordings/{lesson_id}", get_recording)
+    app.router.add_patch("/api/recordings/{lesson_id}", update_recording)
+    app.router.add_delete("/api/recordings/{lesson_id}", delete_recording)
+    app.router.add_post("/api/recordings/{lesson_id}/link", replay_link)
+    app.router.add_get("/recordings/{lesson_id}/{name}", recording_file)

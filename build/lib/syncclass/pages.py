@@ -1,0 +1,46 @@
+"""The web pages: the home page, the teacher's lesson view, the classroom view, and the
+recordings library's entry point. Plain HTML, CSS and ES modules from ``static/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    return _page("index.html")
+
+
+async def teach(request: web.Request) -> web.StreamResponse:
+    return _page("teach.html")
+
+
+async def join(request: web.Request) -> web.StreamResponse:
+    return _page("join.html")
+
+
+async def recordings(request: web.Request) -> web.StreamResponse:
+    return _page("recordings.html")
+
+
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    # the modules import each other, so a browser must never mix two releases of them: it
+    # asks again each time (a 304 when nothing changed)
+    if request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-cache"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", home)
+    app.router.add_get("/lessons/{lesson_id}/teach", teach)
+    app.router.add_get("/lessons/{lesson_id}/join", join)
+    app.router.add_get("/recordings", recordings)
+    app.router.add_static("/static/", STATIC, follow_symlinks=False)
+    app.on_response_prepare.append(_revalidate_static)

@@ -1,0 +1,38 @@
+// The REST API under /api/, with a Bearer credential: the teacher key or a lesson token.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status; // 0 when the server could not be reached
+    this.code = code;
+  }
+}
+
+export async function api(method, path, { credential = null, body = undefined } = {}) {
+  const headers = {};
+  if (credential) headers.Authorization = `Bearer ${credential}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch (error) {
+    throw new ApiError(0, 'network', String(error));
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, data.error, data.message);
+  return data;
+}
+
+/** The lesson id and token of a page at /lessons/{id}/teach|join?token=... */
+export function lessonFromLocation(location = window.location) {
+  const match = location.pathname.match(/^\/lessons\/([^/]+)\//);
+  return {
+    id: match ? decodeURIComponent(match[1]) : '',
+    token: new URLSearchParams(location.search).get('token') || '',
+  };
+}

@@ -1,0 +1,263 @@
+// The teacher's lesson view: preview, publishing camera + microphone and courseware over
+// WHIP, the join link, the live classroom count, and starting and ending the lesson.
+
+import { api, ApiError, lessonFromLocation } from './api.js';
+import { fillDeviceSelect, openDevices, openTrack } from './devices.js';
+import { LessonEvents } from './events.js';
+import { mountLanguageSwitch, setText } from './i18n.js';
+import { showJoinLink } from './join-panel.js';
+import { Publication } from './publication.js';
+
+const $ = (id) => document.getElementById(id);
+const { id: lessonId, token } = lessonFromLocation();
+const whipUrl = (source) => `/whip/${encodeURIComponent(lessonId)}?source=${source}`;
+
+const local = { video: null, audio: null, screen: null };
+let camera = null; // Publication of the camera and microphone while the lesson is taught
+let courseware = null; // Publication of the shared screen
+let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad link
+let events = null;
+
+// --- the state line ------------------------------------------------------------------------
+
+function showState(state) {
+  const line = $('state');
+  line.dataset.state = state;
+  document.body.dataset.state = state;
+  setText(line, `teach.state.${state}`);
+  const ended = state === 'ended' || state === 'invalid';
+  $('closed').hidden = !ended;
+  document.querySelector('main.teach').hidden = ended;
+  if (ended) {
+    setText($('closed-title'), `teach.state.${state}`);
+    setText($('closed-text'), state === 'ended' ? 'teach.endedNote' : 'teach.invalidNote');
+  }
+  $('start').disabled = ended || camera !== null || !(local.video || local.audio);
+  $('start').hidden = camera !== null || ended;
+  $('end').disabled = ended || state === 'loading';
+  $('courseware-toggle').disabled = ended || camera === null;
+}
+
+function refreshState() {
+  if (['loading', 'invalid', 'ended'].includes(lessonState)) return showState(lessonState);
+  if (!camera) return showState('ready');
+  return showState(camera.state === 'stopped' ? 'ready' : camera.state);
+}
+
+function showError(key, error) {
+  const box = $('media-error');
+  box.hidden = false;
+  setText(box, key, { message: error.message || String(error) });
+}
+
+// --- camera and microphone -------------------------------------------------------------------
+
+function showPreview() {
+  $('camera-preview').srcObject = local.video ? new MediaStream([local.video]) : null;
+}
+
+async function openLocalMedia() {
+  try {
+    Object.assign(local, await openDevices());
+  } catch (error) {
+    showError('teach.noDevice', error);
+  }
+  showPreview();
+  await fillDeviceSelect($('camera-select'), 'videoinput', local.video);
+  await fillDeviceSelect($('mic-select'), 'audioinput', local.audio);
+  renderToggles();
+}
+
+async function switchDevice(kind, deviceId) {
+  const old = local[kind];
+  let track;
+  try {
+    track = await openTrack(kind, deviceId);
+  } catch (error) {
+    showError('teach.noDevice', error);
+    return;
+  }
+  $('media-error').hidden = true;
+  track.enabled = old ? old.enabled : true;
+  local[kind] = track;
+  if (camera) await camera.replaceTrack(kind, track);
+  if (old) old.stop();
+  if (kind === 'video') showPreview();
+}
+
+function renderToggles() {
+  const mic = $('mic-toggle');
+  mic.disabled = !local.audio;
+  setText(mic, local.audio && !local.audio.enabled ? 'teach.unmute' : 'teach.mute');
+  mic.setAttribute('aria-pressed', String(Boolean(local.audio && !local.audio.enabled)));
+  const cam = $('camera-toggle');
+  cam.disabled = !local.video;
+  setText(cam, local.video && !local.video.enabled ? 'teach.cameraOn' : 'teach.cameraOff');
+  cam.setAttribute('aria-pressed', String(Boolean(local.video && !local.video.enabled)));
+  const share = $('courseware-toggle');
+  setText(share, courseware ? 'teach.stopCourseware' : 'teach.shareCourseware');
+  share.setAttribute('aria-pressed', String(courseware !== null));
+}
+
+// --- publishing ------------------------------------------------------------------------------
+
+function refused(error) {
+  showError('teach.publishFailed', error);
+}
+
+function startTeaching() {
+  if (camera || !['scheduled', 'live'].includes(lessonState)) return;
+  camera = new Publication(whipUrl('camera'), token, [local.audio, local.video], {
+    onChange: refreshState,
+    onEnded: lessonEnded,
+    onRefused: (error) => {
+      camera = null;
+      refused(error);
+      refreshState();
+    },
+  });
+  refreshState();
+  camera.start();
+}
+
+async function startCourseware() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({
+      video: { frameRate: { ideal: 15 } },
+      audio: false,
+    });
+  } catch (error) {
+    showError('teach.coursewareFailed', error);
+    return;
+  }
+  const [track] = stream.getVideoTracks();
+  track.contentHint = 'detail'; // slides and text: keep them sharp rather than smooth
+  track.addEventListener('ended', () => stopCourseware()); // the browser's own "stop sharing"
+  local.screen = track;
+  courseware = new Publication(whipUrl('courseware'), token, [track], {
+    onEnded: lessonEnded,
+    onRefused: (error) => {
+      refused(error);
+      stopCourseware();
+    },
+  });
+  $('courseware-preview').srcObject = stream;
+  $('courseware-figure').hidden = false;
+  $('previews').dataset.courseware = 'on';
+  renderToggles();
+  courseware.start();
+}
+
+async function stopCourseware() {
+  const publication = courseware;
+  courseware = null;
+  if (local.screen) local.screen.stop();
+  local.screen = null;
+  $('courseware-preview').srcObject = null;
+  $('courseware-figure').hidden = true;
+  $('previews').dataset.courseware = 'off';
+  renderToggles();
+  if (publication) await publication.stop();
+}
+
+// --- the lesson ------------------------------------------------------------------------------
+
+function lessonEnded() {
+  lessonState = 'ended';
+  for (const publication of [camera, courseware]) if (publication) publication.close();
+  camera = null;
+  courseware = null;
+  for (const track of Object.values(local)) if (track) track.stop();
+  if (events) events.close();
+  refreshState();
+}
+
+function showLesson(snapshot) {
+  $('classroom-count').textContent = String(snapshot.classrooms);
+  setText($('classroom-max'), 'teach.classroomsOf', { max: snapshot.max_classrooms });
+  $('courseware-live').hidden = !snapshot.sources.includes('courseware');
+  if (snapshot.state === 'ended') lessonEnded();
+}
+
+let endArmed = null;
+async function endLesson() {
+  const button = $('end');
+  if (!endArmed) {
+    setText(button, 'teach.endConfirm');
+    button.classList.add('armed');
+    endArmed = setTimeout(() => {
+      endArmed = null;
+      button.classList.remove('armed');
+      setText(button, 'teach.end');
+    }, 4000);
+    return;
+  }
+  clearTimeout(endArmed);
+  endArmed = null;
+  button.classList.remove('armed');
+  setText(button, 'teach.end');
+  try {
+    await api('POST', `/api/lessons/${encodeURIComponent(lessonId)}/end`, { credential: token });
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 410)) return showError('error.generic', error);
+  }
+  lessonEnded();
+}
+
+async function main() {
+  mountLanguageSwitch($('lang'));
+  refreshState();
+  let lesson;
+  try {
+    lesson = await api('GET', `/api/lessons/${encodeURIComponent(lessonId)}`, { credential: token });
+  } catch (error) {
+    if (error instanceof ApiError && [401, 403, 404].includes(error.status)) {
+      lessonState = 'invalid';
+      return refreshState();
+    }
+    showError('error.generic', error);
+    return;
+  }
+  $('lesson-title').textContent = lesson.title;
+  document.title = `${lesson.title} · ${document.title}`;
+  lessonState = lesson.state;
+  showLesson({ ...lesson, sources: lesson.origin_sources });
+  if (lesson.state === 'ended') return lessonEnded();
+  showJoinLink(lesson.join_url, { input: $('join-link'), copyButton: $('copy'), qrBox: $('qr') });
+  events = new LessonEvents(lessonId, token, {
+    onLesson: (snapshot) => {
+      lessonState = snapshot.state;
+      showLesson(snapshot);
+    },
+    onEnded: lessonEnded,
+  });
+  events.start();
+  await openLocalMedia();
+  refreshState();
+  // a reload in the middle of a lesson carries on teaching without another click
+  if (lesson.state === 'live') startTeaching();
+}
+
+$('start').addEventListener('click', () => startTeaching());
+$('end').addEventListener('click', () => endLesson());
+$('mic-toggle').addEventListener('click', () => {
+  if (local.audio) local.audio.enabled = !local.audio.enabled;
+  renderToggles();
+});
+$('camera-toggle').addEventListener('click', () => {
+  if (local.video) local.video.enabled = !local.video.enabled;
+  renderToggles();
+});
+$('courseware-toggle').addEventListener('click', () => (courseware ? stopCourseware() : startCourseware()));
+$('camera-select').addEventListener('change', (event) => switchDevice('video', event.target.value));
+$('mic-select').addEventListener('change', (event) => switchDevice('audio', event.target.value));
+window.addEventListener('langchange', () => refreshState());
+// leave at once, so classrooms wait for the reloaded page instead of a connection timing out
+window.addEventListener('pagehide', () => {
+  for (const publication of [camera, courseware]) {
+    if (publication) publication.stop({ keepalive: true });
+  }
+});
+
+main();

@@ -1,0 +1,61 @@
+// Publishing one source (camera or courseware) to the lesson over WHIP.
+
+import { leave, negotiate, watchConnection } from './offer.js';
+
+export class WhipPublisher {
+  /** `onDrop(state)` is called when an established publication is lost. */
+  constructor(url, token, { onDrop = () => {}, onConnected = () => {} } = {}) {
+    this.url = url;
+    this.token = token;
+    this.onDrop = onDrop;
+    this.onConnected = onConnected;
+    this.pc = null;
+    this.session = null;
+    this.senders = new Map(); // kind -> RTCRtpSender
+  }
+
+  async publish(tracks) {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    for (const track of tracks) {
+      const transceiver = pc.addTransceiver(track, { direction: 'sendonly' });
+      this.senders.set(track.kind, transceiver.sender);
+    }
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected' && this.pc === pc) this.onConnected();
+    });
+    watchConnection(pc, (state) => {
+      if (this.pc === pc) this.onDrop(state);
+    });
+    try {
+      this.session = await negotiate(pc, this.url, this.token);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  /** Swap a track (another camera or microphone) without renegotiating. */
+  async replaceTrack(kind, track) {
+    const sender = this.senders.get(kind);
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  get connectionState() {
+    return this.pc ? this.pc.connectionState : 'closed';
+  }
+
+  close() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.senders.clear();
+  }
+
+  /** Stop publishing: the server forgets the session at once. */
+  async stop({ keepalive = false } = {}) {
+    const session = this.session;
+    this.session = null;
+    this.close();
+    await leave(session, this.token, { keepalive });
+  }
+}

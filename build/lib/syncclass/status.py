@@ -1,0 +1,62 @@
+"""GET /api/status: what the server holds right now, for the operator (teacher key)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from aiohttp import web
+
+from signaling.auth import require_teacher
+from signaling.keys import SESSIONS, SFU
+
+STARTED_AT = web.AppKey("started_at", float)
+
+
+def _udp_sockets() -> int:
+    """UDP sockets this process holds (Linux), so a leak of ICE ports shows."""
+    inodes = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return -1
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile, or the directory listing's own descriptor
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        count += sum(1 for row in rows if len(row.split()) > 9 and row.split()[9] in inodes)
+    return count
+
+
+async def status(request: web.Request) -> web.Response:
+    require_teacher(request)
+    sfu = request.app[SFU]
+    routers = list(sfu.routers.values())
+    return web.json_response(
+        {
+            "uptime_s": round(time.time() - request.app[STARTED_AT], 1),
+            "routers": len(routers),
+            "peers": sum(len(r.peers) for r in routers),
+            "producers": sum(len(r.producers) for r in routers),
+            "consumers": sum(len(r.consumers()) for r in routers),
+            "sessions": len(request.app[SESSIONS]),
+            "tasks": len(asyncio.all_tasks()),
+            "udp_sockets": _udp_sockets(),
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app[STARTED_AT] = time.time()
+    app.router.add_get("/api/status", status)

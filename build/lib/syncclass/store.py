@@ -1,0 +1,254 @@
+"""Lessons and their recordings kept in a single SQLite file so they survive a restart."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recorder.catalog import Recording, RecordingState
+from signaling.contracts import Lesson, LessonState
+
+# Each entry upgrades the schema from version N to N + 1; append, never edit, so existing
+# databases can be brought forward with PRAGMA user_version as the bookmark.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE lessons (
+            id             TEXT PRIMARY KEY,
+            title          TEXT NOT NULL,
+            state          TEXT NOT NULL,
+            max_classrooms INTEGER NOT NULL,
+            record         INTEGER NOT NULL,
+            created_at     REAL NOT NULL,
+            started_at     REAL,
+            ended_at       REAL
+        )
+        """,
+        "CREATE INDEX lessons_created_at ON lessons (created_at)",
+    ),
+    (
+        "ALTER TABLE lessons ADD COLUMN teacher TEXT NOT NULL DEFAULT ''",
+        """
+        CREATE TABLE recordings (
+            lesson_id  TEXT PRIMARY KEY REFERENCES lessons (id),
+            state      TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at   REAL,
+            duration_s REAL,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            public     INTEGER NOT NULL DEFAULT 0,
+            details    TEXT NOT NULL DEFAULT '{}',
+            error      TEXT
+        )
+        """,
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_COLUMNS = (
+    "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher"
+)
+_ID_ATTEMPTS = 5
+
+
+class SqliteLessonStore:
+    """`LessonStore` on one SQLite connection in WAL mode."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        # The server may call in from executor threads; one connection guarded by a lock keeps
+        # SQLite's single-writer rule trivially satisfied.
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # Writes are rare (a lesson is created or changes state), so keep the default
+            # synchronous=FULL: a lesson acknowledged to the teacher survives even power loss.
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {version} is newer than this server "
+                f"understands ({SCHEMA_VERSION}); refusing to touch it"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[target - 1]:
+                    self._db.execute(statement)
+                # PRAGMA does not accept bound parameters; target is our own integer.
+                self._db.execute(f"PRAGMA user_version = {int(target)}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, title: str, max_classrooms: int, record: bool, teacher: str = "") -> Lesson:
+        now = self._clock()
+        with self._lock:
+            for _ in range(_ID_ATTEMPTS):
+                lesson_id = secrets.token_urlsafe(8)
+                try:
+                    self._db.execute(
+                        f"INSERT INTO lessons ({_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                        (
+                            lesson_id,
+                            title,
+                            LessonState.SCHEDULED.value,
+                            max_classrooms,
+                            int(record),
+                            now,
+                            teacher,
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    continue  # 64 random bits collided; astronomically rare, just redraw
+                return Lesson(
+                    id=lesson_id,
+                    title=title,
+                    state=LessonState.SCHEDULED,
+                    max_classrooms=max_classrooms,
+                    record=bool(record),
+                    created_at=now,
+                    teacher=teacher,
+                )
+        raise RuntimeError("could not allocate a unique lesson id")
+
+    def get(self, lesson_id: str) -> Lesson | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
+            ).fetchone()
+        return None if row is None else _to_lesson(row)
+
+    def list(self) -> list[Lesson]:
+        with self._lock:
+            rows = self._db.execute(
+                # rowid breaks ties between lessons created within the same clock tick.
+                f"SELECT {_COLUMNS} FROM lessons ORDER BY created_at DESC, rowid DESC"
+            ).fetchall()
+        return [_to_lesson(row) for row in rows]
+
+    def set_state(self, lesson_id: str, state: LessonState) -> Lesson:
+        state = LessonState(state)
+        now = self._clock()
+        if state is LessonState.LIVE:
+            # started_at marks the first time the lesson went live; a resumed lesson is no
+            # longer ended, so its old end time would be a lie.
+            update = "state = ?, started_at = COALESCE(started_at, ?), ended_at = NULL"
+            params: tuple[object, ...] = (state.value, now)
+        elif state is LessonState.ENDED:
+            # Ending twice keeps the original end time so retries are harmless.
+            update = "state = ?, ended_at = COALESCE(ended_at, ?)"
+            params = (state.value, now)
+        else:
+            update = "state = ?"
+            params = (state.value,)
+        with self._lock:
+            # UPDATE ... RETURNING would need SQLite 3.35, newer than some distributions ship;
+            # the lock makes the separate read consistent with the write.
+            cursor = self._db.execute(
+                f"UPDATE lessons SET {update} WHERE id = ?", (*params, lesson_id)
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(lesson_id)
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
+            ).fetchone()
+        return _to_lesson(row)
+
+
+def _to_lesson(row: tuple[Any, ...]) -> Lesson:
+    lesson_id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher = row
+    return Lesson(
+        id=lesson_id,
+        title=title,
+        state=LessonState(state),
+        max_classrooms=max_classrooms,
+        record=bool(record),
+        created_at=created_at,
+        started_at=started_at,
+        ended_at=ended_at,
+        teacher=teacher,
+    )
+
+
+class SqliteRecordingCatalog:
+    """`recorder.catalog.RecordingCatalog` in the lesson store's database."""
+
+    _COLUMNS = (
+        "lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error"
+    )
+
+    def __init__(self, store: SqliteLessonStore) -> None:
+        self._db = store._db
+        self._lock = store._lock
+
+    def get(self, lesson_id: str) -> Recording | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM recordings WHERE lesson_id = ?", (lesson_id,)
+            ).fetchone()
+        return None if row is None else _to_recording(row)
+
+    def list(self) -> list[Recording]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM recordings ORDER BY started_at DESC"
+            ).fetchall()
+        return [_to_recording(row) for row in rows]
+
+    def put(self, recording: Recording) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO recordings ({self._COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    recording.lesson_id,
+                    recording.state.value,
+                    recording.started_at,
+                    recording.ended_at,
+                    recording.duration_s,
+                    recording.size_bytes,
+                    int(recording.public),
+                    json.dumps(recording.details),
+                    recording.error,
+                ),
+            )
+
+    def delete(self, lesson_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM recordings WHERE lesson_id = ?", (lesson_id,))
+
+
+def _to_recording(row: tuple[Any, ...]) -> Recording:
+    lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error = row
+    return Recording(
+        lesson_id=lesson_id,
+        state=RecordingState(state),
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_s=duration_s,
+        size_bytes=size_bytes,
+        public=bool(public),
+        details=json.loads(details),
+        error=error,
+    )

@@ -1,0 +1,183 @@
+"""Signed, expiring access tokens for lessons and the teacher key that mints them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from signaling.contracts import Grant, Role, TokenError
+
+SECRET_FILE = "secret.key"
+TEACHER_KEY_FILE = "teacher.key"
+SECRET_BYTES = 32
+
+# Real tokens are ~150 characters; the cap keeps hostile input from costing real work.
+MAX_TOKEN_CHARS = 2048
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_ROLES = frozenset(role.value for role in Role)
+
+
+class TokenAuthority:
+    """`Authority` issuing HMAC-SHA256 tokens of the form ``payload_b64.signature_b64``."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        teacher_key: str,
+        ttl_s: float = 12 * 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if len(secret) < 16:
+            raise ValueError("token secret must be at least 16 bytes")
+        if not teacher_key:
+            raise ValueError("teacher key must not be empty")
+        if not (math.isfinite(ttl_s) and ttl_s > 0):
+            raise ValueError("token ttl must be a positive number of seconds")
+        self._secret = bytes(secret)
+        self._teacher_key = teacher_key.encode()
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def is_teacher_key(self, key: str) -> bool:
+        if not isinstance(key, str):
+            return False
+        # compare_digest on str rejects non-ASCII, so compare the UTF-8 bytes instead.
+        return hmac.compare_digest(key.encode("utf-8", "surrogatepass"), self._teacher_key)
+
+    def issue(self, lesson_id: str, role: Role) -> str:
+        role = Role(role)
+        payload = {
+            "l": lesson_id,
+            "r": role.value,
+            "e": math.ceil(self._clock() + self._ttl_s),
+            # Two tokens for the same lesson and role differ, so one can be told from another
+            # in logs without revealing either.
+            "n": secrets.token_urlsafe(6),
+        }
+        payload_b64 = _b64encode(json.dumps(payload, separators=(",", ":")).encode())
+        return f"{payload_b64}.{_b64encode(self._sign(payload_b64))}"
+
+    def verify(self, token: str) -> Grant:
+        payload_b64, signature = _split(token)
+        # The signature is checked before the payload is parsed, so nothing an attacker sends
+        # ever reaches the JSON decoder.
+        if not hmac.compare_digest(signature, self._sign(payload_b64)):
+            raise TokenError("bad signature")
+        try:
+            payload = json.loads(_b64decode(payload_b64))
+        except (ValueError, RecursionError) as exc:
+            raise TokenError("malformed token") from exc
+        if not isinstance(payload, dict):
+            raise TokenError("malformed token")
+        lesson_id, role, expiry = payload.get("l"), payload.get("r"), payload.get("e")
+        if not isinstance(lesson_id, str) or not lesson_id:
+            raise TokenError("malformed token")
+        if not isinstance(expiry, int | float) or isinstance(expiry, bool):
+            raise TokenError("malformed token")
+        try:
+            expires_at = float(expiry)
+        except OverflowError:
+            raise TokenError("malformed token") from None
+        if not math.isfinite(expires_at):
+            raise TokenError("malformed token")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise TokenError("unknown role")
+        grant_role = Role(role)
+        if self._clock() >= expires_at:
+            raise TokenError("token expired")
+        return Grant(lesson_id=lesson_id, role=grant_role, expires_at=expires_at)
+
+    def _sign(self, payload_b64: str) -> bytes:
+        return hmac.new(self._secret, payload_b64.encode("ascii"), hashlib.sha256).digest()
+
+
+def _split(token: object) -> tuple[str, bytes]:
+    """Check the token's shape and return its payload part and decoded signature."""
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
+        raise TokenError("malformed token")
+    parts = token.split(".")
+    if len(parts) != 2 or not all(_B64URL.fullmatch(part) for part in parts):
+        raise TokenError("malformed token")
+    payload_b64, signature_b64 = parts
+    try:
+        signature = _b64decode(signature_b64)
+    except ValueError as exc:
+        raise TokenError("malformed token") from exc
+    # Base64 leaves slack bits in the last character; requiring the canonical spelling means
+    # each signature has exactly one valid string form.
+    if _b64encode(signature) != signature_b64:
+        raise TokenError("malformed token")
+    return payload_b64, signature
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """Return the signing secret from ``secret.key``, creating it (mode 0600) on first run."""
+    path = data_dir / SECRET_FILE
+    _create_once(path, secrets.token_bytes(SECRET_BYTES))
+    secret = path.read_bytes()
+    if len(secret) < SECRET_BYTES:
+        raise ValueError(
+            f"{path} holds {len(secret)} bytes, need at least {SECRET_BYTES}; "
+            "delete it to generate a new one (this invalidates issued tokens)"
+        )
+    return secret
+
+
+def load_or_create_teacher_key(data_dir: Path) -> tuple[str, bool]:
+    """Return the teacher key from ``teacher.key`` and whether this call just created it."""
+    path = data_dir / TEACHER_KEY_FILE
+    created = _create_once(path, (secrets.token_urlsafe(24) + "\n").encode("ascii"))
+    # Operators may edit the file by hand; editors add newlines, which are not part of the key.
+    key = path.read_text(encoding="utf-8").strip()
+    if not key:
+        raise ValueError(f"{path} is empty; put a key in it or delete it to generate one")
+    return key, created
+
+
+def _create_once(path: Path, content: bytes) -> bool:
+    """Write ``content`` to ``path`` (mode 0600) unless it exists; return whether it was written.
+
+    The content goes to a private temporary file first and is then hard-linked into place, so
+    a concurrent reader never sees a half-written file and a concurrent writer never clobbers
+    one that already won.
+    """
+    if path.exists():
+        return False
+    # A directory created here holds secrets, so only the owner may look inside.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(content)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o600)  # mkstemp already uses 0600; this makes it explicit
+        try:
+            os.link(tmp_name, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp_name)
