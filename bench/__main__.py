@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 
-BENCHMARKS = {"fanout": "bench.fanout", "recorder": "bench.recorder_cpu"}
+BENCHMARKS = {"fanout": "bench.fanout", "recorder": "bench.recorder_cpu", "soak": "bench.soak"}
 
 
 def main() -> None:

@@ -287,6 +287,14 @@ class Sink:
                 return
             self.stats.decoded += 1
 
+    def go_silent(self) -> None:
+        """From now on nothing leaves this classroom, not even the goodbye of ``close()``: it
+        vanishes, as a classroom PC switched off at the wall does."""
+        for transceiver in self.pc.getTransceivers():
+            connection = transceiver.receiver.transport.transport._connection
+            for protocol in connection._protocols:
+                protocol.transport.sendto = lambda *args: None
+
     def summary(self) -> dict[str, Any]:
         s = self.stats
         return {

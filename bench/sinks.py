@@ -1,7 +1,8 @@
 """A worker process holding sink classrooms, driven over a pipe by the benchmark.
 
-Commands: ("join", count, decode_count, concurrency) → join durations; ("reset",) → zero the
-counters; ("stats",) → per-sink summaries; ("close",) → leave and exit.
+Commands: ("join", count, decode_count, concurrency) → join durations; ("leave", vanish) → the
+oldest sink leaves, saying goodbye (DELETE) or, with ``vanish``, vanishing without a word;
+("reset",) → zero the counters; ("stats",) → per-sink summaries; ("close",) → leave and exit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import asyncio
 import itertools
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
 
 from .peers import Sink, loopback_only
 
@@ -39,6 +43,17 @@ async def _serve(conn: Connection, whep_url: str, token: str, prefix: str) -> No
             semaphore = asyncio.Semaphore(concurrency)
             await asyncio.gather(*(join_one(i < decode_count, semaphore) for i in range(count)))
             conn.send("ok")
+        elif name == "leave":
+            if not sinks:
+                conn.send("none")
+                continue
+            sink = sinks.pop(0)
+            if command[1]:
+                sink.go_silent()
+            else:
+                await _delete(urljoin(whep_url, sink.location), token)
+            await sink.close()
+            conn.send("ok")
         elif name == "reset":
             for sink in sinks:
                 sink.reset()
@@ -49,3 +64,11 @@ async def _serve(conn: Connection, whep_url: str, token: str, prefix: str) -> No
             await asyncio.gather(*(sink.close() for sink in sinks), return_exceptions=True)
             conn.send("ok")
             return
+
+
+async def _delete(url: str, token: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(url, headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        await response.read()

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aioice
 import aiortc
@@ -55,6 +55,7 @@ from pylibsrtp._binding import lib as srtp_lib
 
 from .codec import Codec, HeaderExtension
 from .consumer import EgressParameters, RtpLink
+from .drops import DROPPED
 from .network import NetworkConfig
 from .rtp_packet import RtpError, RtpPacket, parse_rtp, rewrite_into
 
@@ -70,6 +71,8 @@ INSTALLED = {
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 _MAX_PLAINTEXT = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN  # pylibsrtp's session buffer
 _RTCP_INTERVAL_S = 1.0  # mean; randomised to [0.5, 1.5] like aiortc
+# a peer unheard of for this many consent intervals has lost consent (RFC 7675 allows 30 s)
+CONSENT_EXPIRY_INTERVALS = 5
 
 
 def versions_match() -> bool:
@@ -154,6 +157,10 @@ def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...])
     aiortc fixes the common codecs in setRemoteDescription, before an answerer could set
     preferences, so they are filtered afterwards."""
     kept = [c for c in transceiver._codecs if c.mimeType.lower() in mime_types]
+    if not kept:
+        # left as offered: an answer section without any codec is not SDP (the caller
+        # refuses the offer or makes the section inactive)
+        return []
     media_types = {c.payloadType for c in kept}
     kept += [
         c
@@ -224,7 +231,7 @@ class DtlsLink:
         if pair is None:
             return
         protocol = pair.protocol
-        if type(protocol) is aioice_ice.StunProtocol:
+        if type(protocol) in _PLAIN_UDP:
             protocol.transport.sendto(data, pair.remote_addr)
         else:  # a TURN allocation wraps the datagram itself
             asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
@@ -265,33 +272,31 @@ def configure_ice(pc: RTCPeerConnection, network: NetworkConfig) -> None:
         connection = dtls.transport.iceGatherer._connection
         if not getattr(connection, "_syncclass_configured", False):
             connection.gather_candidates = functools.partial(_gather, connection, network)
-            _track_received_data(connection)
+            # consent also counts authenticated media (_AuthenticatedMedia), see _query_consent
+            connection._syncclass_last_data = asyncio.get_running_loop().time()
             connection.query_consent = functools.partial(_query_consent, connection)
+            _count_stun_rejections(connection)
             connection._syncclass_configured = True
-
-
-def _track_received_data(connection: aioice.Connection) -> None:
-    deliver = connection.data_received
-    clock = asyncio.get_running_loop().time
-
-    def data_received(data: bytes, component: int) -> None:
-        connection._syncclass_last_data = clock()
-        deliver(data, component)
-
-    connection._syncclass_last_data = clock()
-    connection.data_received = data_received
+        _authenticate_media(dtls, connection)
+        _ingress_table(dtls)
 
 
 async def _query_consent(connection: aioice.Connection) -> None:
     """RFC 7675 consent freshness as aioice does it, except that media arriving from the peer
     also counts as its consent: FFmpeg's WHIP muxer never answers consent checks, yet
-    publishes for hours. A peer that neither answers nor sends is closed after ~30 s."""
+    publishes for hours. Consent lapses after ``CONSENT_EXPIRY_INTERVALS`` check intervals
+    without a word from the peer (25 s by aioice's defaults), measured in time rather than
+    counted in failed checks, so a peer that vanishes is closed within 30 s, not 27 to 39."""
     assert connection.remote_password is not None
     loop = asyncio.get_running_loop()
     interval = aioice_ice.CONSENT_INTERVAL
-    failures = 0
+    expiry = interval * CONSENT_EXPIRY_INTERVALS
+    answered = loop.time()
     while True:
-        await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+        heard = max(answered, connection._syncclass_last_data)
+        # wake up in time to check once more right when consent would lapse
+        pause = interval * (0.8 + 0.4 * random.random())
+        await asyncio.sleep(max(0.0, min(pause, heard + expiry - loop.time())))
         for pair in list(connection._nominated.values()):
             request = connection.build_request(pair, nominate=False)
             try:
@@ -301,13 +306,10 @@ async def _query_consent(connection: aioice.Connection) -> None:
                     integrity_key=connection.remote_password.encode("utf8"),
                     retransmissions=0,
                 )
-                failures = 0
+                answered = loop.time()
             except aioice_stun.TransactionError:
-                if loop.time() - connection._syncclass_last_data < interval:
-                    failures = 0
-                else:
-                    failures += 1
-        if failures >= aioice_ice.CONSENT_FAILURES:
+                pass
+        if loop.time() - max(answered, connection._syncclass_last_data) >= expiry:
             logger.info("ICE consent expired: closing the connection")
             connection._query_consent_task = None
             await connection.close()
@@ -352,7 +354,7 @@ async def _bind(
     for port in network.port_order():
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: aioice_ice.StunProtocol(connection), local_addr=(address, port)
+                lambda: _GuardedStunProtocol(connection), local_addr=(address, port)
             )
         except OSError:
             continue
@@ -362,6 +364,128 @@ async def _bind(
         return protocol
     logger.warning("no free UDP port on %s in %s", address, network.ports)
     return None
+
+
+# --- what reaches a media port -------------------------------------------------------------
+
+_MAX_SRTP = 1500  # pylibsrtp's buffer: no larger SRTP packet can be unprotected
+# Datagrams waiting for one peer's DTLS transport beyond which more are dropped, so that a
+# flood cannot grow the server's memory without bound (aioice's queue has no limit).
+_MAX_QUEUED = 1000
+
+
+class _GuardedStunProtocol(aioice_ice.StunProtocol):
+    """aioice's socket protocol with a first look at every datagram (RFC 7983 demultiplexing).
+
+    aioice hands whatever is not STUN to the peer's DTLS transport, from any address; aiortc
+    then closes the transport, which ends the peer, on an empty datagram or on an SRTP-looking
+    one larger than its buffer. Here DTLS and SRTP are accepted only from the address of the
+    peer's ICE pair and within size, and STUN that aioice cannot parse or handle is dropped
+    rather than raised out of the socket's callback. Everything dropped is counted.
+    """
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        data = cast(bytes, data)
+        first = data[0] if data else -1
+        if 0 <= first <= 3:
+            self._stun_received(data, addr)
+        elif 20 <= first <= 63 or 128 <= first <= 191:
+            connection = self.receiver
+            component = self.local_candidate.component
+            if first >= 128 and len(data) > _MAX_SRTP:
+                DROPPED.add("oversized")
+            elif not _from_peer(connection, component, (addr[0], addr[1])):
+                DROPPED.add("not_from_peer")
+            elif connection._queue.qsize() >= _MAX_QUEUED:
+                DROPPED.add("overflow")
+            else:
+                connection.data_received(data, component)
+        else:
+            DROPPED.add("malformed")
+
+    def _stun_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            aioice_stun.parse_message(data)
+        except Exception:  # aioice raises ValueError and struct.error for what it cannot read
+            DROPPED.add("malformed")
+            return
+        try:
+            super().datagram_received(data, addr)
+        except Exception as exc:
+            logger.debug("dropping STUN from %s: %r", addr, exc)
+            DROPPED.add("malformed")
+
+
+_PLAIN_UDP = (aioice_ice.StunProtocol, _GuardedStunProtocol)
+
+
+def _from_peer(connection: aioice.Connection, component: int, addr: tuple[Any, ...]) -> bool:
+    pair = connection._nominated.get(component)
+    if pair is not None:
+        return bool(pair.remote_addr == addr)
+    # before nomination the peer may already start DTLS on a pair ICE is checking
+    return any(p.remote_addr == addr for p in connection._check_list)
+
+
+def _count_stun_rejections(connection: aioice.Connection) -> None:
+    respond_error = connection.respond_error
+
+    def counted(request: Any, addr: Any, protocol: Any, error_code: tuple[int, str]) -> None:
+        DROPPED.add("stun_rejected")
+        respond_error(request, addr, protocol, error_code)
+
+    connection.respond_error = counted
+
+
+class _AuthenticatedMedia:
+    """A peer's inbound SRTP session: what fails authentication is counted, and only what
+    passes counts as the peer's consent (RFC 7675): anyone can send a packet that seems to
+    come from the peer's address, only the peer can send one that authenticates."""
+
+    __slots__ = ("_session", "_connection", "_clock")
+
+    def __init__(
+        self, session: pylibsrtp.Session, connection: aioice.Connection, clock: Callable[[], float]
+    ) -> None:
+        self._session = session
+        self._connection = connection
+        self._clock = clock
+
+    def unprotect(self, data: bytes) -> bytes:
+        return self._accept(self._session.unprotect, data)
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return self._accept(self._session.unprotect_rtcp, data)
+
+    def _accept(self, unprotect: Callable[[bytes], bytes], data: bytes) -> bytes:
+        try:
+            plain = unprotect(data)
+        except pylibsrtp.Error:
+            DROPPED.add("unauthenticated")
+            raise
+        except ValueError as exc:  # larger than the session's buffer; aiortc only expects Error
+            DROPPED.add("oversized")
+            raise pylibsrtp.Error(str(exc)) from None
+        self._connection._syncclass_last_data = self._clock()
+        return plain
+
+
+def _authenticate_media(dtls: RTCDtlsTransport, connection: aioice.Connection) -> None:
+    """Wrap the transport's inbound SRTP session in _AuthenticatedMedia once DTLS made it."""
+    if getattr(dtls, "_syncclass_authenticated", False):
+        return
+    setup_srtp = dtls._setup_srtp
+    clock = asyncio.get_running_loop().time
+
+    def setup() -> None:
+        setup_srtp()
+        if dtls._rx_srtp is not None:
+            # aiortc only calls unprotect and unprotect_rtcp on it
+            media = _AuthenticatedMedia(dtls._rx_srtp, connection, clock)
+            dtls._rx_srtp = media  # type: ignore[assignment]
+
+    dtls._setup_srtp = setup
+    dtls._syncclass_authenticated = True
 
 
 # --- ingress -------------------------------------------------------------------------------
@@ -423,17 +547,19 @@ def _ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
             packet = parse_rtp(data)
         except RtpError as exc:
             logger.debug("dropping RTP: %s", exc)
+            DROPPED.add("malformed")
             return
         receiver = router.route_rtp(packet)
-        if receiver is not None:
-            ingress = table.get(receiver)
-            if ingress is not None:
-                try:
-                    ingress.handle(packet, arrival_time_ms / 1000 - NTP_EPOCH_OFFSET)
-                except Exception:
-                    # aiortc closes the whole transport on an exception; one bad packet must
-                    # not end the teacher's publication
-                    logger.exception("forwarding %r failed", packet)
+        ingress = None if receiver is None else table.get(receiver)
+        if ingress is None:
+            DROPPED.add("unrouted")
+            return
+        try:
+            ingress.handle(packet, arrival_time_ms / 1000 - NTP_EPOCH_OFFSET)
+        except Exception:
+            # aiortc closes the whole transport on an exception; one bad packet must
+            # not end the teacher's publication
+            logger.exception("forwarding %r failed", packet)
 
     dtls._handle_rtp_data = handle_rtp_data
     dtls._syncclass_ingress = table

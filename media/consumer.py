@@ -66,10 +66,18 @@ class ConsumerStats:
 
 
 class Consumer:
-    def __init__(self, consumer_id: str, kind: str, source: str, codecs: list[Codec]) -> None:
+    def __init__(
+        self,
+        consumer_id: str,
+        kind: str,
+        source: str,
+        codecs: list[Codec],
+        excluded_source: str | None = None,
+    ) -> None:
         self.id = consumer_id
         self.kind = kind
         self.source = source
+        self.excluded_source = excluded_source
         self.stats = ConsumerStats()
         self.quality = ReceiverQuality()
         self.producer: Producer | None = None

@@ -42,6 +42,9 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
     media: list[OfferedMedia] = []
     session_direction = "sendrecv"
     has_fingerprint = has_ufrag = False
+    mids: list[str | None] = []  # each section's a=mid
+    bundle: list[str] = []
+    undirected: set[int] = set()  # sections without a direction of their own
     for line in lines:
         if len(line) < 2 or line[1] != "=":
             raise OfferError(f"malformed SDP line: {line[:60]!r}")
@@ -51,18 +54,29 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
                 raise OfferError(f"malformed SDP media line: {line[:60]!r}")
             if parts[0] in ("audio", "video") and not all(f.isdigit() for f in parts[3:]):
                 raise OfferError(f"malformed payload types in SDP media line: {line[:60]!r}")
+            undirected.add(len(media))
             media.append(OfferedMedia(kind=parts[0], direction=session_direction))
+            mids.append(None)
         elif line.startswith("a="):
             attribute = line[2:]
             if attribute in DIRECTIONS:
                 if media:
                     media[-1].direction = attribute
+                    undirected.discard(len(media) - 1)
                 else:
                     session_direction = attribute
             elif attribute.startswith("fingerprint:"):
                 has_fingerprint = True
             elif attribute.startswith("ice-ufrag:"):
                 has_ufrag = True
+            elif attribute.startswith("mid:") and media:
+                mid = attribute[4:].strip()
+                # aiortc would take the last of several, or bundle two sections as one
+                if mids[-1] is not None or mid in mids:
+                    raise OfferError(f"a=mid:{mid[:40]} is not the one mid of one media section")
+                mids[-1] = mid
+            elif attribute.startswith("group:BUNDLE") and not media:
+                bundle = attribute[12:].split()
             elif attribute.startswith("rtpmap:") and media:
                 parts = attribute[7:].split()
                 if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 127:
@@ -75,4 +89,13 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
         raise OfferError("the SDP offer has no a=fingerprint (DTLS-SRTP is required)")
     if not has_ufrag:
         raise OfferError("the SDP offer has no a=ice-ufrag (ICE is required)")
+    for index in sorted(undirected):  # aiortc reads no session-level direction
+        if media[index].kind in ("audio", "video"):
+            raise OfferError(
+                f"the SDP offer's {media[index].kind} section has no direction "
+                "(a=sendonly, a=recvonly, a=sendrecv or a=inactive)"
+            )
+    for mid in bundle:  # aiortc would bundle sections onto the transport of a missing one
+        if mid not in mids:
+            raise OfferError(f"a=group:BUNDLE names {mid[:40]!r}, which no media section has")
     return media

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from .aiortc_hooks import configure_ice
 from .network import NetworkConfig
@@ -34,7 +34,12 @@ class Peer:
         self.router = router
         self.label = label  # who this is, for logs: "camera", a classroom's name
         self.closed = False
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle: every m-line on one transport, as WHIP/WHEP require. With aiortc's
+        # "balanced" policy a second m-line of a kind (the stage's audio) keeps a transport of
+        # its own that the BUNDLE answer then discards, and it never receives.
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self._network = network
         self._on_close: list[Callable[[Peer], None]] = []
         self._close_task: asyncio.Task[None] | None = None

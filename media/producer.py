@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .codec import Codec, HeaderExtension
+from .drops import DROPPED
 from .keyframe import keyframe_detector
 from .nack import LossTracker
 from .packet_cache import PacketCache
@@ -39,6 +40,8 @@ class Sink(Protocol):
 
     source: str
     kind: str
+    excluded_source: str | None  # a source never sent to this sink: its own peer's (no echo)
+    producer: Producer | None  # the producer it follows now
 
     @property
     def waiting_for_keyframe(self) -> bool: ...
@@ -123,6 +126,7 @@ class Producer:
                     packet = unwrap_rtx(packet, self._rtx_apt[pt], ssrc)
                 except RtpError:
                     self.stats.malformed += 1
+                    DROPPED.add("malformed")
                     return
                 if self.cache.get(packet.sequence_number) is not None:
                     return  # already have it: a duplicate retransmission
@@ -130,6 +134,7 @@ class Producer:
                 self._switch_codec(self._codecs[pt])
             else:
                 self.stats.malformed += 1
+                DROPPED.add("malformed")
                 return
         self.ssrc = packet.ssrc
         if self._losses is not None:

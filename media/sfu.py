@@ -6,6 +6,7 @@ import logging
 
 from .network import NetworkConfig
 from .router import Router
+from .traffic import TrafficTotals
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +15,7 @@ class Sfu:
     def __init__(self, network: NetworkConfig) -> None:
         self.network = network
         self.routers: dict[str, Router] = {}
+        self._retired = TrafficTotals()  # lessons closed
 
     def router(self, router_id: str) -> Router:
         router = self.routers.get(router_id)
@@ -28,6 +30,15 @@ class Sfu:
         router = self.routers.pop(router_id, None)
         if router is not None:
             await router.close()
+            self._retired.add(router.traffic())
+
+    def traffic(self) -> TrafficTotals:
+        """Everything the server has received and sent since it started."""
+        totals = TrafficTotals()
+        totals.add(self._retired)
+        for router in self.routers.values():
+            totals.add(router.traffic())
+        return totals
 
     async def close(self) -> None:
         for router_id in list(self.routers):

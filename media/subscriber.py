@@ -16,11 +16,26 @@ logger = logging.getLogger(__name__)
 
 
 class Subscriber(Peer):
+    """Receives the lesson's stage, or with ``sources`` given, just those sources (the teacher
+    watching one classroom's return feed). ``excluded_source`` is never sent to it: the
+    peer's own publication, when the stage shows it to everybody else (no echo)."""
+
     role = "subscriber"
 
-    def __init__(self, peer_id: str, router: Router, network: NetworkConfig, label: str) -> None:
+    def __init__(
+        self,
+        peer_id: str,
+        router: Router,
+        network: NetworkConfig,
+        label: str,
+        *,
+        excluded_source: str | None = None,
+        sources: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         super().__init__(peer_id, router, network, label)
+        self.excluded_source = excluded_source
         self.consumers: list[Consumer] = []
+        self._sources = sources
 
     async def negotiate(self, offer: str) -> str:
         sections = [m for m in describe_offer(offer) if m.kind in ("audio", "video")]
@@ -31,7 +46,11 @@ class Subscriber(Peer):
         consumers = []
         for transceiver, section in zip(self.pc.getTransceivers(), sections, strict=False):
             kind = transceiver.kind
-            slots = self.router.stage_slots(kind)
+            slots = (
+                self._sources.get(kind, ())
+                if self._sources is not None
+                else self.router.stage_slots(kind)
+            )
             if not section.receives or taken[kind] >= len(slots):
                 transceiver.direction = "inactive"
                 continue
@@ -49,7 +68,9 @@ class Subscriber(Peer):
                     f"which this offer's {kind} section does not accept",
                 )
             transceiver.direction = "sendonly"
-            consumer = Consumer(f"{self.id}/{transceiver.mid}", kind, source, codecs)
+            consumer = Consumer(
+                f"{self.id}/{transceiver.mid}", kind, source, codecs, self.excluded_source
+            )
             install_egress(transceiver.sender, consumer)
             consumers.append(consumer)
         answer = await self._answer()

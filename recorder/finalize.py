@@ -35,12 +35,12 @@ from .timeline import Segment, TrackTimeline
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("camera", "courseware")
+SOURCES = ("camera", "courseware", "stage")
 VIDEO_CODECS = ("VP8", "H264")
 FOLLOW_POLL_S = 0.5
 CHUNK_BYTES = 1 << 20
 STEP_BYTES = 64 << 20  # between two looks at stdin while catching up
-_OUTPUTS = ("camera.webm", "camera.mp4", "courseware.webm", "courseware.mp4")
+_OUTPUTS = tuple(f"{source}.{ext}" for source in SOURCES for ext in ("webm", "mp4"))
 
 Track = tuple[str, str]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# The origin tracks a lesson recording takes: the camera's picture and sound, the courseware.
+# The tracks a lesson recording takes: the camera's picture and sound, the courseware, and
+# the classroom on stage (the first stage slot: whoever the teacher called, one after another).
 TRACKS: tuple[tuple[str, str], ...] = (
     ("camera", "video"),
     ("camera", "audio"),
     ("courseware", "video"),
+    ("stage", "video"),
+    ("stage", "audio"),
 )
 SIDECAR = "recording.json"
 RESULT = "result.json"
@@ -18,8 +21,8 @@ LOG_SUFFIX = ".rtplog"
 LOCK = ".remux.lock"  # held by whichever finaliser is writing the files
 
 _LESSON_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Names the finaliser produces: camera.webm, courseware.mp4, thumbnail.jpg.
-_SERVABLE = re.compile(r"^(camera|courseware)\.(webm|mp4)$|^thumbnail\.jpg$")
+# Names the finaliser produces: camera.webm, courseware.mp4, stage.webm, thumbnail.jpg.
+_SERVABLE = re.compile(r"^(camera|courseware|stage)\.(webm|mp4)$|^thumbnail\.jpg$")
 
 
 def valid_lesson_id(lesson_id: str) -> bool:

@@ -24,6 +24,7 @@ class TrackSink:
     def __init__(self, source: str, kind: str) -> None:
         self.source = source
         self.kind = kind
+        self.excluded_source: str | None = None
         self.producer: Producer | None = None
         self.closed = False
         self.packets = 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class LessonState(enum.StrEnum):
@@ -34,6 +34,10 @@ class Lesson:
     started_at: float | None = None
     ended_at: float | None = None
     teacher: str = ""  # who teaches it, as the library shows it; may be empty
+    owner: str = ""  # the account that created it and may manage it
+    # bumped when the teacher replaces the classroom link: older classroom tokens stop working
+    link_generation: int = 0
+    keep_chat: bool = False  # chat is relayed, not stored, unless the lesson asks for it
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Grant:
     lesson_id: str
     role: Role
     expires_at: float
+    generation: int = 0  # the lesson's link generation when the token was issued
 
 
 class TokenError(Exception):
@@ -51,7 +56,13 @@ class TokenError(Exception):
 
 class LessonStore(Protocol):
     def create(
-        self, title: str, max_classrooms: int, record: bool, teacher: str = ""
+        self,
+        title: str,
+        max_classrooms: int,
+        record: bool,
+        teacher: str = "",
+        owner: str = "",
+        keep_chat: bool = False,
     ) -> Lesson: ...
 
     def get(self, lesson_id: str) -> Lesson | None: ...
@@ -60,12 +71,114 @@ class LessonStore(Protocol):
 
     def set_state(self, lesson_id: str, state: LessonState) -> Lesson: ...
 
+    def rotate_link(self, lesson_id: str) -> Lesson:
+        """Bump the lesson's link generation (KeyError if there is no such lesson)."""
+        ...
+
 
 class Authority(Protocol):
-    def is_teacher_key(self, key: str) -> bool: ...
+    """Lesson tokens; who holds an account key is `Accounts`' business."""
 
-    def issue(self, lesson_id: str, role: Role) -> str: ...
+    def issue(self, lesson_id: str, role: Role, generation: int = 0) -> str: ...
 
     def verify(self, token: str) -> Grant:
         """Return the grant of a well-signed, unexpired token; raise TokenError otherwise."""
+        ...
+
+
+class LessonJournal(Protocol):
+    """What lasts of a lesson's classrooms: attendance, hands and stage, quality over time.
+
+    Classrooms are names; nothing else about them is kept."""
+
+    def joined(self, lesson_id: str, classroom: str, at: float) -> None: ...
+
+    def left(self, lesson_id: str, classroom: str, at: float) -> None: ...
+
+    def event(self, lesson_id: str, classroom: str, kind: str, at: float) -> None:
+        """``kind``: hand_raised, hand_lowered, stage_on, stage_off."""
+        ...
+
+    def chat(self, lesson_id: str, sender: str, text: str, at: float) -> None:
+        """A chat message of a lesson that keeps its chat."""
+        ...
+
+    def chat_messages(self, lesson_id: str) -> list[dict[str, Any]]: ...
+
+    def quality(self, lesson_id: str, at: float, samples: dict[str, dict[str, Any]]) -> None:
+        """One quality sample per classroom (by name), all taken at ``at``."""
+        ...
+
+    def attendance(self, lesson_id: str) -> list[dict[str, Any]]:
+        """One row per visit: classroom, joined_at, left_at (None while present)."""
+        ...
+
+    def events(self, lesson_id: str) -> list[dict[str, Any]]: ...
+
+    def quality_samples(self, lesson_id: str) -> list[dict[str, Any]]: ...
+
+
+ADMIN = "admin"  # the account name of the admin key, in the audit log too
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who holds a key: a teacher account, or the admin (``admin`` true)."""
+
+    name: str
+    admin: bool = False
+    built_in: bool = False  # the configured teacher key's account; cannot be removed
+    created_at: float | None = None
+
+
+class AccountExistsError(Exception):
+    """A teacher account of that name already exists (HTTP 409)."""
+
+
+class Accounts(Protocol):
+    def authenticate(self, key: str) -> Account | None:
+        """The account whose key this is, or None; a removed account's key is None at once."""
+        ...
+
+    def add(self, name: str) -> str:
+        """Create a teacher account and return its key (kept only as a hash, so shown once);
+        ValueError for an unusable name, AccountExistsError for a taken one."""
+        ...
+
+    def list(self) -> list[Account]:
+        """The teacher accounts, the built-in one first."""
+        ...
+
+    def remove(self, name: str) -> bool:
+        """Delete a teacher account; False if there is none. ValueError for the built-in one."""
+        ...
+
+
+class AuditAction(enum.StrEnum):
+    LESSON_CREATED = "lesson_created"
+    LESSON_ENDED = "lesson_ended"
+    LINK_ROTATED = "link_rotated"
+    RECORDING_DELETED = "recording_deleted"
+    RECORDING_PUBLIC = "recording_public"
+    RECORDING_PRIVATE = "recording_private"
+    TEACHER_ADDED = "teacher_added"
+    TEACHER_REMOVED = "teacher_removed"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    actor: str  # an account name, "admin", or the kind of lesson token used
+    action: str
+    lesson_id: str | None
+    detail: str
+
+
+class AuditLog(Protocol):
+    def record(
+        self, actor: str, action: str, lesson_id: str | None = None, detail: str = ""
+    ) -> None: ...
+
+    def entries(self, lesson_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """The newest ``limit`` entries, oldest first (of one lesson if given)."""
         ...

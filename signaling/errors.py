@@ -18,11 +18,34 @@ def http_error(
     return exc
 
 
+MAX_JSON_BYTES = 16 * 1024  # a request's JSON fields are short: titles, names, flags
+
+
+async def read_body(request: web.Request, limit: int, code: str, what: str) -> bytes:
+    """The whole request body, or a 413 ``code`` once it is known to exceed ``limit`` bytes.
+
+    ``request.content.read(n)`` returns what has arrived so far, which is only part of a body
+    that comes in several TCP segments (an SDP offer over a slow link)."""
+    too_large = http_error(413, code, f"{what} exceeds {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    """The request body as a JSON object, or a 4xx that says what is wrong with it."""
+    data = await read_body(request, MAX_JSON_BYTES, "body_too_large", "the JSON body")
     try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(data)
+        # a lone UTF-16 surrogate ("\ud800") is no character: it could be neither stored
+        # nor shown, so it is refused here rather than failing deeper down
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8 and numbers of 4300+ digits
         raise http_error(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise http_error(400, "malformed_json", "the body must be a JSON object")

@@ -3,7 +3,9 @@
 The token comes as a Bearer header, as ``?token=`` (browsers cannot set headers on a
 WebSocket) or as the first message ``{"type": "auth", "token": ...}``. The server sends
 ``{"type": "lesson", ...}`` on connect and on every change, and ``{"type": "ended"}`` before
-it closes the socket of an ended lesson. A client may send ``{"type": "ping"}``.
+it closes the socket of an ended lesson. A classroom says its name as ``?name=`` (or in the auth
+message) to take part: raise its hand, chat, report its quality. The messages are in
+docs/interaction.md and handled by ``signaling.interaction``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .auth import credential_of, grant_of
+from . import interaction
+from .auth import credential_of, grant_of, key_manages
+from .classrooms import classroom_name, valid_client
 from .contracts import LessonState, Role
 from .errors import http_error
-from .keys import AUTHORITY, EVENTS, STORE
+from .interaction import error as _error
+from .keys import EVENTS, STORE
+from .lesson_events import TEACHER, Participant
+from .rate_limits import CLOSE_RATE_LIMITED, message_gate
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +36,25 @@ ROLES = {Role.ORIGIN, Role.CLASSROOM}
 _CLOSE_UNAUTHORIZED = 4401
 
 
-def _check(request: web.Request, lesson_id: str, token: str) -> None:
-    """Raise the HTTP error a bad token gets (401/403); the teacher key is always good."""
-    if not request.app[AUTHORITY].is_teacher_key(token):
-        grant_of(request, token, lesson_id, ROLES)
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": code, "message": message}
+def _check(
+    request: web.Request, lesson_id: str, token: str, name: object, client: object
+) -> Participant:
+    """Who the token makes the caller; raise the HTTP error a bad token or name gets (4xx).
+    The key of the lesson's teacher (or the admin's) is always good."""
+    if key_manages(request, token, lesson_id):
+        return TEACHER
+    # an ended lesson's own tokens still open the socket, to be told at once that it ended
+    # (and let go): the clear answer for a page that comes back late
+    grant = grant_of(request, token, lesson_id, ROLES, after_end=ROLES)
+    if grant.role is Role.ORIGIN:
+        return TEACHER
+    if name is None or name == "":
+        return Participant(Role.CLASSROOM)
+    # the name is taken at its word here; what it may do is checked against the classroom's
+    # WHEP session (same client id) when it acts (signaling.interaction)
+    if client is not None and not (isinstance(client, str) and valid_client(client)):
+        raise http_error(400, "bad_client", "client must be 8 to 64 letters, digits, - or _")
+    return Participant(Role.CLASSROOM, classroom_name(name), client)
 
 
 def _parse(data: str) -> dict[str, Any] | tuple[str, str]:
@@ -50,24 +68,24 @@ def _parse(data: str) -> dict[str, Any] | tuple[str, str]:
     return message
 
 
-async def _refuse(socket: web.WebSocketResponse, code: str, message: str, close: int) -> bool:
+async def _refuse(socket: web.WebSocketResponse, code: str, message: str, close: int) -> None:
     await socket.send_json(_error(code, message))
     await socket.close(code=close, message=b"unauthorized")
-    return False
 
 
 async def _authenticate(
     request: web.Request, socket: web.WebSocketResponse, lesson_id: str
-) -> bool:
-    """Read the first message as ``{"type": "auth", "token": ...}``; close on anything else."""
+) -> Participant | None:
+    """Read the first message as ``{"type": "auth", "token": ..., "name": ...}``; close on
+    anything else."""
     try:
         msg = await socket.receive(timeout=AUTH_TIMEOUT_S)
     except TimeoutError:
         await socket.close(code=_CLOSE_UNAUTHORIZED, message=b"no token")
-        return False
+        return None
     if msg.type is not WSMsgType.TEXT:
         await socket.close(code=_CLOSE_UNAUTHORIZED, message=b"no token")
-        return False
+        return None
     message = _parse(msg.data)
     if isinstance(message, tuple):
         return await _refuse(socket, "unauthorized", message[1], _CLOSE_UNAUTHORIZED)
@@ -76,35 +94,34 @@ async def _authenticate(
         expected = 'the first message must be {"type": "auth", "token": ...}'
         return await _refuse(socket, "unauthorized", expected, _CLOSE_UNAUTHORIZED)
     try:
-        _check(request, lesson_id, token)
+        return _check(request, lesson_id, token, message.get("name"), message.get("client"))
     except web.HTTPException as exc:
         body = json.loads(exc.text or "{}")
         return await _refuse(
             socket, body.get("error", "unauthorized"), body.get("message", ""), 4000 + exc.status
         )
-    return True
-
-
-def _reply(message: dict[str, Any]) -> dict[str, Any]:
-    if message["type"] == "ping":
-        return {"type": "pong"}
-    return _error("unknown_type", f"unknown message type {message['type'][:40]!r}")
 
 
 async def lesson_events(request: web.Request) -> web.StreamResponse:
     lesson_id = request.match_info["lesson_id"]
     token = credential_of(request)
+    participant: Participant | None = None
     if token is not None:
-        _check(request, lesson_id, token)  # before the upgrade, so a bad token gets a 4xx
+        # before the upgrade, so a bad token gets a 4xx
+        participant = _check(
+            request, lesson_id, token, request.query.get("name"), request.query.get("client")
+        )
     if request.app[STORE].get(lesson_id) is None:
         raise http_error(404, "no_such_lesson", f"there is no lesson {lesson_id!r}")
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     await socket.prepare(request)
-    if token is None and not await _authenticate(request, socket, lesson_id):
-        return socket
+    if participant is None:
+        participant = await _authenticate(request, socket, lesson_id)
+        if participant is None:
+            return socket
     events = request.app[EVENTS]
-    snapshot = events.snapshot(lesson_id)
-    if snapshot is None or not events.add(lesson_id, socket):
+    snapshot = events.snapshot(lesson_id, participant)
+    if snapshot is None or not events.add(lesson_id, socket, participant):
         await socket.close(code=WSCloseCode.GOING_AWAY)
         return socket
     try:
@@ -113,20 +130,44 @@ async def lesson_events(request: web.Request) -> web.StreamResponse:
             await socket.send_json({"type": "ended"})
             await socket.close(code=WSCloseCode.OK, message=b"lesson ended")
             return socket
+        gate = message_gate(request)
         async for msg in socket:
             if msg.type is WSMsgType.ERROR:  # e.g. a message over the size limit: closed
                 break
+            refusal = gate.refusal()
+            if refusal is not None:
+                await socket.send_json(refusal)
+                if gate.exhausted:
+                    await socket.close(code=CLOSE_RATE_LIMITED, message=b"too many messages")
+                    break
+                continue
             if msg.type is WSMsgType.TEXT:
                 parsed = _parse(msg.data)
-                reply = _reply(parsed) if isinstance(parsed, dict) else _error(*parsed)
+                if isinstance(parsed, dict):
+                    reply = _handle(request, lesson_id, participant, parsed)
+                else:
+                    reply = _error(*parsed)
             else:
                 reply = _error("bad_message", "only JSON text messages are understood")
-            await socket.send_json(reply)
+            if reply is not None:
+                await socket.send_json(reply)
     except ConnectionError:
         pass  # the client went away mid-reply
     finally:
         events.discard(lesson_id, socket)
     return socket
+
+
+def _handle(
+    request: web.Request, lesson_id: str, participant: Participant, message: dict[str, Any]
+) -> dict[str, Any] | None:
+    """One message's effect; a failure of the server's own (its database, say) is logged and
+    answered, and the socket stays open."""
+    try:
+        return interaction.handle(request.app, lesson_id, participant, message)
+    except Exception:
+        logger.exception("lesson %s: handling a %r message failed", lesson_id, message["type"])
+        return _error("server_error", "the server could not handle this message")
 
 
 def add_routes(app: web.Application) -> None:

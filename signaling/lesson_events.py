@@ -1,7 +1,9 @@
 """The lesson events hub: who listens to each lesson, and what they are told when it changes.
 
-Whoever changes a lesson (a session added or removed, a state change) calls ``publish``; the
-hub sends every listener of that lesson one fresh snapshot, however many changes came at once.
+Whoever changes a lesson (a session added or removed, a state change, a hand, the stage) calls
+``publish``; the hub sends every listener of that lesson one fresh snapshot, however many
+changes came at once. The teacher's snapshot holds the roster of classrooms; a classroom's
+holds what concerns itself.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from .contracts import LessonStore
+from .classrooms import Classrooms
+from .contracts import LessonStore, Role
 from .sessions import Sessions
 
 logger = logging.getLogger(__name__)
@@ -21,47 +26,112 @@ logger = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 5.0
 
 
+@dataclass(frozen=True)
+class Participant:
+    """Who holds an event socket: the teacher (origin), or a classroom by its name (None for a
+    classroom page that did not say its name: it may watch, not take part) and the client id
+    its page keeps (what proves it is the classroom watching under that name)."""
+
+    role: Role
+    name: str | None = None
+    client: str | None = None
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.role is Role.ORIGIN
+
+
+TEACHER = Participant(Role.ORIGIN)
+
+
 class LessonEvents:
     """Owns the event sockets of every lesson; closing a lesson closes its sockets."""
 
-    def __init__(self, store: LessonStore, sessions: Sessions) -> None:
+    def __init__(
+        self,
+        store: LessonStore,
+        sessions: Sessions,
+        classrooms: Classrooms,
+        max_on_stage: int = 1,
+    ) -> None:
         self._store = store
         self._sessions = sessions
-        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        self._classrooms = classrooms
+        self.max_on_stage = max_on_stage
+        self._sockets: dict[str, dict[web.WebSocketResponse, Participant]] = {}
         self._dirty: set[str] = set()
         self._flush: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         self.closed = False
 
-    def snapshot(self, lesson_id: str) -> dict[str, Any] | None:
-        """The lesson as a listener sees it: state, classrooms connected, sources published."""
+    def snapshot(self, lesson_id: str, participant: Participant = TEACHER) -> dict[str, Any] | None:
+        """The lesson as ``participant`` sees it: state, classrooms connected, sources
+        published, hands, stage; the teacher also gets the roster."""
+        base = self._snapshot(lesson_id)
+        return None if base is None else self._for(lesson_id, base, participant)
+
+    def _snapshot(self, lesson_id: str) -> dict[str, Any] | None:
         lesson = self._store.get(lesson_id)
         if lesson is None:
             return None
-        sources = {s.name for s in self._sessions.of_lesson(lesson_id, "whip")}
+        room = self._classrooms.view(lesson_id)
         return {
             "type": "lesson",
             "title": lesson.title,
             "state": lesson.state.value,
             "classrooms": self._sessions.classrooms(lesson_id),
             "max_classrooms": lesson.max_classrooms,
-            "sources": sorted(sources),
+            "sources": self._sessions.sources(lesson_id),
+            "max_on_stage": self.max_on_stage,
+            "on_stage": list(room.on_stage),
+            "hands": [{"classroom": c.name, "raised_at": c.hand_raised_at} for c in room.hands()],
         }
+
+    def _for(
+        self, lesson_id: str, base: dict[str, Any], participant: Participant
+    ) -> dict[str, Any]:
+        room = self._classrooms.view(lesson_id)
+        if participant.is_teacher:
+            feeds = self._sessions.feeds(lesson_id)
+            roster = [
+                {
+                    "name": c.name,
+                    "joined_at": c.joined_at,
+                    "feed": c.name in feeds,
+                    "hand_raised_at": c.hand_raised_at,
+                    "on_stage": c.name in room.on_stage,
+                    "reconnects": c.reconnects,
+                    "quality": c.quality.as_json() if c.quality else None,
+                }
+                for c in sorted(room.present(), key=lambda c: c.joined_at)
+            ]
+            return {**base, "roster": roster}
+        if participant.name is None:
+            return base
+        classroom = room.classrooms.get(participant.name)
+        you = {
+            "name": participant.name,
+            "hand_raised": classroom is not None and classroom.hand_raised_at is not None,
+            "on_stage": participant.name in room.on_stage,
+        }
+        return {**base, "you": you}
 
     def listeners(self, lesson_id: str) -> int:
         return len(self._sockets.get(lesson_id, ()))
 
-    def add(self, lesson_id: str, socket: web.WebSocketResponse) -> bool:
+    def add(
+        self, lesson_id: str, socket: web.WebSocketResponse, participant: Participant = TEACHER
+    ) -> bool:
         """Register a listener; False once the hub is closed (the socket should be closed)."""
         if self.closed:
             return False
-        self._sockets.setdefault(lesson_id, set()).add(socket)
+        self._sockets.setdefault(lesson_id, {})[socket] = participant
         return True
 
     def discard(self, lesson_id: str, socket: web.WebSocketResponse) -> None:
         sockets = self._sockets.get(lesson_id)
         if sockets is not None:
-            sockets.discard(socket)
+            sockets.pop(socket, None)
             if not sockets:
                 del self._sockets[lesson_id]
 
@@ -73,10 +143,19 @@ class LessonEvents:
         if self._flush is None or self._flush.done():
             self._flush = asyncio.get_running_loop().create_task(self._send_dirty())
 
-    def send(self, lesson_id: str, message: dict[str, Any]) -> None:
-        """Tell the lesson's listeners something beside its snapshot (its recording stopped,
-        say); dropped when nobody listens."""
-        sockets = list(self._sockets.get(lesson_id, ()))
+    def send(
+        self,
+        lesson_id: str,
+        message: dict[str, Any],
+        to: Callable[[Participant], bool] | None = None,
+    ) -> None:
+        """Tell the lesson's listeners (those ``to`` accepts, else all) something beside its
+        snapshot (its recording stopped, a chat message); dropped when nobody listens."""
+        sockets = [
+            socket
+            for socket, participant in self._sockets.get(lesson_id, {}).items()
+            if to is None or to(participant)
+        ]
         if self.closed or not sockets:
             return
         task = asyncio.get_running_loop().create_task(self._send(sockets, message))
@@ -86,9 +165,15 @@ class LessonEvents:
     async def _send_dirty(self) -> None:
         while self._dirty:
             lesson_id = self._dirty.pop()
-            snapshot = self.snapshot(lesson_id)
-            if snapshot is not None:
-                await self._send(list(self._sockets.get(lesson_id, ())), snapshot)
+            base = self._snapshot(lesson_id)
+            if base is None:
+                continue
+            await asyncio.gather(
+                *(
+                    self._send_one(socket, json.dumps(self._for(lesson_id, base, participant)))
+                    for socket, participant in list(self._sockets.get(lesson_id, {}).items())
+                )
+            )
 
     async def _send(self, sockets: list[web.WebSocketResponse], message: dict[str, Any]) -> None:
         text = json.dumps(message)
@@ -106,9 +191,9 @@ class LessonEvents:
 
     async def end(self, lesson_id: str) -> None:
         """The lesson has ended: tell its listeners, then close their sockets."""
-        sockets = list(self._sockets.pop(lesson_id, ()))
+        sockets = list(self._sockets.pop(lesson_id, {}))
         self._dirty.discard(lesson_id)
-        snapshot = self.snapshot(lesson_id)
+        snapshot = self._snapshot(lesson_id)
         if snapshot is not None:
             await self._send(sockets, snapshot)
         await self._send(sockets, {"type": "ended"})

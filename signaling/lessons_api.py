@@ -7,11 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import grant_for, is_teacher, require_teacher
-from .contracts import Lesson, LessonState, Role
+from .audit_api import audit
+from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or_grant
+from .contracts import AuditAction, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .hooks import hooks_of
-from .keys import AUTHORITY, EVENTS, SESSIONS, SFU, STORE
+from .keys import AUTHORITY, CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ def _lesson_fields(request: web.Request, body: dict[str, Any]) -> tuple[str, int
     return title.strip(), max_classrooms, record
 
 
+def _keep_chat_field(body: dict[str, Any]) -> bool:
+    """The optional ``keep_chat``: store the lesson's chat for its report (off: relayed only,
+    never written down); taken out of ``body``."""
+    keep_chat = body.pop("keep_chat", False)
+    if not isinstance(keep_chat, bool):
+        raise http_error(400, "bad_keep_chat", "keep_chat must be true or false")
+    return keep_chat
+
+
 def _teacher_field(body: dict[str, Any]) -> str:
     """The optional ``teacher`` (a name for the replay library); taken out of ``body``."""
     teacher = body.pop("teacher", "")
@@ -63,21 +73,23 @@ def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> di
         "id": lesson.id,
         "title": lesson.title,
         "teacher": lesson.teacher,
+        "owner": lesson.owner,
         "state": lesson.state.value,
         "max_classrooms": lesson.max_classrooms,
         "record": lesson.record,
+        "keep_chat": lesson.keep_chat,
         "created_at": lesson.created_at,
         "started_at": lesson.started_at,
         "ended_at": lesson.ended_at,
         "classrooms": sessions.classrooms(lesson.id),
         "recording": hooks_of(request.app).recording_info(lesson.id),
-        "origin_sources": sorted(s.name for s in sessions.of_lesson(lesson.id, "whip")),
+        "origin_sources": sessions.sources(lesson.id),
     }
     if with_links and lesson.state is not LessonState.ENDED:
         authority = request.app[AUTHORITY]
         base = str(request.url.origin())
         origin_token = authority.issue(lesson.id, Role.ORIGIN)
-        classroom_token = authority.issue(lesson.id, Role.CLASSROOM)
+        classroom_token = authority.issue(lesson.id, Role.CLASSROOM, lesson.link_generation)
         data.update(
             teacher_url=f"{base}/lessons/{lesson.id}/teach?token={origin_token}",
             join_url=f"{base}/lessons/{lesson.id}/join?token={classroom_token}",
@@ -97,12 +109,16 @@ def _existing(request: web.Request, lesson_id: str) -> Lesson:
 
 
 async def create_lesson(request: web.Request) -> web.Response:
-    require_teacher(request)
+    account = require_teacher(request)
     body = await json_object(request)
     teacher = _teacher_field(body)
+    keep_chat = _keep_chat_field(body)
     title, max_classrooms, record = _lesson_fields(request, body)
-    lesson = request.app[STORE].create(title, max_classrooms, record, teacher)
-    logger.info("lesson %s created: %r", lesson.id, lesson.title)
+    lesson = request.app[STORE].create(
+        title, max_classrooms, record, teacher, account.name, keep_chat
+    )
+    audit(request, AuditAction.LESSON_CREATED, lesson.id, lesson.title)
+    logger.info("lesson %s created by %s: %r", lesson.id, account.name, lesson.title)
     return web.json_response(
         lesson_json(request, lesson, with_links=True),
         status=201,
@@ -111,8 +127,8 @@ async def create_lesson(request: web.Request) -> web.Response:
 
 
 async def list_lessons(request: web.Request) -> web.Response:
-    require_teacher(request)
-    lessons = request.app[STORE].list()
+    account = require_teacher(request)
+    lessons = [lesson for lesson in request.app[STORE].list() if may_manage(account, lesson)]
     return web.json_response(
         {"lessons": [lesson_json(request, lesson, with_links=False) for lesson in lessons]}
     )
@@ -123,23 +139,44 @@ async def get_lesson(request: web.Request) -> web.Response:
     if is_teacher(request):
         full = True
     else:
-        # a classroom may see the state (waiting / live / ended), not the teacher's links
-        full = grant_for(request, lesson_id, {Role.ORIGIN, Role.CLASSROOM}).role is Role.ORIGIN
+        # a classroom may see the state (waiting / live), not the teacher's links; once the
+        # lesson has ended only the teacher's page still reads it
+        grant = grant_for(
+            request, lesson_id, {Role.ORIGIN, Role.CLASSROOM}, after_end={Role.ORIGIN}
+        )
+        full = grant.role is Role.ORIGIN
     return web.json_response(lesson_json(request, _existing(request, lesson_id), with_links=full))
 
 
 async def end_lesson(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
     if not is_teacher(request):
-        grant_for(request, lesson_id, {Role.ORIGIN})
+        # ending again is harmless (a retry), so the origin token may still say it
+        grant_for(request, lesson_id, {Role.ORIGIN}, after_end={Role.ORIGIN})
     lesson = _existing(request, lesson_id)
     if lesson.state is not LessonState.ENDED:
         lesson = request.app[STORE].set_state(lesson_id, LessonState.ENDED)
         await request.app[SFU].close_router(lesson_id)
+        request.app[CLASSROOMS].end(lesson_id)
         hooks_of(request.app).on_ended(lesson)
         await request.app[EVENTS].end(lesson_id)
+        audit(request, AuditAction.LESSON_ENDED, lesson_id)
         logger.info("lesson %s ended", lesson_id)
     return web.json_response(lesson_json(request, lesson, with_links=False))
+
+
+async def rotate_link(request: web.Request) -> web.Response:
+    """A new classroom link: classroom tokens issued before stop working at once. Classrooms
+    connected now stay connected; a classroom that leaves needs the new link to come back."""
+    lesson_id = request.match_info["lesson_id"]
+    teacher_or_grant(request, lesson_id, {Role.ORIGIN})
+    lesson = _existing(request, lesson_id)
+    if lesson.state is LessonState.ENDED:
+        raise http_error(410, "lesson_ended", "this lesson has ended; it has no links")
+    lesson = request.app[STORE].rotate_link(lesson_id)
+    audit(request, AuditAction.LINK_ROTATED, lesson_id, f"generation {lesson.link_generation}")
+    logger.info("lesson %s: classroom link replaced", lesson_id)
+    return web.json_response(lesson_json(request, lesson, with_links=True))
 
 
 def add_routes(app: web.Application) -> None:
@@ -147,3 +184,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/lessons", list_lessons)
     app.router.add_get("/api/lessons/{lesson_id}", get_lesson)
     app.router.add_post("/api/lessons/{lesson_id}/end", end_lesson)
+    app.router.add_post("/api/lessons/{lesson_id}/rotate", rotate_link)

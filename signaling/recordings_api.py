@@ -15,8 +15,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import credential_of, is_teacher, require_teacher
-from .contracts import Lesson, Role, TokenError
+from .audit_api import audit
+from .auth import (
+    account_for,
+    account_of,
+    credential_of,
+    may_manage,
+    require_teacher,
+    teacher_or_grant,
+)
+from .contracts import AuditAction, Lesson, Role, TokenError
 from .errors import http_error, json_object
 from .hooks import LIBRARY, RecordingBusyError, hooks_of
 from .keys import AUTHORITY, STORE
@@ -48,11 +56,16 @@ def _access(request: web.Request, lesson_id: str) -> str:
     401/403 when the caller may not watch it."""
     credential = credential_of(request)
     authority = request.app[AUTHORITY]
-    if credential is not None and authority.is_teacher_key(credential):
-        return "teacher"
     info = _recording(request, lesson_id)
     problem: web.HTTPException | None = None
-    if credential is not None:
+    account = account_for(request, credential) if credential is not None else None
+    if account is not None:
+        lesson = request.app[STORE].get(lesson_id)
+        if lesson is not None and may_manage(account, lesson):
+            return "teacher"
+        # another teacher's key: as anybody else, a public recording is open to them
+        problem = http_error(403, "not_your_lesson", "this recording belongs to another teacher")
+    elif credential is not None:
         try:
             grant = authority.verify(credential)
         except TokenError as exc:
@@ -71,18 +84,9 @@ def _access(request: web.Request, lesson_id: str) -> str:
 
 
 def _require_owner(request: web.Request, lesson_id: str) -> None:
-    """The teacher key or the lesson's origin token."""
-    if is_teacher(request):
-        return
-    credential = credential_of(request)
-    if credential is None:
-        require_teacher(request)  # raises 401
-    try:
-        grant = request.app[AUTHORITY].verify(credential or "")
-    except TokenError as exc:
-        raise http_error(401, "invalid_token", str(exc), _CHALLENGE) from exc
-    if grant.lesson_id != lesson_id or grant.role is not Role.ORIGIN:
-        raise http_error(403, "not_allowed", "only the lesson's teacher can do this")
+    """The key of the lesson's teacher (or the admin's) or the lesson's origin token, which
+    keeps this power over the recording after the lesson has ended."""
+    teacher_or_grant(request, lesson_id, {Role.ORIGIN}, after_end={Role.ORIGIN})
 
 
 def _entry(
@@ -103,9 +107,10 @@ def _entry(
         for key in ("url", "thumbnail_url"):
             if entry.get(key):
                 entry[key] += suffix
-        courseware = entry.get("courseware")
-        if courseware and courseware.get("url"):
-            entry["courseware"] = {**courseware, "url": courseware["url"] + suffix}
+        for part in ("courseware", "stage"):
+            side = entry.get(part)
+            if side and side.get("url"):
+                entry[part] = {**side, "url": side["url"] + suffix}
         entry["token"] = token
     return entry
 
@@ -126,7 +131,8 @@ def _number(request: web.Request, name: str) -> float | None:
 async def list_recordings(request: web.Request) -> web.Response:
     """The library: every recording for the teacher, the public ones for everybody else;
     ``q`` filters by title or teacher, ``since``/``until`` by the lesson's date."""
-    teacher = is_teacher(request)
+    account = account_of(request)
+    teacher = account is not None
     query = request.query.get("q", "").strip().casefold()[:MAX_QUERY]
     since, until = _number(request, "since"), _number(request, "until")
     hooks = hooks_of(request.app)
@@ -135,7 +141,8 @@ async def list_recordings(request: web.Request) -> web.Response:
     total = 0
     for lesson in request.app[STORE].list():
         info = hooks.recording_info(lesson.id)
-        if info is None or not (teacher or info.get("public")):
+        mine = account is not None and may_manage(account, lesson)
+        if info is None or not (mine or info.get("public")):
             continue
         total += int(info.get("size_bytes") or 0)
         date = lesson.started_at or lesson.created_at
@@ -144,7 +151,7 @@ async def list_recordings(request: web.Request) -> web.Response:
         haystack = f"{lesson.title}\n{lesson.teacher}".casefold()
         if query and query not in haystack:
             continue
-        token = authority.issue(lesson.id, Role.REPLAY) if teacher else None
+        token = authority.issue(lesson.id, Role.REPLAY) if mine else None
         entries.append(_entry(request, lesson, info, token))
     return web.json_response({"recordings": entries, "total_size_bytes": total, "teacher": teacher})
 
@@ -177,6 +184,11 @@ async def update_recording(request: web.Request) -> web.Response:
     info = request.app[LIBRARY].set_public(lesson_id, public)
     if info is None:
         raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
+    audit(
+        request,
+        AuditAction.RECORDING_PUBLIC if public else AuditAction.RECORDING_PRIVATE,
+        lesson_id,
+    )
     logger.info("lesson %s: recording made %s", lesson_id, "public" if public else "private")
     return web.json_response(_entry(request, lesson, info, None))
 
@@ -190,6 +202,7 @@ async def delete_recording(request: web.Request) -> web.Response:
         raise http_error(409, "recording_busy", str(exc)) from exc
     if not deleted:
         raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
+    audit(request, AuditAction.RECORDING_DELETED, lesson_id)
     return web.json_response({"deleted": lesson_id})
 
 

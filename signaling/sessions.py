@@ -19,6 +19,7 @@ class Session:
     kind: str  # "whip" or "whep"
     name: str
     peer: Peer
+    client: str | None = None  # the id a classroom page keeps, to be known again on return
     created_at: float = field(default_factory=time.time)
 
 
@@ -48,6 +49,30 @@ class Sessions:
 
     def classrooms(self, lesson_id: str) -> int:
         return sum(1 for s in self.of_lesson(lesson_id, "whep") if s.role is Role.CLASSROOM)
+
+    def classroom(self, lesson_id: str, name: str) -> Session | None:
+        """The WHEP session of the classroom called ``name``, if it is in the lesson."""
+        return next(
+            (
+                s
+                for s in self.of_lesson(lesson_id, "whep")
+                if s.role is Role.CLASSROOM and s.name == name
+            ),
+            None,
+        )
+
+    def is_classroom(self, lesson_id: str, name: str, client: str | None) -> bool:
+        """Whether ``client`` is the classroom called ``name`` (the one watching as it)."""
+        session = self.classroom(lesson_id, name)
+        return session is not None and client is not None and session.client == client
+
+    def sources(self, lesson_id: str) -> list[str]:
+        """What the teacher publishes (camera, courseware), sorted."""
+        return sorted({s.name for s in self.of_lesson(lesson_id, "whip") if s.role is Role.ORIGIN})
+
+    def feeds(self, lesson_id: str) -> set[str]:
+        """The classrooms that send their return feed."""
+        return {s.name for s in self.of_lesson(lesson_id, "whip") if s.role is Role.CLASSROOM}
 
     def __len__(self) -> int:
         return len(self._by_id)

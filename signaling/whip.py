@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import logging
-import re
+import secrets
 
 from aiohttp import web
 
-from media.offer import MAX_OFFER_BYTES, OfferError
+from media.offer import MAX_OFFER_BYTES, OfferError, describe_offer
 from media.peer import NegotiationError, Peer
 from media.publisher import Publisher
 from media.subscriber import Subscriber
 
 from .auth import grant_for
+from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
 from .contracts import Lesson, LessonState, Role
-from .errors import http_error
+from .errors import http_error, read_body
 from .hooks import hooks_of
-from .keys import EVENTS, SESSIONS, SFU, STORE
+from .interaction import apply_stage
+from .keys import CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
 from .sessions import Session, Sessions
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "courseware")
-_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+FEED = "feed"  # ?source=feed: a classroom's return feed
+RETRY_FULL_S = 5  # how soon a classroom turned away from a full lesson should ask again
 
 
 def _lesson(request: web.Request, lesson_id: str) -> Lesson:
@@ -39,15 +42,15 @@ async def _offer(request: web.Request) -> str:
         raise http_error(
             415, "unsupported_media_type", "the offer must be sent as Content-Type: application/sdp"
         )
-    if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
-        raise http_error(413, "offer_too_large", f"the offer exceeds {MAX_OFFER_BYTES} bytes")
-    body = await request.content.read(MAX_OFFER_BYTES + 1)
-    if len(body) > MAX_OFFER_BYTES:
-        raise http_error(413, "offer_too_large", f"the offer exceeds {MAX_OFFER_BYTES} bytes")
+    body = await read_body(request, MAX_OFFER_BYTES, "offer_too_large", "the offer")
     try:
-        return body.decode("utf-8")
+        offer = body.decode("utf-8")
+        describe_offer(offer)  # before a peer connection (keys, sockets) is made for it
     except UnicodeDecodeError as exc:
         raise http_error(400, "malformed_sdp", "the offer is not UTF-8 text") from exc
+    except OfferError as exc:
+        raise http_error(400, "malformed_sdp", str(exc)) from exc
+    return offer
 
 
 async def _negotiate(
@@ -58,6 +61,7 @@ async def _negotiate(
     kind: str,
     role: Role,
     max_classrooms: int | None = None,
+    client: str | None = None,
 ) -> web.Response:
     try:
         answer = await peer.negotiate(offer)
@@ -76,15 +80,31 @@ async def _negotiate(
     if peer.closed:  # the lesson ended while we were negotiating
         raise http_error(410, "lesson_ended", "this lesson has ended")
     sessions, events = request.app[SESSIONS], request.app[EVENTS]
-    if max_classrooms is not None and sessions.classrooms(lesson.id) >= max_classrooms:
-        await peer.close()  # others filled the lesson while this one negotiated
-        raise http_error(409, "lesson_full", f"this lesson already has {max_classrooms} classrooms")
-    session = Session(peer.id, lesson.id, role, kind, peer.label, peer)
+    attends = role is Role.CLASSROOM and kind == "whep"
+    replaced = None
+    if attends:
+        try:  # again: others may have joined while this one negotiated
+            replaced = _returning(sessions, lesson.id, peer.label, client)
+            if max_classrooms is not None:
+                _check_room(sessions, lesson.id, replaced, max_classrooms)
+        except web.HTTPException:
+            await peer.close()
+            raise
+    session = Session(peer.id, lesson.id, role, kind, peer.label, peer, client)
     sessions.add(session)
+    classrooms = request.app[CLASSROOMS]
+    if attends:
+        classrooms.arrived(lesson.id, peer.label)
     events.publish(lesson.id)
+    if replaced is not None:
+        # the same classroom back after its network dropped: its old connection goes
+        logger.info("lesson %s: %s is back, replacing session %s", lesson.id, peer.label, replaced)
+        await replaced.peer.close()
 
     def forget(_: Peer) -> None:
         _forget(sessions, session)
+        if attends and classrooms.departed(lesson.id, session.name):
+            apply_stage(request.app, lesson.id)
         events.publish(lesson.id)
 
     peer.on_close(forget)
@@ -105,6 +125,48 @@ async def _negotiate(
     )
 
 
+def _returning(sessions: Sessions, lesson_id: str, name: str, client: str | None) -> Session | None:
+    """The session this classroom still has in the lesson when it comes back after its
+    network dropped (same name, same client id): it is to be replaced. Another classroom
+    already using the name gets 409."""
+    session = sessions.classroom(lesson_id, name)
+    if session is None:
+        return None
+    if client is not None and session.client == client:
+        return session
+    raise http_error(409, "name_taken", f"a classroom named {name!r} is already in this lesson")
+
+
+def _check_room(
+    sessions: Sessions, lesson_id: str, replaced: Session | None, max_classrooms: int
+) -> None:
+    """409 with Retry-After when the lesson is full (a classroom coming back takes its own
+    place)."""
+    if sessions.classrooms(lesson_id) - (replaced is not None) >= max_classrooms:
+        raise http_error(
+            409,
+            "lesson_full",
+            f"this lesson already has {max_classrooms} classrooms",
+            {"Retry-After": str(RETRY_FULL_S)},
+        )
+
+
+def _client(request: web.Request) -> str | None:
+    """The id a classroom page keeps for itself, so that it is known again when it comes
+    back after a network drop."""
+    client = request.query.get("client")
+    if client is None:
+        return None
+    if not valid_client(client):
+        raise http_error(400, "bad_client", "client must be 8 to 64 letters, digits, - or _")
+    return client
+
+
+def _unnamed() -> str:
+    """A name for a classroom that gave none (unique, so two of them never collide)."""
+    return f"classroom {secrets.token_hex(3)}"
+
+
 def _forget(sessions: Sessions, session: Session) -> None:
     if sessions.remove(session.id) is not None:
         logger.info(
@@ -119,12 +181,16 @@ def _forget(sessions: Sessions, session: Session) -> None:
 
 async def whip_post(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
+    source = request.query.get("source", "camera")
+    if source == FEED:
+        return await _feed_post(request, lesson_id)
     grant_for(request, lesson_id, {Role.ORIGIN})
     lesson = _lesson(request, lesson_id)
-    source = request.query.get("source", "camera")
     if source not in SOURCES:
         raise http_error(
-            400, "bad_source", f"source must be one of {', '.join(SOURCES)}, not {source[:40]!r}"
+            400,
+            "bad_source",
+            f"source must be one of {', '.join((*SOURCES, FEED))}, not {source[:40]!r}",
         )
     offer = await _offer(request)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
@@ -143,38 +209,86 @@ async def whip_post(request: web.Request) -> web.Response:
     return response
 
 
+async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
+    """A classroom publishes its return feed (camera and microphone) for the teacher."""
+    grant_for(request, lesson_id, {Role.CLASSROOM})
+    _lesson(request, lesson_id)
+    name = classroom_name(request.query.get("name"))
+    client = _client(request)
+    # all classrooms share one link: the feed must come from the browser that watches as
+    # this classroom, or any classroom could show its camera in another's name
+    if not request.app[SESSIONS].is_classroom(lesson_id, name, client):
+        raise http_error(
+            409,
+            "not_joined",
+            f"no classroom named {name!r} watches this lesson from here (?client=); "
+            "join first, then send the feed",
+        )
+    offer = await _offer(request)
+    lesson = _lesson(request, lesson_id)
+    sfu = request.app[SFU]
+    peer = Publisher(Sessions.new_id(), sfu.router(lesson_id), sfu.network, feed_source(name), name)
+    return await _negotiate(request, lesson, peer, offer, "whip", Role.CLASSROOM)
+
+
 async def whep_post(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
     grant = grant_for(request, lesson_id, {Role.CLASSROOM, Role.ORIGIN})
     lesson = _lesson(request, lesson_id)
-    name = request.query.get("name", "").strip() or (
-        "teacher" if grant.role is Role.ORIGIN else "classroom"
-    )
-    if not _NAME.match(name):
-        raise http_error(400, "bad_name", "name must be 1 to 64 printable characters")
+    source = request.query.get("source")
+    if source is not None:
+        return await _feed_watch(request, lesson, source, grant.role)
     sessions = request.app[SESSIONS]
-    if grant.role is Role.CLASSROOM and sessions.classrooms(lesson_id) >= lesson.max_classrooms:
-        raise http_error(
-            409, "lesson_full", f"this lesson already has {lesson.max_classrooms} classrooms"
-        )
+    client = _client(request)
+    if grant.role is Role.CLASSROOM:
+        name = classroom_name(request.query.get("name") or _unnamed())
+        replaced = _returning(sessions, lesson_id, name, client)
+        _check_room(sessions, lesson_id, replaced, lesson.max_classrooms)
+        excluded = feed_source(name)  # on stage, it does not get its own feed back
+    else:
+        name, excluded = "teacher", None
     offer = await _offer(request)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     sfu = request.app[SFU]
-    peer = Subscriber(Sessions.new_id(), sfu.router(lesson_id), sfu.network, name)
+    router = sfu.router(lesson_id)
+    peer = Subscriber(Sessions.new_id(), router, sfu.network, name, excluded_source=excluded)
     limit = lesson.max_classrooms if grant.role is Role.CLASSROOM else None
-    return await _negotiate(request, lesson, peer, offer, "whep", grant.role, limit)
+    return await _negotiate(request, lesson, peer, offer, "whep", grant.role, limit, client)
+
+
+async def _feed_watch(
+    request: web.Request, lesson: Lesson, source: str, role: Role
+) -> web.Response:
+    """The teacher watches one classroom's return feed; feeds go to the teacher only."""
+    if role is not Role.ORIGIN:
+        raise http_error(403, "wrong_role", "return feeds go to the teacher only")
+    if not source.startswith(FEED_PREFIX) or not valid_name(source[len(FEED_PREFIX) :]):
+        raise http_error(
+            400, "bad_source", f"source must be feed:<classroom name>, not {source[:40]!r}"
+        )
+    offer = await _offer(request)
+    lesson = _lesson(request, lesson.id)
+    sfu = request.app[SFU]
+    peer = Subscriber(
+        Sessions.new_id(),
+        sfu.router(lesson.id),
+        sfu.network,
+        f"teacher watching {source}",
+        sources={"video": (source,), "audio": (source,)},
+    )
+    return await _negotiate(request, lesson, peer, offer, "whep", Role.ORIGIN)
 
 
 async def session_delete(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
     kind = request.path.split("/", 2)[1]
-    # a classroom may leave; only the origin may stop a publication
-    grant_for(
-        request, lesson_id, {Role.ORIGIN} if kind == "whip" else {Role.CLASSROOM, Role.ORIGIN}
-    )
+    grant = grant_for(request, lesson_id, {Role.CLASSROOM, Role.ORIGIN})
     session = request.app[SESSIONS].get(request.match_info["session_id"])
     if session is None or session.lesson_id != lesson_id or session.kind != kind:
         raise http_error(404, "no_such_session", "this session does not exist (any more)")
+    if kind == "whip" and session.role is Role.ORIGIN and grant.role is not Role.ORIGIN:
+        # a classroom may leave and stop its own return feed, not the teacher's publication
+        raise http_error(403, "wrong_role", "only the teacher may stop the teacher's publication")
     await session.peer.close()
     return web.json_response({"deleted": session.id})
 

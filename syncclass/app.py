@@ -2,27 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from media.network import NetworkConfig
 from media.sfu import Sfu
-from signaling import events, lessons_api, whip
-from signaling.keys import AUTHORITY, EVENTS, SESSIONS, SFU, STORE
+from signaling import accounts_api, audit_api, events, lessons_api, reports_api, whip
+from signaling.classrooms import Classrooms
+from signaling.cors import setup_cors
+from signaling.keys import (
+    ACCOUNTS,
+    AUDIT,
+    AUTHORITY,
+    CLASSROOMS,
+    EVENTS,
+    JOURNAL,
+    SESSIONS,
+    SFU,
+    STORE,
+)
 from signaling.lesson_events import LessonEvents
+from signaling.quality import QualityMonitor
+from signaling.rate_limits import Rate, RateLimits, setup_rate_limits
 from signaling.sessions import Sessions
 
-from . import pages, status
+from . import metrics, pages, status
+from .accounts import SqliteAccounts
+from .audit import SqliteAuditLog
 from .config import Config
+from .journal import SqliteLessonJournal
 from .recording import setup_recording
-from .store import SqliteLessonStore
-from .tokens import TokenAuthority, load_or_create_secret, load_or_create_teacher_key
+from .security_headers import setup_security_headers
+from .store import DATABASE_FILE, SqliteLessonStore
+from .tokens import (
+    TokenAuthority,
+    load_or_create_admin_key,
+    load_or_create_secret,
+    load_or_create_teacher_key,
+)
 
 logger = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
+QUALITY = web.AppKey("quality_monitor", QualityMonitor)
 
 
 def teacher_key(config: Config) -> tuple[str, bool]:
@@ -32,30 +58,86 @@ def teacher_key(config: Config) -> tuple[str, bool]:
     return load_or_create_teacher_key(config.data_dir)
 
 
+def admin_key(config: Config) -> tuple[str, bool]:
+    """The configured admin key, else the one kept in the data directory (made once)."""
+    if config.admin_key:
+        return config.admin_key, False
+    return load_or_create_admin_key(config.data_dir)
+
+
+def _rate(limit: tuple[int, float] | None) -> Rate | None:
+    return None if limit is None else Rate(*limit)
+
+
 def create_app(config: Config) -> web.Application:
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     key, _ = teacher_key(config)
+    admin, _ = admin_key(config)
+    if admin == key:
+        raise ValueError("the admin key and the teacher key must differ")
     app = web.Application(client_max_size=1024 * 1024)
+    setup_security_headers(app)
+    setup_cors(app, frozenset(config.cors_origins))  # before the limits: preflights are free
+    setup_rate_limits(
+        app,
+        RateLimits(
+            _rate(config.rate_limit_lessons),
+            _rate(config.rate_limit_media),
+            _rate(config.rate_limit_messages),
+        ),
+    )
     app[CONFIG] = config
-    app[STORE] = SqliteLessonStore(data_dir / "syncclass.db")
+    store = SqliteLessonStore(data_dir / DATABASE_FILE)
+    app[STORE] = store
     app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), key, config.token_ttl_s)
+    app[ACCOUNTS] = SqliteAccounts(store, key, admin)
+    app[AUDIT] = SqliteAuditLog(store)
     app[SFU] = Sfu(
         NetworkConfig(bind=config.ice_bind, announce=config.ice_announce, ports=config.ice_ports)
     )
     app[SESSIONS] = Sessions()
-    app[EVENTS] = LessonEvents(app[STORE], app[SESSIONS])
+    journal = SqliteLessonJournal(app[STORE])
+    journal.close_open_visits()  # cut short by a stop or a crash
+    app[JOURNAL] = journal
+    app[CLASSROOMS] = Classrooms(journal)
+    app[EVENTS] = LessonEvents(app[STORE], app[SESSIONS], app[CLASSROOMS], config.max_on_stage)
+    app[QUALITY] = QualityMonitor(app)
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)
+    accounts_api.add_routes(app)
+    audit_api.add_routes(app)
     whip.add_routes(app)
     events.add_routes(app)
+    reports_api.add_routes(app)
+    metrics.add_routes(app)
     status.add_routes(app)
     pages.add_routes(app)
     setup_recording(app, config, data_dir)
+    app.on_startup.append(_start_quality)
+    app.on_shutdown.append(_stop_quality)
+
+    async def journal_retention(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(
+            journal.keep_retention(config.attendance_retain_days)
+        )
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(journal_retention)
     app.on_shutdown.append(_close_events)
     app.on_shutdown.append(_close_media)
     app.on_cleanup.append(_close_store)
     return app
+
+
+async def _start_quality(app: web.Application) -> None:
+    app[QUALITY].start()
+
+
+async def _stop_quality(app: web.Application) -> None:
+    await app[QUALITY].stop()
 
 
 async def _close_events(app: web.Application) -> None:

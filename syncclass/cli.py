@@ -1,4 +1,5 @@
-"""The command line: ``syncclass serve`` runs the server."""
+"""The command line: ``syncclass serve`` runs the server; ``teacher`` and ``audit`` manage
+accounts and read the audit log."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import logging
 import os
 import ssl
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
-from .app import create_app, teacher_key
+from . import admin_cli, certificate
 from .config import Config, add_serve_arguments, resolve_serve_config
+from .logs import configure_logging
+from .tokens import ADMIN_KEY_FILE, TEACHER_KEY_FILE
 
 logger = logging.getLogger("syncclass")
 
@@ -26,22 +30,29 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def _banner(config: Config, key: str, created: bool, tls: bool) -> None:
+def _key_origin(configured: str | None, flag: str, created: bool, path: Path) -> str:
+    if configured:
+        return f"from {flag}"
+    return f"new, kept in {path}" if created else f"kept in {path}"
+
+
+def _banner(config: Config, key: tuple[str, bool], admin: tuple[str, bool], tls: bool) -> None:
     scheme = "https" if tls else "http"
     host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    origin = (
-        "from --teacher-key"
-        if config.teacher_key
-        else (
-            f"new, kept in {config.data_dir / 'teacher.key'}"
-            if created
-            else f"kept in {config.data_dir / 'teacher.key'}"
-        )
+    teacher_origin = _key_origin(
+        config.teacher_key, "--teacher-key", key[1], config.data_dir / TEACHER_KEY_FILE
+    )
+    admin_origin = _key_origin(
+        config.admin_key, "--admin-key", admin[1], config.data_dir / ADMIN_KEY_FILE
     )
     print(f"syncclass: open {scheme}://{host}:{config.port}/", flush=True)
-    print(f"syncclass: teacher key ({origin}): {key}", flush=True)
+    print(f"syncclass: teacher key ({teacher_origin}): {key[0]}", flush=True)
+    if admin[1]:  # shown once, when made: logs are read by more people than should hold it
+        print(f"syncclass: admin key ({admin_origin}): {admin[0]}", flush=True)
+    else:
+        print(f"syncclass: admin key {admin_origin}", flush=True)
     if not config.ice_bind:
         print(
             "syncclass: ICE candidates on every non-loopback address (see --ice-bind)", flush=True
@@ -49,12 +60,11 @@ def _banner(config: Config, key: str, created: bool, tls: bool) -> None:
 
 
 def serve(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aioice logs every connectivity check at INFO; the peer events we log ourselves suffice
-    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # the media stack takes a while to import; the account and audit commands do without it
+    from .access_log import RedactingAccessLogger
+    from .app import admin_key, create_app, teacher_key
+
+    configure_logging(config)
     try:
         import uvloop
 
@@ -62,17 +72,25 @@ def serve(config: Config) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional at run time
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    if config.self_signed:
+        config, digest, made = certificate.use_self_signed(config)
+        state = "new" if made else "kept"
+        print(f"syncclass: self-signed certificate ({state}, {config.tls_cert})", flush=True)
+        print(f"syncclass: its SHA-256 fingerprint: {digest}", flush=True)
     tls = _ssl_context(config)
-    key, created = teacher_key(config)
-    _banner(config, key, created, tls is not None)
-    app = create_app(dataclasses.replace(config, teacher_key=key))
+    key, admin = teacher_key(config), admin_key(config)
+    if key[0] == admin[0]:
+        sys.exit("syncclass: the admin key and the teacher key must differ")
+    _banner(config, key, admin, tls is not None)
+    app = create_app(dataclasses.replace(config, teacher_key=key[0], admin_key=admin[0]))
     web.run_app(
         app,
         host=config.host,
         port=config.port,
         ssl_context=tls,
         print=None,
-        access_log=None,
+        access_log=logging.getLogger("syncclass.access"),
+        access_log_class=RedactingAccessLogger,
         shutdown_timeout=5,
         loop=loop,
     )
@@ -86,6 +104,15 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the server")
     add_serve_arguments(serve_parser)
+    cert_parser = commands.add_parser(
+        "cert", help="make a self-signed TLS certificate for a school LAN"
+    )
+    certificate.add_arguments(cert_parser)
+    admin_cli.add_commands(commands)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "serve":
         serve(resolve_serve_config(serve_parser, args, os.environ))
+    elif args.command == "cert":
+        sys.exit(certificate.run(args, os.environ))
+    elif args.command in admin_cli.COMMANDS:
+        sys.exit(admin_cli.run(args, os.environ))

@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "SYNCCLASS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -20,6 +21,7 @@ class Config:
     port: int = 8080
     data_dir: Path = Path("./data")
     teacher_key: str | None = None
+    admin_key: str | None = None
     ice_bind: tuple[str, ...] = ()  # empty: gather candidates on every local address
     ice_announce: str | None = None
     ice_ports: tuple[int, int] | None = None
@@ -28,9 +30,19 @@ class Config:
     token_ttl_s: float = 43200.0
     max_classrooms: int = 30
     log_level: str = "info"
+    log_file: Path | None = None  # None: standard error (the journal or the container's log)
+    log_retain_days: int = 180
     recordings_dir: Path | None = None  # None: DATA_DIR/recordings
     retain_days: float | None = None  # None: keep recordings until deleted
     record_min_free_mb: int = 1000
+    max_on_stage: int = 1
+    cors_origins: tuple[str, ...] = ()  # origins of other sites' pages allowed to use the API
+    # (count, seconds) per client address; None: unlimited
+    rate_limit_lessons: tuple[int, float] | None = (120, 60.0)
+    rate_limit_media: tuple[int, float] | None = (300, 60.0)
+    rate_limit_messages: tuple[int, float] | None = (600, 10.0)
+    self_signed: bool = False
+    attendance_retain_days: float | None = 365.0  # None: keep attendance and quality samples
 
 
 def _host(text: str) -> str:
@@ -102,7 +114,7 @@ def _directory(text: str) -> Path:
     return Path(text).expanduser()
 
 
-def _teacher_key(text: str) -> str:
+def _key(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
     return text
@@ -125,6 +137,13 @@ def _max_classrooms(text: str) -> int:
     return count
 
 
+def _on_stage(text: str) -> int:
+    count = _int(text)
+    if not 1 <= count <= 3:
+        raise ValueError(f"must be from 1 to 3, got {count}")
+    return count
+
+
 def _days(text: str) -> float:
     try:
         days = float(text.strip())
@@ -140,6 +159,63 @@ def _megabytes(text: str) -> int:
     if size < 0:
         raise ValueError(f"must be 0 or more, got {size}")
     return size
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for part in text.split(","):
+        part = part.strip().lower().rstrip("/")
+        if not part:
+            continue
+        url = urlsplit(part)
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        if url.scheme not in ("http", "https") or not url.hostname or url.path or port == -1:
+            raise ValueError(f"{part!r} is not an origin such as https://school.example:8443")
+        if (url.scheme, port) in (("http", 80), ("https", 443)):
+            part = f"{url.scheme}://{url.netloc.rsplit(':', 1)[0]}"  # as browsers send it
+        origins.append(part)
+    if not origins:
+        raise ValueError("expected at least one origin")
+    return tuple(dict.fromkeys(origins))
+
+
+def _rate(text: str) -> tuple[int, float] | None:
+    if text.strip().lower() == "off":
+        return None
+    count_text, sep, seconds_text = text.strip().partition("/")
+    try:
+        count, seconds = int(count_text), float(seconds_text)
+    except ValueError:
+        count, seconds = 0, 0.0
+    if not sep or count < 1 or not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"expected COUNT/SECONDS such as 300/60, or off; got {text!r}")
+    return count, seconds
+
+
+def _switch(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "yes", "true", "on"):
+        return True
+    if word in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"expected yes or no, got {text!r}")
+
+
+def _log_file(text: str) -> Path:
+    path = _directory(text)
+    if path.is_dir():
+        raise ValueError(f"{text!r} is a directory; give a file such as /var/log/syncclass.log")
+    return path
+
+
+def _whole_days(text: str) -> int:
+    days = _int(text)
+    if days < 1:
+        raise ValueError(f"must be at least 1 day, got {days}")
+    return days
 
 
 def _log_level(text: str) -> str:
@@ -158,6 +234,8 @@ class _Option:
     convert: Callable[[str], object]
     # Shown in --help when the Config default (None or empty) says nothing useful.
     default_text: str | None = None
+    repeatable: bool = False  # may be given several times; the values are joined by commas
+    switch: bool = False  # a flag without a value on the command line (yes/no in the env)
 
     @property
     def env(self) -> str:
@@ -182,7 +260,15 @@ _OPTIONS: tuple[_Option, ...] = (
         "KEY",
         "teacher key to use instead of the one stored in the data directory; other users can "
         "see command lines, so prefer the environment variable",
-        _teacher_key,
+        _key,
+    ),
+    _Option(
+        "--admin-key",
+        "admin_key",
+        "KEY",
+        "admin key (manages teacher accounts and sees every lesson) to use instead of the one "
+        "stored in the data directory; prefer the environment variable",
+        _key,
     ),
     _Option(
         "--ice-bind",
@@ -208,6 +294,48 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option(
         "--tls-key", "tls_key", "FILE", "TLS private key (PEM); needs --tls-cert", _existing_file
     ),
+    _Option(
+        "--self-signed",
+        "self_signed",
+        "",
+        "serve HTTPS with a self-signed certificate for this machine, made in DATA_DIR/tls "
+        "if there is none (see syncclass cert)",
+        _switch,
+        switch=True,
+    ),
+    _Option(
+        "--cors-origin",
+        "cors_origins",
+        "ORIGIN[,ORIGIN...]",
+        "origin of another site whose pages may use the API and WHIP/WHEP (repeatable)",
+        _origins,
+        "none",
+        repeatable=True,
+    ),
+    _Option(
+        "--rate-limit-lessons",
+        "rate_limit_lessons",
+        "COUNT/SECONDS",
+        "lesson creations per client address, or off",
+        _rate,
+        "120/60",
+    ),
+    _Option(
+        "--rate-limit-media",
+        "rate_limit_media",
+        "COUNT/SECONDS",
+        "WHIP/WHEP offers per client address (a school behind NAT is one address), or off",
+        _rate,
+        "300/60",
+    ),
+    _Option(
+        "--rate-limit-messages",
+        "rate_limit_messages",
+        "COUNT/SECONDS",
+        "lesson event messages per client address, or off",
+        _rate,
+        "600/10",
+    ),
     _Option("--token-ttl", "token_ttl_s", "SECONDS", "lifetime of issued access tokens", _ttl),
     _Option(
         "--max-classrooms",
@@ -217,6 +345,21 @@ _OPTIONS: tuple[_Option, ...] = (
         _max_classrooms,
     ),
     _Option("--log-level", "log_level", "LEVEL", f"one of {', '.join(LOG_LEVELS)}", _log_level),
+    _Option(
+        "--log-file",
+        "log_file",
+        "FILE",
+        "write the log to this file, a new one each day at midnight, instead of standard error",
+        _log_file,
+        "standard error",
+    ),
+    _Option(
+        "--log-retain-days",
+        "log_retain_days",
+        "DAYS",
+        "with --log-file, delete each day's log file this many days later",
+        _whole_days,
+    ),
     _Option(
         "--recordings-dir",
         "recordings_dir",
@@ -232,6 +375,20 @@ _OPTIONS: tuple[_Option, ...] = (
         "delete recordings this many days after they were made",
         _days,
         "keep",
+    ),
+    _Option(
+        "--max-on-stage",
+        "max_on_stage",
+        "N",
+        "how many classrooms the teacher may call on stage at once (1 to 3)",
+        _on_stage,
+    ),
+    _Option(
+        "--attendance-retain-days",
+        "attendance_retain_days",
+        "DAYS",
+        "delete attendance, hands, stage and quality records this many days after a lesson",
+        _days,
     ),
     _Option(
         "--record-min-free-mb",
@@ -250,14 +407,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default = defaults[option.field]
         if option.default_text is not None:
             default = option.default_text
-        shown = f"; default {default}" if default not in (None, ()) else ""
+        shown = f"; default {default}" if default not in (None, (), False) else ""
+        kind: dict[str, object] = {"metavar": option.metavar}
+        if option.switch:
+            kind = {"action": "store_const", "const": "yes"}
+        elif option.repeatable:
+            kind["action"] = "append"
         parser.add_argument(
             option.flag,
             dest=option.field,
-            metavar=option.metavar,
             # None means "not on the command line", so the environment can fill it in later.
             default=None,
             help=f"{option.help} (env {option.env}{shown})",
+            **kind,  # type: ignore[arg-type]
         )
 
 
@@ -284,7 +446,9 @@ def resolve_serve_config(
     """
     values: dict[str, object] = {}
     for option in _OPTIONS:
-        raw: str | None = getattr(namespace, option.field, None)
+        raw: str | list[str] | None = getattr(namespace, option.field, None)
+        if isinstance(raw, list):  # a repeatable option given more than once
+            raw = ",".join(raw)
         source = f"argument {option.flag}"
         if raw is None:
             raw = environ.get(option.env) or None
@@ -297,6 +461,8 @@ def resolve_serve_config(
             parser.error(f"{source}: {exc}")
     if ("tls_cert" in values) != ("tls_key" in values):
         parser.error("--tls-cert and --tls-key must be given together")
+    if values.get("self_signed") and "tls_cert" in values:
+        parser.error("--self-signed makes its own certificate: leave out --tls-cert/--tls-key")
     return Config(**values)  # type: ignore[arg-type]
 
 

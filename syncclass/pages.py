@@ -1,5 +1,6 @@
-"""The web pages: the home page, the teacher's lesson view, the classroom view, and the
-recordings library's entry point. Plain HTML, CSS and ES modules from ``static/``."""
+"""The web pages: the home page, the teacher's lesson view, the classroom view, the
+recordings library's entry point, the operator's wall of live lessons and the lesson report.
+Plain HTML, CSS and ES modules from ``static/``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ async def recordings(request: web.Request) -> web.StreamResponse:
     return _page("recordings.html")
 
 
+async def live(request: web.Request) -> web.StreamResponse:
+    return _page("live.html")
+
+
+async def report(request: web.Request) -> web.StreamResponse:
+    return _page("report.html")
+
+
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
     # the modules import each other, so a browser must never mix two releases of them: it
     # asks again each time (a 304 when nothing changed)
@@ -41,6 +50,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
     app.router.add_get("/lessons/{lesson_id}/teach", teach)
     app.router.add_get("/lessons/{lesson_id}/join", join)
+    app.router.add_get("/lessons/{lesson_id}/report", report)
     app.router.add_get("/recordings", recordings)
+    app.router.add_get("/live", live)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     app.on_response_prepare.append(_revalidate_static)

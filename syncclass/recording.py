@@ -33,6 +33,9 @@ def recording_json(recording: Recording) -> dict[str, Any]:
     courseware = next((f for f in files.values() if f.get("source") == "courseware"), None)
     if courseware is not None and courseware.get("name") == main:
         courseware = None  # a lesson with courseware only: it is the main file
+    stage = next((f for f in files.values() if f.get("source") == "stage"), None)
+    if stage is not None and stage.get("name") == main:
+        stage = None
     thumbnail = details.get("thumbnail")
     return {
         "state": recording.state.value,
@@ -44,6 +47,11 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "courseware": (
             {"url": f"{base}/{courseware['name']}", "offset_s": courseware.get("offset_s", 0.0)}
             if courseware
+            else None
+        ),
+        "stage": (
+            {"url": f"{base}/{stage['name']}", "offset_s": stage.get("offset_s", 0.0)}
+            if stage
             else None
         ),
         "chapters": details.get("chapters") or [],

@@ -8,6 +8,7 @@ import time
 
 from aiohttp import web
 
+from media.drops import DROPPED
 from signaling.auth import require_teacher
 from signaling.keys import SESSIONS, SFU
 
@@ -39,6 +40,14 @@ def _udp_sockets() -> int:
     return count
 
 
+def _file_descriptors() -> int:
+    """Open file descriptors of this process (Linux), so a leak of files or sockets shows."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+    except OSError:
+        return -1
+
+
 async def status(request: web.Request) -> web.Response:
     require_teacher(request)
     sfu = request.app[SFU]
@@ -53,6 +62,9 @@ async def status(request: web.Request) -> web.Response:
             "sessions": len(request.app[SESSIONS]),
             "tasks": len(asyncio.all_tasks()),
             "udp_sockets": _udp_sockets(),
+            "fds": _file_descriptors(),
+            # datagrams and packets the media ports threw away since start, by reason
+            "media_dropped": DROPPED.snapshot(),
         }
     )
 

@@ -14,6 +14,8 @@ from typing import Any
 from recorder.catalog import Recording, RecordingState
 from signaling.contracts import Lesson, LessonState
 
+DATABASE_FILE = "syncclass.db"  # in the data directory
+
 # Each entry upgrades the schema from version N to N + 1; append, never edit, so existing
 # databases can be brought forward with PRAGMA user_version as the bookmark.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -48,11 +50,82 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        """
+        CREATE TABLE attendance (
+            lesson_id TEXT NOT NULL,
+            classroom TEXT NOT NULL,
+            joined_at REAL NOT NULL,
+            left_at   REAL
+        )
+        """,
+        "CREATE INDEX attendance_lesson ON attendance (lesson_id, joined_at)",
+        """
+        CREATE TABLE classroom_events (
+            lesson_id TEXT NOT NULL,
+            classroom TEXT NOT NULL,
+            kind      TEXT NOT NULL,
+            at        REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX classroom_events_lesson ON classroom_events (lesson_id, at)",
+        """
+        CREATE TABLE quality_samples (
+            lesson_id    TEXT NOT NULL,
+            classroom    TEXT NOT NULL,
+            at           REAL NOT NULL,
+            grade        TEXT NOT NULL,
+            loss         REAL NOT NULL,
+            jitter_ms    REAL NOT NULL,
+            rtt_ms       REAL,
+            bitrate_kbps REAL NOT NULL,
+            freezes      INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX quality_samples_lesson ON quality_samples (lesson_id, at)",
+    ),
+    (
+        # lessons made before accounts existed were made with the one teacher key, whose
+        # account is the built-in "teacher"
+        "ALTER TABLE lessons ADD COLUMN owner TEXT NOT NULL DEFAULT 'teacher'",
+        "ALTER TABLE lessons ADD COLUMN link_generation INTEGER NOT NULL DEFAULT 0",
+        """
+        CREATE TABLE accounts (
+            name       TEXT PRIMARY KEY,
+            key_hash   BLOB NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE audit (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            at        REAL NOT NULL,
+            actor     TEXT NOT NULL,
+            action    TEXT NOT NULL,
+            lesson_id TEXT,
+            detail    TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX audit_lesson ON audit (lesson_id, id)",
+    ),
+    (
+        "ALTER TABLE lessons ADD COLUMN keep_chat INTEGER NOT NULL DEFAULT 0",
+        """
+        CREATE TABLE chat_messages (
+            lesson_id TEXT NOT NULL,
+            sender    TEXT NOT NULL,
+            text      TEXT NOT NULL,
+            at        REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX chat_messages_lesson ON chat_messages (lesson_id, at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _COLUMNS = (
-    "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher"
+    "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher, "
+    "owner, link_generation, keep_chat"
 )
 _ID_ATTEMPTS = 5
 
@@ -100,7 +173,15 @@ class SqliteLessonStore:
         with self._lock:
             self._db.close()
 
-    def create(self, title: str, max_classrooms: int, record: bool, teacher: str = "") -> Lesson:
+    def create(
+        self,
+        title: str,
+        max_classrooms: int,
+        record: bool,
+        teacher: str = "",
+        owner: str = "",
+        keep_chat: bool = False,
+    ) -> Lesson:
         now = self._clock()
         with self._lock:
             for _ in range(_ID_ATTEMPTS):
@@ -108,7 +189,7 @@ class SqliteLessonStore:
                 try:
                     self._db.execute(
                         f"INSERT INTO lessons ({_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                        "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, 0, ?)",
                         (
                             lesson_id,
                             title,
@@ -117,6 +198,8 @@ class SqliteLessonStore:
                             int(record),
                             now,
                             teacher,
+                            owner,
+                            int(keep_chat),
                         ),
                     )
                 except sqlite3.IntegrityError:
@@ -129,6 +212,8 @@ class SqliteLessonStore:
                     record=bool(record),
                     created_at=now,
                     teacher=teacher,
+                    owner=owner,
+                    keep_chat=keep_chat,
                 )
         raise RuntimeError("could not allocate a unique lesson id")
 
@@ -175,9 +260,39 @@ class SqliteLessonStore:
             ).fetchone()
         return _to_lesson(row)
 
+    def rotate_link(self, lesson_id: str) -> Lesson:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE lessons SET link_generation = link_generation + 1 WHERE id = ?",
+                (lesson_id,),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(lesson_id)
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
+            ).fetchone()
+        return _to_lesson(row)
+
+    def database(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The connection and the lock that guards it, for the other tables in this file."""
+        return self._db, self._lock
+
 
 def _to_lesson(row: tuple[Any, ...]) -> Lesson:
-    lesson_id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher = row
+    (
+        lesson_id,
+        title,
+        state,
+        max_classrooms,
+        record,
+        created_at,
+        started_at,
+        ended_at,
+        teacher,
+        owner,
+        link_generation,
+        keep_chat,
+    ) = row
     return Lesson(
         id=lesson_id,
         title=title,
@@ -188,6 +303,9 @@ def _to_lesson(row: tuple[Any, ...]) -> Lesson:
         started_at=started_at,
         ended_at=ended_at,
         teacher=teacher,
+        owner=owner,
+        link_generation=link_generation,
+        keep_chat=bool(keep_chat),
     )
 
 

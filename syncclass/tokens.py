@@ -1,4 +1,5 @@
-"""Signed, expiring access tokens for lessons and the teacher key that mints them."""
+"""Signed, expiring access tokens for lessons, and the teacher and admin keys kept in the data
+directory."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from signaling.contracts import Grant, Role, TokenError
 
 SECRET_FILE = "secret.key"
 TEACHER_KEY_FILE = "teacher.key"
+ADMIN_KEY_FILE = "admin.key"
 SECRET_BYTES = 32
 
 # Real tokens are ~150 characters; the cap keeps hostile input from costing real work.
@@ -55,9 +57,9 @@ class TokenAuthority:
         # compare_digest on str rejects non-ASCII, so compare the UTF-8 bytes instead.
         return hmac.compare_digest(key.encode("utf-8", "surrogatepass"), self._teacher_key)
 
-    def issue(self, lesson_id: str, role: Role) -> str:
+    def issue(self, lesson_id: str, role: Role, generation: int = 0) -> str:
         role = Role(role)
-        payload = {
+        payload: dict[str, object] = {
             "l": lesson_id,
             "r": role.value,
             "e": math.ceil(self._clock() + self._ttl_s),
@@ -65,6 +67,8 @@ class TokenAuthority:
             # in logs without revealing either.
             "n": secrets.token_urlsafe(6),
         }
+        if generation:
+            payload["g"] = generation  # left out at 0, so links from before rotation look alike
         payload_b64 = _b64encode(json.dumps(payload, separators=(",", ":")).encode())
         return f"{payload_b64}.{_b64encode(self._sign(payload_b64))}"
 
@@ -93,10 +97,15 @@ class TokenAuthority:
             raise TokenError("malformed token")
         if not isinstance(role, str) or role not in _ROLES:
             raise TokenError("unknown role")
+        generation = payload.get("g", 0)
+        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+            raise TokenError("malformed token")
         grant_role = Role(role)
         if self._clock() >= expires_at:
             raise TokenError("token expired")
-        return Grant(lesson_id=lesson_id, role=grant_role, expires_at=expires_at)
+        return Grant(
+            lesson_id=lesson_id, role=grant_role, expires_at=expires_at, generation=generation
+        )
 
     def _sign(self, payload_b64: str) -> bytes:
         return hmac.new(self._secret, payload_b64.encode("ascii"), hashlib.sha256).digest()
@@ -147,8 +156,16 @@ def load_or_create_secret(data_dir: Path) -> bytes:
 
 def load_or_create_teacher_key(data_dir: Path) -> tuple[str, bool]:
     """Return the teacher key from ``teacher.key`` and whether this call just created it."""
-    path = data_dir / TEACHER_KEY_FILE
-    created = _create_once(path, (secrets.token_urlsafe(24) + "\n").encode("ascii"))
+    return _load_or_create_key(data_dir / TEACHER_KEY_FILE, 24)
+
+
+def load_or_create_admin_key(data_dir: Path) -> tuple[str, bool]:
+    """Return the admin key from ``admin.key`` and whether this call just created it."""
+    return _load_or_create_key(data_dir / ADMIN_KEY_FILE, 32)
+
+
+def _load_or_create_key(path: Path, random_bytes: int) -> tuple[str, bool]:
+    created = _create_once(path, (secrets.token_urlsafe(random_bytes) + "\n").encode("ascii"))
     # Operators may edit the file by hand; editors add newlines, which are not part of the key.
     key = path.read_text(encoding="utf-8").strip()
     if not key:

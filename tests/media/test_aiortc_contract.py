@@ -120,3 +120,23 @@ def test_aioice_hooks() -> None:
         assert piece in consent, piece
     assert ice.CONSENT_FAILURES * ice.CONSENT_INTERVAL <= 30
     assert "gather_candidates()" in source(aiortc.RTCIceGatherer.gather)
+
+
+def test_media_port_hooks() -> None:
+    """What media/aiortc_hooks.py relies on to screen datagrams and authenticate consent."""
+    recv = source(RTCDtlsTransport._recv_next)
+    # why empty and oversized datagrams must never reach it: both end the transport
+    assert "first_byte = data[0]" in recv
+    assert "self._rx_srtp.unprotect_rtcp(data)" in recv
+    assert "self._rx_srtp.unprotect(data)" in recv
+    assert "except pylibsrtp.Error" in recv
+    assert "self._setup_srtp()" in source(RTCDtlsTransport.start)
+    assert "self._rx_srtp = Session(rx_policy)" in source(RTCDtlsTransport._setup_srtp)
+    assert 'raise ValueError("packet is too long")' in source(pylibsrtp.Session)
+    init = source(ice.Connection.__init__)
+    assert "self._queue: asyncio.Queue" in init and "self._check_list" in init
+    assert "self._queue.put_nowait((data, component))" in source(ice.Connection.data_received)
+    request_received = source(ice.Connection.request_received)
+    assert "self.respond_error(message, addr, protocol, (401" in request_received
+    assert "def remote_addr(self)" in source(ice.CandidatePair)
+    assert "self.receiver = receiver" in source(ice.StunProtocol.__init__)

@@ -10,6 +10,7 @@ import pytest
 from aioice import ice, stun
 from aiortc import RTCSessionDescription
 
+from media.aiortc_hooks import CONSENT_EXPIRY_INTERVALS
 from media.network import NetworkConfig
 from media.publisher import Publisher
 from media.sfu import Sfu
@@ -17,9 +18,9 @@ from tests.support.media import PacedTrack, encode_opus_clip, encode_vp8_clip
 from tests.support.peers import new_peer_connection
 
 INTERVAL = 0.2  # seconds between consent checks, instead of 5, to keep the test short
-# how long aioice takes to give up on a silent peer: each unanswered check also waits a STUN
-# retransmission timeout
-GIVE_UP_S = ice.CONSENT_FAILURES * (INTERVAL * 1.2 + stun.RETRY_RTO) + 1
+# how long the server waits for a silent peer: consent lapses after a number of intervals, and
+# the last check waits a STUN retransmission timeout for its answer
+GIVE_UP_S = INTERVAL * CONSENT_EXPIRY_INTERVALS + stun.RETRY_RTO + 1
 
 
 @pytest.fixture

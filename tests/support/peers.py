@@ -23,6 +23,7 @@ import aiohttp
 import aioice.ice
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpReceiver,
@@ -60,8 +61,12 @@ def use_loopback_only() -> None:
 def new_peer_connection() -> RTCPeerConnection:
     """Return an ``RTCPeerConnection`` with no STUN/TURN servers that gathers only loopback."""
     use_loopback_only()
-    # iceServers=None would make aiortc add a public STUN server.
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    # iceServers=None would make aiortc add a public STUN server. One transport for every
+    # m-line, as a browser bundles them: aiortc's "balanced" policy gives audio its own
+    # candidate, and a second audio m-line is then left without a transport.
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

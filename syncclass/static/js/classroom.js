@@ -1,17 +1,25 @@
 // The classroom page: plays the lesson on the classroom's big screen, courseware large and
-// the teacher small while courseware is shared; waits before, says so after, and reconnects
-// by itself (a new WHEP session) when the network drops.
+// the teacher small while courseware is shared, and a classroom called on stage beside the
+// teacher; waits before, says so after, waits for a place in a full lesson, and reconnects
+// by itself (a new WHEP session) when the network drops. Hand, return feed, chat and quality
+// reports are in room-interaction.js.
 
 import { api, ApiError, lessonFromLocation } from './api.js';
+import { clientId } from './client-id.js';
 import { LessonEvents } from './events.js';
 import { FrameWatch } from './frames.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
-import { WhepPlayer } from './whep.js';
+import './interaction-strings.js';
+import { RoomInteraction } from './room-interaction.js';
+import { STAGE_SLOTS, WhepPlayer } from './whep.js';
 
 const $ = (id) => document.getElementById(id);
 const NAME_KEY = 'syncclass.classroomName';
 const POLL_MS = 500;
 const IDLE_MS = 4000;
+// the browser notices within about this long that its own link is dead (ICE 'disconnected')
+const OWN_LINK_MS = 6000;
+const FULL_RETRY_MS = 5000; // a full lesson: ask again this often for a free place
 const { id: lessonId, token } = lessonFromLocation();
 
 const view = {
@@ -22,21 +30,25 @@ const view = {
   connection: 'connecting', // 'connected' or 'reconnecting'
   camera: false, // pictures are arriving
   courseware: false,
+  stage: false,
+  onStage: null, // the classrooms on stage, while the events socket knows them
+  maxClassrooms: null,
   seenPictures: false,
   soundBlocked: false,
 };
 let player = null;
 let watches = null;
 let events = null;
+const interaction = new RoomInteraction(lessonId, token, { onEnded: () => ended() });
 let retryTimer = null;
 let retryDelay = 1000;
 
 // --- what is on screen -------------------------------------------------------------------
 
-function message(titleKey, textKey, { spinner = false } = {}) {
+function message(titleKey, textKey, { spinner = false, vars = null } = {}) {
   $('message-lesson').textContent = view.title;
   setText($('message-title'), titleKey);
-  if (textKey) setText($('message-text'), textKey);
+  if (textKey) setText($('message-text'), textKey, vars);
   else $('message-text').textContent = '';
   $('message-spinner').hidden = !spinner;
 }
@@ -48,22 +60,45 @@ function screen() {
   return view.seenPictures && view.lessonState === 'live' ? 'away' : 'waiting';
 }
 
+// Pictures stopped while this classroom's own link is up: the teacher's side has dropped.
+// Until the browser could have noticed a dead link of its own, it may be either, and the
+// screen says only that the picture is interrupted.
+function teacherAway() {
+  if (!player || player.connectionState !== 'connected') return false;
+  if (view.sources !== null && !view.sources.includes('camera')) return true;
+  return watches !== null && performance.now() - watches.camera.changedAt > OWN_LINK_MS;
+}
+
 function render() {
   const current = screen();
   document.body.dataset.screen = current;
   $('message-screen').hidden = current === 'playing';
   if (current === 'ended') message('join.ended.title', 'join.ended.text');
   else if (current === 'invalid') message('join.invalid', null);
-  else if (current === 'full') message('join.full', null, { spinner: true });
+  else if (current === 'full') {
+    const n = view.maxClassrooms ?? '';
+    message('join.full', 'join.fullText', { spinner: true, vars: { n } });
+  }
   else if (current === 'waiting') message('join.waiting.title', 'join.waiting.text', { spinner: true });
-  else if (current === 'away') message('join.away.title', 'join.away.text', { spinner: true });
+  else if (current === 'away' && teacherAway()) {
+    message('join.teacherAway.title', 'join.teacherAway.text', { spinner: true });
+  } else if (current === 'away') message('join.away.title', 'join.away.text', { spinner: true });
   const showCourseware =
     view.courseware && (view.sources === null || view.sources.includes('courseware'));
   $('room').dataset.layout = showCourseware ? 'courseware' : 'camera';
+  // another classroom on stage: its picture beside the teacher's (never this one's own)
+  const me = localStorage.getItem(NAME_KEY) || '';
+  const others = view.onStage === null ? null : view.onStage.filter((name) => name !== me);
+  const stage = view.stage && current === 'playing' && (others === null || others.length > 0);
+  $('room').dataset.stage = stage ? 'on' : 'off';
+  if (others && others.length) setText($('stage-name'), 'room.stageName', { name: others.join(', ') });
+  else $('stage-name').textContent = '';
+  interaction.show(['playing', 'waiting', 'away'].includes(current));
   $('sound').hidden = !(view.soundBlocked && current === 'playing');
   const status = $('status');
   const live = current !== 'ended' && !view.problem;
-  if (live && view.connection === 'reconnecting') {
+  const linkDown = player !== null && player.connectionState === 'disconnected';
+  if (live && (view.connection === 'reconnecting' || linkDown)) {
     status.hidden = false;
     setText(status, 'join.status.reconnecting');
   } else if (live && view.connection === 'connecting' && current !== 'playing') {
@@ -78,12 +113,11 @@ function render() {
 
 // --- sound and full screen -----------------------------------------------------------------
 
-function playWithSound() {
-  const video = $('camera-video');
+function playWithSound(video = $('camera-video')) {
   video.muted = false;
   video.play().then(
     () => {
-      view.soundBlocked = false;
+      if (video.id === 'camera-video') view.soundBlocked = false;
       render();
     },
     (error) => {
@@ -95,7 +129,7 @@ function playWithSound() {
       render();
     },
   );
-  $('courseware-video').play().catch(() => {});
+  if (video.id === 'camera-video') $('courseware-video').play().catch(() => {});
 }
 
 function enterFullscreen() {
@@ -106,8 +140,10 @@ function enterFullscreen() {
 
 function unmute() {
   view.soundBlocked = false;
-  $('camera-video').muted = false;
-  $('camera-video').play().catch(() => {});
+  for (const id of ['camera-video', ...STAGE_SLOTS.map((slot) => `${slot}-video`)]) {
+    $(id).muted = false;
+    $(id).play().catch(() => {});
+  }
   enterFullscreen();
   render();
 }
@@ -121,7 +157,9 @@ function renderFullscreenButton() {
 async function connect() {
   if (view.lessonState === 'ended') return;
   const name = localStorage.getItem(NAME_KEY) || '';
-  const url = `/whep/${encodeURIComponent(lessonId)}?name=${encodeURIComponent(name)}`;
+  const url =
+    `/whep/${encodeURIComponent(lessonId)}?name=${encodeURIComponent(name)}` +
+    `&client=${encodeURIComponent(clientId())}`;
   const attempt = new WhepPlayer(url, token, { onDrop: () => dropped(attempt) });
   player = attempt;
   try {
@@ -130,8 +168,11 @@ async function connect() {
     if (player !== attempt) return;
     player = null;
     if (error instanceof ApiError && error.status === 410) return ended();
-    if (error instanceof ApiError && error.status === 409) view.problem = 'full';
-    else if (error instanceof ApiError && [401, 403, 404].includes(error.status)) {
+    if (error instanceof ApiError && ['name_taken', 'bad_name'].includes(error.code)) {
+      return renamed(error.code);
+    }
+    if (error instanceof ApiError && error.status === 409) return lessonFull(error);
+    if (error instanceof ApiError && [401, 403, 404].includes(error.status)) {
       view.problem = 'invalid';
       render();
       return;
@@ -144,11 +185,35 @@ async function connect() {
   watches = {
     camera: new FrameWatch(attempt.receivers.camera),
     courseware: new FrameWatch(attempt.receivers.courseware),
+    stage: STAGE_SLOTS.map((slot) => new FrameWatch(attempt.receivers[slot])),
   };
   $('camera-video').srcObject = attempt.camera;
   $('courseware-video').srcObject = attempt.courseware;
   playWithSound();
+  for (const slot of STAGE_SLOTS) {
+    $(`${slot}-video`).srcObject = attempt.stream(slot);
+    playWithSound($(`${slot}-video`));
+  }
+  interaction.joined(attempt);
   render();
+}
+
+/** Another classroom of the lesson has this name (or it cannot be one): ask for another, then
+ * join under it with a fresh events socket. */
+async function renamed(code) {
+  await askName(code === 'name_taken' ? 'join.name.taken' : 'join.name.bad');
+  openEvents();
+  connect();
+}
+
+/** Every place is taken: say so, and ask again every few seconds until one frees. */
+function lessonFull(error) {
+  view.problem = 'full';
+  const stated = /(\d+)/.exec(error.message || '');
+  if (view.maxClassrooms === null && stated) view.maxClassrooms = Number(stated[1]);
+  render();
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => connect(), FULL_RETRY_MS);
 }
 
 function retry() {
@@ -156,16 +221,17 @@ function retry() {
   render();
   clearTimeout(retryTimer);
   retryTimer = setTimeout(() => connect(), retryDelay);
-  retryDelay = Math.min(retryDelay * 2, 10000);
+  retryDelay = Math.min(retryDelay * 2, 5000);
 }
 
 async function dropped(attempt) {
   if (player !== attempt) return;
-  attempt.close();
+  attempt.stop(); // the teacher sees the classroom leave now, if the server can still be told
   player = null;
   watches = null;
+  interaction.left();
   view.connection = 'reconnecting';
-  view.camera = view.courseware = false;
+  view.camera = view.courseware = view.stage = false;
   render();
   // the server closes every connection when the lesson ends: tell that from a network drop
   try {
@@ -178,11 +244,20 @@ async function dropped(attempt) {
 }
 
 async function refreshLesson() {
-  const lesson = await api('GET', `/api/lessons/${encodeURIComponent(lessonId)}`, {
-    credential: token,
-  });
+  let lesson;
+  try {
+    lesson = await api('GET', `/api/lessons/${encodeURIComponent(lessonId)}`, {
+      credential: token,
+    });
+  } catch (error) {
+    // once a lesson has ended, its classroom link is refused with 410
+    if (!(error instanceof ApiError && error.status === 410)) throw error;
+    view.lessonState = 'ended';
+    return { state: 'ended' };
+  }
   view.title = lesson.title;
   view.lessonState = lesson.state;
+  view.maxClassrooms = lesson.max_classrooms ?? view.maxClassrooms;
   return lesson;
 }
 
@@ -192,9 +267,11 @@ function ended() {
   if (player) player.close();
   player = null;
   watches = null;
-  view.camera = view.courseware = false;
+  interaction.ended();
+  view.camera = view.courseware = view.stage = false;
   $('camera-video').srcObject = null;
   $('courseware-video').srcObject = null;
+  for (const slot of STAGE_SLOTS) $(`${slot}-video`).srcObject = null;
   if (events) events.close();
   render();
 }
@@ -202,19 +279,30 @@ function ended() {
 async function pollFrames() {
   if (!watches) return;
   const current = watches;
-  const [camera, courseware] = await Promise.all([current.camera.poll(), current.courseware.poll()]);
+  const [camera, courseware, ...stage] = await Promise.all([
+    current.camera.poll(),
+    current.courseware.poll(),
+    ...current.stage.map((watch) => watch.poll()),
+  ]);
   if (watches !== current) return;
   view.camera = camera;
   view.courseware = courseware;
+  view.stage = stage.some(Boolean);
+  // every stage place with pictures is shown; the first one always (its sound may come first)
+  STAGE_SLOTS.forEach((slot, i) => {
+    $(`${slot}-video`).hidden = i > 0 && !stage[i];
+  });
   view.seenPictures ||= camera || courseware;
   render();
 }
 
 // --- start -------------------------------------------------------------------------------------
 
-function askName() {
+function askName(problem = null) {
   return new Promise((resolve) => {
     const form = $('name-form');
+    $('name-problem').hidden = !problem;
+    if (problem) setText($('name-problem'), problem);
     $('name-screen').hidden = false;
     $('name-input').value = localStorage.getItem(NAME_KEY) || '';
     $('name-input').focus();
@@ -247,6 +335,34 @@ async function loadLesson() {
   }
 }
 
+/** The events socket, as this classroom (its name goes with it). */
+function openEvents() {
+  if (events) events.close();
+  const name = localStorage.getItem(NAME_KEY) || '';
+  interaction.setName(name);
+  events = new LessonEvents(lessonId, token, {
+    name,
+    client: clientId(),
+    onLesson: (snapshot) => {
+      view.title = snapshot.title;
+      view.lessonState = snapshot.state;
+      view.sources = snapshot.sources;
+      view.onStage = snapshot.on_stage ?? null;
+      view.maxClassrooms = snapshot.max_classrooms ?? view.maxClassrooms;
+      interaction.lesson(snapshot);
+      render();
+    },
+    onEnded: ended,
+    onMessage: (message) => interaction.message(message),
+    onStatus: (connected) => {
+      if (!connected) view.sources = view.onStage = null; // fall back to the pictures alone
+      interaction.render();
+    },
+  });
+  interaction.attach(events);
+  events.start();
+}
+
 async function main() {
   mountLanguageSwitch($('lang'));
   renderFullscreenButton();
@@ -257,19 +373,7 @@ async function main() {
   view.connection = 'connecting';
   render();
   if (lesson.state === 'ended') return ended();
-  events = new LessonEvents(lessonId, token, {
-    onLesson: (snapshot) => {
-      view.title = snapshot.title;
-      view.lessonState = snapshot.state;
-      view.sources = snapshot.sources;
-      render();
-    },
-    onEnded: ended,
-    onStatus: (connected) => {
-      if (!connected) view.sources = null; // fall back to the pictures alone
-    },
-  });
-  events.start();
+  openEvents();
   setInterval(pollFrames, POLL_MS);
   await connect();
 }
@@ -285,6 +389,7 @@ $('fullscreen').addEventListener('click', () => {
 document.addEventListener('fullscreenchange', renderFullscreenButton);
 $('room-name').addEventListener('click', async () => {
   await askName();
+  if (events && view.lessonState !== 'ended') openEvents();
   if (player) {
     // the teacher sees the new name on the next session
     await player.stop();
@@ -298,8 +403,13 @@ document.addEventListener('pointermove', () => {
   clearTimeout(idleTimer);
   idleTimer = setTimeout(() => document.body.classList.add('idle'), IDLE_MS);
 });
-window.addEventListener('langchange', render);
+window.addEventListener('langchange', () => {
+  render();
+  interaction.chat.render();
+  interaction.render();
+});
 window.addEventListener('pagehide', () => {
+  interaction.leave();
   if (player) player.stop({ keepalive: true });
 });
 

@@ -1,4 +1,5 @@
-// The lesson's events WebSocket: lesson snapshots (state, classrooms, sources) and the end.
+// The lesson's events WebSocket: lesson snapshots (state, classrooms, sources), the end, and
+// the interaction messages both ways (hands, stage, chat, stats, quality).
 // It reconnects by itself with a growing delay until the lesson ends or close() is called.
 
 const MAX_DELAY_MS = 10000;
@@ -7,13 +8,29 @@ const PING_MS = 25000;
 export class LessonEvents {
   /**
    * `onLesson(snapshot)` gets every {"type": "lesson"} message, `onEnded()` the end,
-   * `onStatus(connected)` each change of connection; `onRejected(code)` a refused token.
+   * `onStatus(connected)` each change of connection; `onRejected(code)` a refused token;
+   * `onMessage(message)` every other message (hands, chat, quality, errors). A classroom
+   * passes its `name` and its `client` id (client-id.js).
    */
-  constructor(lessonId, token, { onLesson, onEnded, onStatus = () => {}, onRejected = () => {} }) {
+  constructor(
+    lessonId,
+    token,
+    {
+      onLesson,
+      onEnded,
+      onStatus = () => {},
+      onRejected = () => {},
+      onMessage = () => {},
+      name = '',
+      client = '',
+    },
+  ) {
     this.url = new URL(`/api/lessons/${encodeURIComponent(lessonId)}/events`, window.location.href);
     this.url.protocol = this.url.protocol === 'https:' ? 'wss:' : 'ws:';
     this.url.searchParams.set('token', token);
-    this.handlers = { onLesson, onEnded, onStatus, onRejected };
+    if (name) this.url.searchParams.set('name', name);
+    if (client) this.url.searchParams.set('client', client);
+    this.handlers = { onLesson, onEnded, onStatus, onRejected, onMessage };
     this.socket = null;
     this.delay = 1000;
     this.finished = false;
@@ -58,7 +75,18 @@ export class LessonEvents {
     else if (message.type === 'ended') {
       this.finished = true;
       this.handlers.onEnded();
-    }
+    } else if (message.type !== 'pong') this.handlers.onMessage(message);
+  }
+
+  get connected() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+
+  /** Send a message now; false when the socket is not open (nothing is queued). */
+  send(message) {
+    if (!this.connected) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
   }
 
   close() {

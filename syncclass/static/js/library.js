@@ -142,15 +142,21 @@ function courseware() {
   return $('courseware-video');
 }
 
-function syncCourseware() {
-  if (!shown || !shown.courseware) return;
+// the videos that play beside the main one, each following its clock from its own offset
+const SIDE_VIDEOS = { courseware: 'courseware-video', stage: 'stage-video' };
+
+function syncSideVideos() {
+  if (!shown) return;
   const main = $('main-video');
-  const video = courseware();
-  const wanted = main.currentTime - shown.courseware.offset_s;
-  const inside = wanted >= 0 && (!video.duration || wanted <= video.duration);
-  if (inside && Math.abs(video.currentTime - wanted) > 0.3) video.currentTime = wanted;
-  if (inside && !main.paused && video.paused) video.play().catch(() => {});
-  if ((!inside || main.paused) && !video.paused) video.pause();
+  for (const [part, id] of Object.entries(SIDE_VIDEOS)) {
+    if (!shown[part]) continue;
+    const video = $(id);
+    const wanted = main.currentTime - shown[part].offset_s;
+    const inside = wanted >= 0 && (!video.duration || wanted <= video.duration);
+    if (inside && Math.abs(video.currentTime - wanted) > 0.3) video.currentTime = wanted;
+    if (inside && !main.paused && video.paused) video.play().catch(() => {});
+    if ((!inside || main.paused) && !video.paused) video.pause();
+  }
 }
 
 function openRecording(recording) {
@@ -168,6 +174,9 @@ function openRecording(recording) {
   screens.dataset.courseware = recording.courseware ? 'on' : 'off';
   $('courseware-box').hidden = !recording.courseware;
   courseware().src = recording.courseware ? recording.courseware.url : '';
+  screens.dataset.stage = recording.stage ? 'on' : 'off';
+  $('stage-box').hidden = !recording.stage;
+  $('stage-video').src = recording.stage ? recording.stage.url : '';
   renderChapters(recording);
   renderOwnerTools(recording);
   const query = new URLSearchParams({ lesson: recording.lesson_id });
@@ -205,8 +214,10 @@ function renderOwnerTools(recording) {
 function closePlayer() {
   $('main-video').pause();
   courseware().pause();
+  $('stage-video').pause();
   $('main-video').removeAttribute('src');
   courseware().removeAttribute('src');
+  $('stage-video').removeAttribute('src');
   shown = null;
   $('player').hidden = true;
   $('library-view').hidden = false;
@@ -296,9 +307,11 @@ function mount() {
   $('back').addEventListener('click', closePlayer);
   const main = $('main-video');
   for (const name of ['timeupdate', 'seeked', 'play', 'pause', 'ratechange']) {
-    main.addEventListener(name, syncCourseware);
+    main.addEventListener(name, syncSideVideos);
   }
-  main.addEventListener('ratechange', () => { courseware().playbackRate = main.playbackRate; });
+  main.addEventListener('ratechange', () => {
+    for (const id of Object.values(SIDE_VIDEOS)) $(id).playbackRate = main.playbackRate;
+  });
   $('share').addEventListener('click', guard(share));
   $('copy').addEventListener('click', () => {
     navigator.clipboard?.writeText($('share-url').value).then(() => setText($('copy'), 'library.copied'));

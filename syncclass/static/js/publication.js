@@ -8,13 +8,20 @@ const MAX_DELAY_MS = 10000;
 export class Publication {
   /**
    * `onChange(state)`: 'connecting', 'live', 'reconnecting' or 'stopped'; `onEnded()`: the
-   * lesson is over; `onRefused(error)`: the server will not take it (a bad link, say).
+   * lesson is over; `onRefused(error)`: the server will not take it (a bad link, say);
+   * `maxBitrate`: as for WhipPublisher.
    */
-  constructor(url, token, tracks, { onChange = () => {}, onEnded = () => {}, onRefused = () => {} }) {
+  constructor(
+    url,
+    token,
+    tracks,
+    { onChange = () => {}, onEnded = () => {}, onRefused = () => {}, maxBitrate = {} },
+  ) {
     this.url = url;
     this.token = token;
     this.tracks = tracks.filter(Boolean);
     this.handlers = { onChange, onEnded, onRefused };
+    this.maxBitrate = maxBitrate;
     this.publisher = null;
     this.state = 'connecting';
     this.delay = 1000;
@@ -25,6 +32,7 @@ export class Publication {
   async start() {
     if (this.stopped) return;
     const publisher = new WhipPublisher(this.url, this.token, {
+      maxBitrate: this.maxBitrate,
       onConnected: () => {
         this.delay = 1000;
         this.set('live');

@@ -1,12 +1,15 @@
 // The teacher's lesson view: preview, publishing camera + microphone and courseware over
-// WHIP, the join link, the live classroom count, and starting and ending the lesson.
+// WHIP, the join link, the live classroom count, and starting and ending the lesson. The
+// classrooms' feeds, hands, stage and chat are in teacher-interaction.js.
 
 import { api, ApiError, lessonFromLocation } from './api.js';
 import { fillDeviceSelect, openDevices, openTrack } from './devices.js';
 import { LessonEvents } from './events.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
+import './interaction-strings.js';
 import { showJoinLink } from './join-panel.js';
 import { Publication } from './publication.js';
+import { TeacherInteraction } from './teacher-interaction.js';
 
 const $ = (id) => document.getElementById(id);
 const { id: lessonId, token } = lessonFromLocation();
@@ -17,6 +20,7 @@ let camera = null; // Publication of the camera and microphone while the lesson 
 let courseware = null; // Publication of the shared screen
 let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad link
 let events = null;
+const interaction = new TeacherInteraction(lessonId, token);
 
 // --- the state line ------------------------------------------------------------------------
 
@@ -170,12 +174,12 @@ function lessonEnded() {
   courseware = null;
   for (const track of Object.values(local)) if (track) track.stop();
   if (events) events.close();
+  interaction.ended();
   refreshState();
 }
 
 function showLesson(snapshot) {
-  $('classroom-count').textContent = String(snapshot.classrooms);
-  setText($('classroom-max'), 'teach.classroomsOf', { max: snapshot.max_classrooms });
+  interaction.lesson(snapshot);
   $('courseware-live').hidden = !snapshot.sources.includes('courseware');
   if (snapshot.state === 'ended') lessonEnded();
 }
@@ -221,6 +225,11 @@ async function main() {
   }
   $('lesson-title').textContent = lesson.title;
   document.title = `${lesson.title} · ${document.title}`;
+  const report = `/lessons/${encodeURIComponent(lessonId)}/report?token=${encodeURIComponent(token)}`;
+  for (const link of [$('report-link'), $('closed-report')]) {
+    link.href = report;
+    link.hidden = false;
+  }
   lessonState = lesson.state;
   showLesson({ ...lesson, sources: lesson.origin_sources });
   if (lesson.state === 'ended') return lessonEnded();
@@ -231,7 +240,9 @@ async function main() {
       showLesson(snapshot);
     },
     onEnded: lessonEnded,
+    onMessage: (message) => interaction.message(message),
   });
+  interaction.attach(events);
   events.start();
   await openLocalMedia();
   refreshState();
@@ -252,7 +263,10 @@ $('camera-toggle').addEventListener('click', () => {
 $('courseware-toggle').addEventListener('click', () => (courseware ? stopCourseware() : startCourseware()));
 $('camera-select').addEventListener('change', (event) => switchDevice('video', event.target.value));
 $('mic-select').addEventListener('change', (event) => switchDevice('audio', event.target.value));
-window.addEventListener('langchange', () => refreshState());
+window.addEventListener('langchange', () => {
+  refreshState();
+  interaction.render();
+});
 // leave at once, so classrooms wait for the reloaded page instead of a connection timing out
 window.addEventListener('pagehide', () => {
   for (const publication of [camera, courseware]) {

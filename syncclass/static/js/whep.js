@@ -1,29 +1,63 @@
-// Receiving the lesson over WHEP: two video m-lines (camera, courseware) and one audio
-// m-line (the teacher's sound), in the order the server maps them.
+// Receiving over WHEP. A classroom receives the lesson: video m-lines for the camera, the
+// courseware and the stage's three places, then audio m-lines for the camera and the stage,
+// which the server maps in that order (a classroom on stage is never sent itself; its stage
+// places show the others). The teacher receives one classroom's return feed: one video and one
+// audio m-line.
 
 import { leave, negotiate, watchConnection } from './offer.js';
 
+/** [source, kind] of each m-line, in the order of the offer. */
+export const STAGE_SLOTS = ['stage', 'stage2', 'stage3'];
+export const LESSON_SLOTS = [
+  ['camera', 'video'],
+  ['courseware', 'video'],
+  ...STAGE_SLOTS.map((slot) => [slot, 'video']),
+  ['camera', 'audio'],
+  ...STAGE_SLOTS.map((slot) => [slot, 'audio']),
+];
+export const FEED_SLOTS = [
+  ['feed', 'video'],
+  ['feed', 'audio'],
+];
+
 export class WhepPlayer {
-  constructor(url, token, { onDrop = () => {} } = {}) {
+  constructor(url, token, { onDrop = () => {}, slots = LESSON_SLOTS } = {}) {
     this.url = url;
     this.token = token;
     this.onDrop = onDrop;
+    this.slots = slots;
     this.pc = null;
     this.session = null;
-    this.camera = null; // MediaStream: the teacher's camera and sound
-    this.courseware = null; // MediaStream: the shared screen
-    this.receivers = {};
+    this.streams = {}; // source -> MediaStream of its video and sound
+    this.receivers = {}; // source -> the video's RTCRtpReceiver; `${source}Sound` -> the sound's
+  }
+
+  /** The teacher's camera and sound, the shared screen, the classroom on stage. */
+  get camera() {
+    return this.streams.camera ?? null;
+  }
+
+  get courseware() {
+    return this.streams.courseware ?? null;
+  }
+
+  /** The picture and sound of one stage place (STAGE_SLOTS). */
+  stream(slot) {
+    return this.streams[slot] ?? null;
   }
 
   async start() {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
-    const camera = pc.addTransceiver('video', { direction: 'recvonly' });
-    const courseware = pc.addTransceiver('video', { direction: 'recvonly' });
-    const sound = pc.addTransceiver('audio', { direction: 'recvonly' });
-    this.receivers = { camera: camera.receiver, courseware: courseware.receiver, sound: sound.receiver };
-    this.camera = new MediaStream([camera.receiver.track, sound.receiver.track]);
-    this.courseware = new MediaStream([courseware.receiver.track]);
+    const tracks = {};
+    for (const [source, kind] of this.slots) {
+      const { receiver } = pc.addTransceiver(kind, { direction: 'recvonly' });
+      this.receivers[kind === 'video' ? source : `${source}Sound`] = receiver;
+      (tracks[source] ??= []).push(receiver.track);
+    }
+    this.streams = Object.fromEntries(
+      Object.entries(tracks).map(([source, list]) => [source, new MediaStream(list)]),
+    );
     watchConnection(pc, (state) => {
       if (this.pc === pc) this.onDrop(state);
     });

@@ -1,14 +1,18 @@
-// Publishing one source (camera or courseware) to the lesson over WHIP.
+// Publishing one source (camera, courseware, or a classroom's return feed) over WHIP.
 
 import { leave, negotiate, watchConnection } from './offer.js';
 
 export class WhipPublisher {
-  /** `onDrop(state)` is called when an established publication is lost. */
-  constructor(url, token, { onDrop = () => {}, onConnected = () => {} } = {}) {
+  /**
+   * `onDrop(state)` is called when an established publication is lost; `maxBitrate` caps the
+   * bits per second of each kind (`{video: 300000}`), for a return feed on a thin link.
+   */
+  constructor(url, token, { onDrop = () => {}, onConnected = () => {}, maxBitrate = {} } = {}) {
     this.url = url;
     this.token = token;
     this.onDrop = onDrop;
     this.onConnected = onConnected;
+    this.maxBitrate = maxBitrate;
     this.pc = null;
     this.session = null;
     this.senders = new Map(); // kind -> RTCRtpSender
@@ -18,7 +22,10 @@ export class WhipPublisher {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     for (const track of tracks) {
-      const transceiver = pc.addTransceiver(track, { direction: 'sendonly' });
+      const init = { direction: 'sendonly' };
+      const cap = this.maxBitrate[track.kind];
+      if (cap) init.sendEncodings = [{ maxBitrate: cap }];
+      const transceiver = pc.addTransceiver(track, init);
       this.senders.set(track.kind, transceiver.sender);
     }
     pc.addEventListener('connectionstatechange', () => {

@@ -1,0 +1,34 @@
+"""Counts of inbound datagrams and packets the SFU threw away, by reason, for the process.
+
+A media port is reachable by anyone who can send UDP to the server. What is not part of a
+peer's session is dropped where it is recognised; these counters let an operator see that it
+happens (``/api/status``) without a log line per packet.
+"""
+
+from __future__ import annotations
+
+REASONS = (
+    "not_from_peer",  # DTLS or SRTP from an address that is not the peer's ICE pair
+    "malformed",  # empty, not STUN/DTLS/RTP by its first byte, or unparsable
+    "oversized",  # larger than any SRTP packet can be
+    "unauthenticated",  # SRTP/SRTCP that fails authentication or replay protection
+    "stun_rejected",  # STUN requests refused (wrong credentials, not a binding request)
+    "unrouted",  # authenticated RTP that belongs to none of the peer's streams
+    "overflow",  # more datagrams queued for one peer than it can take
+)
+
+
+class DropCounters:
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(REASONS, 0)
+
+    def add(self, reason: str) -> None:
+        self.counts[reason] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+DROPPED = DropCounters()

@@ -1,0 +1,206 @@
+"""Who is in each lesson right now, as the teacher sees it: the connected classrooms, their
+raised hands, who is on stage, and how well each one receives.
+
+A classroom is a name, unique within its lesson. It is present while it has at least one
+WHEP session; a new session under the same name while the old one lingers is the same
+classroom coming back, not a second visit.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .contracts import LessonJournal
+from .errors import http_error
+
+# printable: no C0/C1 control, no bidirectional override or isolate, no line separator
+_NAME = re.compile(
+    r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]{1,64}$"
+)
+RESERVED = "teacher"  # how the teacher is named in chat and reports
+FEED_PREFIX = "feed:"
+
+
+def feed_source(classroom: str) -> str:
+    """The SFU source a classroom's return feed is published as."""
+    return FEED_PREFIX + classroom
+
+
+def valid_name(name: str) -> bool:
+    """A classroom's name: 1 to 64 printable characters, and not the teacher's."""
+    return bool(_NAME.match(name)) and name.casefold() != RESERVED
+
+
+_CLIENT = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def valid_client(client: str) -> bool:
+    """A client id: the random id a classroom page keeps, to be known again on return."""
+    return bool(_CLIENT.match(client))
+
+
+def classroom_name(raw: object) -> str:
+    """``raw`` as a classroom's name, stripped; 400 if it cannot be one."""
+    name = raw.strip() if isinstance(raw, str) else ""
+    if not valid_name(name):
+        raise http_error(
+            400, "bad_name", f"name must be 1 to 64 printable characters, not {RESERVED!r}"
+        )
+    return name
+
+
+@dataclass
+class Quality:
+    """How one classroom receives, as last measured (see ``signaling.quality``)."""
+
+    grade: str  # good, fair or poor
+    loss: float  # 0..1
+    jitter_ms: float
+    rtt_ms: float | None
+    bitrate_kbps: float
+    freezes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "grade": self.grade,
+            "loss": round(self.loss, 4),
+            "jitter_ms": round(self.jitter_ms, 1),
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1),
+            "bitrate_kbps": round(self.bitrate_kbps, 1),
+            "freezes": self.freezes,
+        }
+
+
+@dataclass
+class Classroom:
+    name: str
+    joined_at: float  # when the current visit began
+    sessions: int = 0
+    visits: int = 0
+    returns: int = 0  # came back while its old session lingered (network drop)
+    hand_raised_at: float | None = None
+    client_stats: dict[str, float] | None = None  # the page's getStats() summary
+    client_stats_at: float = 0.0
+    quality: Quality | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.sessions > 0
+
+    @property
+    def reconnects(self) -> int:
+        return self.visits - 1 + self.returns
+
+
+@dataclass
+class LessonClassrooms:
+    lesson_id: str
+    classrooms: dict[str, Classroom] = field(default_factory=dict)
+    on_stage: list[str] = field(default_factory=list)
+
+    def present(self) -> list[Classroom]:
+        return [c for c in self.classrooms.values() if c.present]
+
+    def hands(self) -> list[Classroom]:
+        """Raised hands, in the order they went up."""
+        raised = [c for c in self.present() if c.hand_raised_at is not None]
+        return sorted(raised, key=lambda c: c.hand_raised_at or 0.0)
+
+
+class Classrooms:
+    """The classrooms of every lesson of this server; the journal keeps what lasts."""
+
+    def __init__(self, journal: LessonJournal, clock: Callable[[], float] = time.time) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._lessons: dict[str, LessonClassrooms] = {}
+
+    def of(self, lesson_id: str) -> LessonClassrooms:
+        lesson = self._lessons.get(lesson_id)
+        if lesson is None:
+            lesson = self._lessons[lesson_id] = LessonClassrooms(lesson_id)
+        return lesson
+
+    def view(self, lesson_id: str) -> LessonClassrooms:
+        """The lesson's classrooms to read (an empty view for a lesson nobody joined)."""
+        return self._lessons.get(lesson_id) or LessonClassrooms(lesson_id)
+
+    def get(self, lesson_id: str, name: str) -> Classroom | None:
+        lesson = self._lessons.get(lesson_id)
+        return lesson.classrooms.get(name) if lesson else None
+
+    def lessons(self) -> list[LessonClassrooms]:
+        return list(self._lessons.values())
+
+    def arrived(self, lesson_id: str, name: str) -> Classroom:
+        """A WHEP session of ``name`` was opened."""
+        now = self._clock()
+        lesson = self.of(lesson_id)
+        classroom = lesson.classrooms.get(name)
+        if classroom is None:
+            classroom = lesson.classrooms[name] = Classroom(name, now)
+        if classroom.sessions == 0:
+            classroom.joined_at = now
+            classroom.visits += 1
+            self._journal.joined(lesson_id, name, now)
+        else:
+            classroom.returns += 1
+        classroom.sessions += 1
+        return classroom
+
+    def departed(self, lesson_id: str, name: str) -> bool:
+        """A WHEP session of ``name`` closed; True when that was the classroom's last one (it
+        has left: its hand goes down, and it leaves the stage)."""
+        classroom = self.get(lesson_id, name)
+        if classroom is None or classroom.sessions == 0:
+            return False
+        classroom.sessions -= 1
+        if classroom.sessions:
+            return False
+        now = self._clock()
+        self._journal.left(lesson_id, name, now)
+        if classroom.hand_raised_at is not None:
+            self.set_hand(lesson_id, name, False)
+        classroom.quality = None
+        classroom.client_stats = None
+        lesson = self.of(lesson_id)
+        if name in lesson.on_stage:
+            lesson.on_stage.remove(name)
+            self._journal.event(lesson_id, name, "stage_off", now)
+        return True
+
+    def set_hand(self, lesson_id: str, name: str, raised: bool) -> bool:
+        """Raise or lower a present classroom's hand; True if that changed anything."""
+        classroom = self.get(lesson_id, name)
+        if classroom is None or (classroom.hand_raised_at is not None) == raised:
+            return False
+        now = self._clock()
+        classroom.hand_raised_at = now if raised else None
+        self._journal.event(lesson_id, name, "hand_raised" if raised else "hand_lowered", now)
+        return True
+
+    def set_on_stage(self, lesson_id: str, name: str, on: bool) -> bool:
+        lesson = self.of(lesson_id)
+        if (name in lesson.on_stage) == on:
+            return False
+        if on:
+            lesson.on_stage.append(name)
+        else:
+            lesson.on_stage.remove(name)
+        self._journal.event(lesson_id, name, "stage_on" if on else "stage_off", self._clock())
+        return True
+
+    def end(self, lesson_id: str) -> None:
+        """The lesson ended: whoever is still in it leaves now."""
+        lesson = self._lessons.pop(lesson_id, None)
+        if lesson is None:
+            return
+        now = self._clock()
+        for name in lesson.on_stage:
+            self._journal.event(lesson_id, name, "stage_off", now)
+        for classroom in lesson.present():
+            self._journal.left(lesson_id, classroom.name, now)

@@ -1,0 +1,174 @@
+"""What a lesson leaves behind and what the operator watches: attendance (JSON and CSV), the
+lesson report, and the wall of live lessons."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from aiohttp import web
+
+from .auth import grant_for, is_teacher, may_manage, require_teacher
+from .contracts import Lesson, LessonState, Role
+from .errors import http_error
+from .hooks import hooks_of
+from .keys import CLASSROOMS, JOURNAL, SESSIONS, STORE
+from .lessons_api import lesson_json
+
+
+def _lesson_for_teacher(request: web.Request) -> Lesson:
+    lesson_id = request.match_info["lesson_id"]
+    if not is_teacher(request):
+        # the report is read after the lesson, from the teacher's page and its origin token
+        grant_for(request, lesson_id, {Role.ORIGIN}, after_end={Role.ORIGIN})
+    lesson = request.app[STORE].get(lesson_id)
+    if lesson is None:
+        raise http_error(404, "no_such_lesson", f"there is no lesson {lesson_id!r}")
+    return lesson
+
+
+def attendance(request: web.Request, lesson: Lesson) -> list[dict[str, Any]]:
+    """One row per classroom: first arrival, last departure (None while present), time
+    present, visits."""
+    end = lesson.ended_at or time.time()
+    visits: dict[str, list[tuple[float, float | None]]] = defaultdict(list)
+    for visit in request.app[JOURNAL].attendance(lesson.id):
+        visits[visit["classroom"]].append((visit["joined_at"], visit["left_at"]))
+    rows = []
+    for name, spans in visits.items():
+        still_here = any(left is None for _, left in spans)
+        rows.append(
+            {
+                "name": name,
+                "joined_at": min(joined for joined, _ in spans),
+                "left_at": None if still_here else max(left or 0.0 for _, left in spans),
+                "present_s": round(
+                    sum(
+                        max(0.0, (end if left is None else left) - joined) for joined, left in spans
+                    ),
+                    1,
+                ),
+                "visits": len(spans),
+            }
+        )
+    return sorted(rows, key=lambda r: r["joined_at"])
+
+
+async def attendance_json(request: web.Request) -> web.Response:
+    lesson = _lesson_for_teacher(request)
+    return web.json_response({"lesson_id": lesson.id, "classrooms": attendance(request, lesson)})
+
+
+def _cell(text: str) -> str:
+    """A cell a spreadsheet shows as text: a classroom may be named "=HYPERLINK(...)", and
+    spreadsheet programs run what starts like a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _iso(at: float | None) -> str:
+    return "" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+async def attendance_csv(request: web.Request) -> web.Response:
+    lesson = _lesson_for_teacher(request)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["classroom", "joined", "left", "present_minutes", "visits"])
+    for row in attendance(request, lesson):
+        writer.writerow(
+            [
+                _cell(row["name"]),
+                _iso(row["joined_at"]),
+                _iso(row["left_at"]),
+                f"{row['present_s'] / 60:.1f}",
+                row["visits"],
+            ]
+        )
+    return web.Response(
+        # a byte-order mark, so that spreadsheet programs read the classroom names as UTF-8
+        body=("\ufeff" + out.getvalue()).encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="attendance-{lesson.id}.csv"'},
+    )
+
+
+def _interaction(events: list[dict[str, Any]], end: float) -> list[dict[str, Any]]:
+    """Hands raised and time on stage per classroom."""
+    hands: Counter[str] = Counter()
+    on_stage_s: dict[str, float] = defaultdict(float)
+    since: dict[str, float] = {}
+    for event in events:
+        name, kind, at = event["classroom"], event["kind"], event["at"]
+        if kind == "hand_raised":
+            hands[name] += 1
+        elif kind == "stage_on":
+            since.setdefault(name, at)
+        elif kind == "stage_off" and name in since:
+            on_stage_s[name] += at - since.pop(name)
+    for name, at in since.items():
+        on_stage_s[name] += end - at
+    names = sorted(set(hands) | set(on_stage_s))
+    return [
+        {"name": n, "hands_raised": hands[n], "on_stage_s": round(on_stage_s[n], 1)} for n in names
+    ]
+
+
+async def report(request: web.Request) -> web.Response:
+    lesson = _lesson_for_teacher(request)
+    journal = request.app[JOURNAL]
+    end = lesson.ended_at or time.time()
+    quality: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for sample in journal.quality_samples(lesson.id):
+        quality[sample.pop("classroom")].append(sample)
+    events = journal.events(lesson.id)
+    return web.json_response(
+        {
+            "lesson": lesson_json(request, lesson, with_links=False),
+            "attendance": attendance(request, lesson),
+            "quality": quality,
+            "interaction": _interaction(events, end),
+            "events": events,
+            "chat": journal.chat_messages(lesson.id),  # kept only when the lesson asked
+            "recording": hooks_of(request.app).recording_info(lesson.id),
+            "generated_at": time.time(),
+        }
+    )
+
+
+async def live(request: web.Request) -> web.Response:
+    """Every live lesson as the operator's wall shows it (a teacher's own; the admin's all)."""
+    account = require_teacher(request)
+    classrooms, sessions = request.app[CLASSROOMS], request.app[SESSIONS]
+    lessons = []
+    for lesson in request.app[STORE].list():
+        if lesson.state is not LessonState.LIVE or not may_manage(account, lesson):
+            continue
+        room = classrooms.view(lesson.id)
+        grades = Counter(c.quality.grade for c in room.present() if c.quality)
+        lessons.append(
+            {
+                "id": lesson.id,
+                "title": lesson.title,
+                "teacher": lesson.teacher,
+                "started_at": lesson.started_at,
+                "classrooms": sessions.classrooms(lesson.id),
+                "max_classrooms": lesson.max_classrooms,
+                "sources": sessions.sources(lesson.id),
+                "on_stage": list(room.on_stage),
+                "hands": len(room.hands()),
+                "quality": {g: grades.get(g, 0) for g in ("good", "fair", "poor")},
+                "recording": hooks_of(request.app).recording_info(lesson.id),
+            }
+        )
+    return web.json_response({"lessons": lessons, "at": time.time()})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/lessons/{lesson_id}/attendance", attendance_json)
+    app.router.add_get("/api/lessons/{lesson_id}/attendance.csv", attendance_csv)
+    app.router.add_get("/api/lessons/{lesson_id}/report", report)
+    app.router.add_get("/api/live", live)

@@ -1,0 +1,137 @@
+"""Prometheus metrics at ``/metrics``: lessons, classrooms, traffic, recordings.
+
+Values are read when Prometheus scrapes, straight from the SFU, the sessions and the lesson
+store, so nothing on the media path pays for them. Per-lesson series are labelled by lesson id
+and exist only for live lessons, at most ``MAX_LESSON_SERIES`` of them, so the label set stays
+bounded however many lessons the server has held.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from media.router import Router
+from signaling.contracts import LessonState
+from signaling.hooks import hooks_of
+from signaling.keys import CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
+
+MAX_LESSON_SERIES = 200
+REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+
+# (metric name, help, TrafficTotals attribute)
+_TRAFFIC = (
+    ("rtp_packets_received", "RTP packets received from publishers", "packets_in"),
+    ("rtp_bytes_received", "RTP bytes received from publishers", "bytes_in"),
+    ("rtp_packets_forwarded", "RTP packets forwarded to receivers", "packets_out"),
+    ("rtp_payload_bytes_forwarded", "RTP payload bytes forwarded to receivers", "bytes_out"),
+    ("nacks_received", "NACK messages received from receivers", "nacks_received"),
+    ("nacks_answered", "packets retransmitted in answer to NACKs", "retransmitted"),
+    ("nacks_unanswered", "NACKed packets no longer in the cache", "unanswered_nacks"),
+    (
+        "keyframe_requests_received",
+        "keyframe requests (PLI/FIR) received from receivers",
+        "keyframe_requests_received",
+    ),
+    (
+        "keyframe_requests_sent",
+        "keyframe requests sent to publishers, after throttling",
+        "keyframe_requests_upstream",
+    ),
+    ("nacks_sent", "packets asked again from publishers", "nacks_upstream"),
+    ("rtp_malformed", "malformed RTP packets dropped", "malformed"),
+)
+
+
+class _Collector:
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        app = self._app
+        sessions, classrooms = app[SESSIONS], app[CLASSROOMS]
+        live = [lesson for lesson in app[STORE].list() if lesson.state is LessonState.LIVE]
+
+        yield _gauge("syncclass_lessons_live", "lessons being taught now", len(live))
+        yield _gauge(
+            "syncclass_classrooms_connected",
+            "receiving classrooms connected, over all lessons",
+            sum(sessions.classrooms(lesson.id) for lesson in live),
+        )
+        feeds = sum(len(sessions.feeds(lesson.id)) for lesson in live)
+        yield _gauge("syncclass_return_feeds", "classrooms sending their camera", feeds)
+        yield _gauge(
+            "syncclass_peers", "WebRTC peer connections", sum(len(r.peers) for r in _routers(app))
+        )
+        yield _gauge(
+            "syncclass_event_sockets",
+            "open lesson event WebSockets",
+            sum(app[EVENTS].listeners(lesson.id) for lesson in live),
+        )
+
+        traffic = app[SFU].traffic()
+        for name, help_text, attribute in _TRAFFIC:
+            counter = CounterMetricFamily(f"syncclass_{name}", help_text)
+            counter.add_metric([], getattr(traffic, attribute))
+            yield counter
+
+        recordings = Counter(
+            (hooks_of(app).recording_info(lesson.id) or {}).get("state", "none") for lesson in live
+        )
+        states = GaugeMetricFamily(
+            "syncclass_live_recordings", "live lessons by recording state", labels=["state"]
+        )
+        for state, count in sorted(recordings.items()):
+            states.add_metric([state], count)
+        yield states
+
+        per_lesson = live[:MAX_LESSON_SERIES]
+        rooms = GaugeMetricFamily(
+            "syncclass_lesson_classrooms",
+            "classrooms connected to a live lesson",
+            labels=["lesson"],
+        )
+        caps = GaugeMetricFamily(
+            "syncclass_lesson_max_classrooms", "classroom cap of a live lesson", labels=["lesson"]
+        )
+        quality = GaugeMetricFamily(
+            "syncclass_lesson_classrooms_by_quality",
+            "classrooms of a live lesson by how well they receive",
+            labels=["lesson", "grade"],
+        )
+        for lesson in per_lesson:
+            rooms.add_metric([lesson.id], sessions.classrooms(lesson.id))
+            caps.add_metric([lesson.id], lesson.max_classrooms)
+            grades = Counter(
+                c.quality.grade for c in classrooms.view(lesson.id).present() if c.quality
+            )
+            for grade in ("good", "fair", "poor"):
+                quality.add_metric([lesson.id, grade], grades.get(grade, 0))
+        yield rooms
+        yield caps
+        yield quality
+
+
+def _routers(app: web.Application) -> list[Router]:
+    return list(app[SFU].routers.values())
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_Collector(app))  # type: ignore[arg-type]
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", metrics)
