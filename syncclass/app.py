@@ -90,7 +90,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     store = SqliteLessonStore(data_dir / DATABASE_FILE)
     app[STORE] = store
-    app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), key, config.token_ttl_s)
+    app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     app[AUDIT] = SqliteAuditLog(store)
     app[SFU] = Sfu(

@@ -36,26 +36,16 @@ class TokenAuthority:
     def __init__(
         self,
         secret: bytes,
-        teacher_key: str,
         ttl_s: float = 12 * 3600,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("token secret must be at least 16 bytes")
-        if not teacher_key:
-            raise ValueError("teacher key must not be empty")
         if not (math.isfinite(ttl_s) and ttl_s > 0):
             raise ValueError("token ttl must be a positive number of seconds")
         self._secret = bytes(secret)
-        self._teacher_key = teacher_key.encode()
         self._ttl_s = ttl_s
         self._clock = clock
-
-    def is_teacher_key(self, key: str) -> bool:
-        if not isinstance(key, str):
-            return False
-        # compare_digest on str rejects non-ASCII, so compare the UTF-8 bytes instead.
-        return hmac.compare_digest(key.encode("utf-8", "surrogatepass"), self._teacher_key)
 
     def issue(self, lesson_id: str, role: Role, generation: int = 0) -> str:
         role = Role(role)

@@ -42,7 +42,7 @@ def tamper(token: str) -> str:
 
 def expired_token(server: Server, lesson_id: str, role: Role) -> str:
     secret = load_or_create_secret(Path(server.data_dir))
-    past = TokenAuthority(secret, "unused", ttl_s=60, clock=lambda: time.time() - 3600)
+    past = TokenAuthority(secret, ttl_s=60, clock=lambda: time.time() - 3600)
     return past.issue(lesson_id, role)
 
 

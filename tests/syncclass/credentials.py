@@ -47,7 +47,7 @@ def mint(
 ) -> str:
     """A well-signed token; ``age_s`` > its lifetime makes it expired."""
     secret = load_or_create_secret(Path(server.data_dir))
-    authority = TokenAuthority(secret, "unused", ttl_s=60, clock=lambda: time.time() - age_s)
+    authority = TokenAuthority(secret, ttl_s=60, clock=lambda: time.time() - age_s)
     return authority.issue(lesson_id, role, generation)
 
 
