@@ -117,6 +117,9 @@ def markdown(result: dict[str, Any]) -> str:
         "this machine: an upper bound of what the server adds).",
         f"Join with one joiner at a time: p50 {_f(one.get('p50_ms'), 0)} ms, "
         f"p95 {_f(one.get('p95_ms'), 0)} ms.",
+        "The load classrooms run at nice 10 (they stand for schools elsewhere); the server, the "
+        "origin, the probe classroom whose latency is measured and the measured joiners run at "
+        "normal priority.",
         "",
         "| server | classrooms | cores used | RSS MiB | frames sent | delivered (min / median) "
         "| sample decoded | packets/s forwarded |",
