@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from media.consumer import Consumer
 from media.subscriber import Subscriber
 
 from .classrooms import Classroom, Quality
+from .contracts import Role
 from .keys import CLASSROOMS, EVENTS, JOURNAL, SESSIONS
 
 logger = logging.getLogger(__name__)
@@ -92,10 +94,18 @@ class QualityMonitor:
             present = room.present()
             if not present:
                 continue
+            # one pass over the sessions per lesson, not one per classroom
+            watching = {
+                s.name: s.peer
+                for s in self._app[SESSIONS].of_lesson(room.lesson_id, "whep")
+                if s.role is Role.CLASSROOM
+            }
             for classroom in present:
                 key = (room.lesson_id, classroom.name)
                 seen.add(key)
-                classroom.quality = self._measure(key, classroom, now)
+                peer = watching.get(classroom.name)
+                consumers = peer.consumers if isinstance(peer, Subscriber) else []
+                classroom.quality = self._measure(key, classroom, consumers, now)
             grades = [{"name": c.name, **c.quality.as_json()} for c in present if c.quality]
             events.send(
                 room.lesson_id, {"type": "quality", "classrooms": grades}, lambda p: p.is_teacher
@@ -111,11 +121,9 @@ class QualityMonitor:
                 if key not in seen:
                     del state[key]
 
-    def _measure(self, key: tuple[str, str], classroom: Classroom, now: float) -> Quality:
-        lesson_id, name = key
-        session = self._app[SESSIONS].classroom(lesson_id, name)
-        peer = session.peer if session is not None else None
-        consumers = peer.consumers if isinstance(peer, Subscriber) else []
+    def _measure(
+        self, key: tuple[str, str], classroom: Classroom, consumers: list[Consumer], now: float
+    ) -> Quality:
         now_counters = _Counters(
             sum(c.stats.packets for c in consumers),
             sum(c.stats.octets for c in consumers),
