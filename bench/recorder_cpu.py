@@ -16,7 +16,6 @@ import json
 import os
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +49,10 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def _api(server: servers.Running, method: str, path: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        server.url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": f"Bearer {servers.TEACHER_KEY}",
-            "Content-Type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def window(
     server: servers.Running, record: bool, seconds: float, codec: str, origin_thread: OriginThread
 ) -> dict[str, Any]:
-    lesson = _api(server, "POST", "/api/lessons", {"title": f"record={record}", "record": record})
+    lesson = server.api("POST", "/api/lessons", {"title": f"record={record}", "record": record})
     origin = origin_thread.run(
         publish(lesson["whip_url"], lesson["whip_token"], video_clip(codec), opus_clip())
     )
@@ -76,12 +61,12 @@ def window(
     time.sleep(seconds)
     cores = (tree_cpu(server.pid) - cpu) / (time.monotonic() - start)
     ended = time.monotonic()
-    _api(server, "POST", f"/api/lessons/{lesson['id']}/end")
+    server.api("POST", f"/api/lessons/{lesson['id']}/end")
     origin_thread.run(origin.close())
     ready_s = None
     if record:
         for _ in range(600):
-            state = _api(server, "GET", f"/api/lessons/{lesson['id']}").get("recording") or {}
+            state = server.api("GET", f"/api/lessons/{lesson['id']}").get("recording") or {}
             if state.get("state") in ("ready", "failed"):
                 ready_s = time.monotonic() - ended if state["state"] == "ready" else None
                 break

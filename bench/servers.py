@@ -11,6 +11,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER_KEY = "bench-teacher-key-0123456789"
@@ -41,17 +42,24 @@ class Running:
     def pid(self) -> int:
         return self.process.pid
 
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
+        """A JSON request to the server's API with the teacher key; its JSON answer."""
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {TEACHER_KEY}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
     def lesson(self, title: str) -> Lesson:
         if self.kind == "relay":
             name = title.replace(" ", "-")
             return Lesson(f"{self.url}/whip/{name}", "-", f"{self.url}/whep/{name}", "-")
-        request = urllib.request.Request(
-            f"{self.url}/api/lessons",
-            data=json.dumps({"title": title, "max_classrooms": 1000, "record": False}).encode(),
-            headers={"Authorization": f"Bearer {TEACHER_KEY}", "Content-Type": "application/json"},
+        body = self.api(
+            "POST", "/api/lessons", {"title": title, "max_classrooms": 1000, "record": False}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = json.loads(response.read())
         return Lesson(body["whip_url"], body["whip_token"], body["whep_url"], body["whep_token"])
 
     def stop(self) -> None:

@@ -50,20 +50,6 @@ _TROUBLE = re.compile(
 )
 
 
-def api(server: servers.Running, method: str, path: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        server.url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": f"Bearer {servers.TEACHER_KEY}",
-            "Content-Type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 class Workers:
     """Sink classrooms of one lesson in worker processes (bench/sinks.py), each one driven
     on its own: join one here, let the oldest leave there."""
@@ -120,7 +106,7 @@ class Workers:
 
 
 def sample(server: servers.Running, started: float) -> dict[str, Any]:
-    status = api(server, "GET", "/api/status")
+    status = server.api("GET", "/api/status")
     rss, _ = servers.rss_mib(server.pid)
     return {
         "t_s": round(time.monotonic() - started, 1),
@@ -142,8 +128,7 @@ def hold_lesson(
 ) -> dict[str, Any]:
     """Hold one recorded lesson for ``seconds`` with churning classrooms; end it, wait for
     its recording, and return what happened."""
-    lesson = api(
-        server,
+    lesson = server.api(
         "POST",
         "/api/lessons",
         {"title": f"soak {classrooms} classrooms", "max_classrooms": 1000},
@@ -174,7 +159,7 @@ def hold_lesson(
             time.sleep(max(0.0, min(next_churn, next_sample) - time.monotonic()))
         receiving = sum(1 for s in rooms.stats() if s["video_packets"] > 0)
         frames_sent = origin.video.sent
-        ended = api(server, "POST", f"/api/lessons/{lesson['id']}/end")
+        ended = server.api("POST", f"/api/lessons/{lesson['id']}/end")
     finally:
         rooms.close()
         origin_thread.run(origin.close())
@@ -193,7 +178,7 @@ def hold_lesson(
 def wait_ready(server: servers.Running, lesson_id: str, within: float = 120.0) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        recording = api(server, "GET", f"/api/lessons/{lesson_id}")["recording"] or {}
+        recording = server.api("GET", f"/api/lessons/{lesson_id}")["recording"] or {}
         if recording.get("state") in ("ready", "failed"):
             return dict(recording)
         time.sleep(0.5)
@@ -225,7 +210,7 @@ def settle(server: servers.Running, within: float = 60.0) -> dict[str, Any]:
     """The idle server once every peer of the last lesson is gone."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        status = api(server, "GET", "/api/status")
+        status = server.api("GET", "/api/status")
         if status["peers"] == 0 and status["sessions"] == 0:
             break
         time.sleep(1.0)

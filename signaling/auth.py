@@ -67,6 +67,14 @@ def _not_yours() -> web.HTTPException:
     return http_error(403, "not_your_lesson", "this lesson belongs to another teacher")
 
 
+def _must_manage(request: web.Request, account: Account, lesson_id: str) -> None:
+    """403 unless ``account`` owns the lesson or is the admin (an unknown lesson passes: the
+    handler answers 404)."""
+    lesson = request.app[STORE].get(lesson_id)
+    if lesson is not None and not may_manage(account, lesson):
+        raise _not_yours()
+
+
 def is_teacher(request: web.Request) -> bool:
     """Whether the caller holds an account key; on a route of one lesson (``{lesson_id}`` in
     its path), one that may manage that lesson, so a handler cannot forget the owner check."""
@@ -104,9 +112,7 @@ def key_manages(request: web.Request, key: str, lesson_id: str) -> bool:
     account = account_for(request, key)
     if account is None:
         return False
-    lesson = request.app[STORE].get(lesson_id)
-    if lesson is not None and not may_manage(account, lesson):
-        raise _not_yours()
+    _must_manage(request, account, lesson_id)
     return True
 
 
@@ -122,9 +128,7 @@ def teacher_or_grant(
     account = account_of(request)
     if account is None:
         return grant_for(request, lesson_id, roles, after_end=after_end)
-    lesson = request.app[STORE].get(lesson_id)
-    if lesson is not None and not may_manage(account, lesson):
-        raise _not_yours()
+    _must_manage(request, account, lesson_id)
     return account
 
 
@@ -160,9 +164,7 @@ def grant_of(
         account = account_for(request, token)
         if account is None:
             raise http_error(401, "invalid_token", str(exc), _CHALLENGE) from exc
-        lesson = request.app[STORE].get(lesson_id)
-        if lesson is not None and not may_manage(account, lesson):
-            raise _not_yours() from None
+        _must_manage(request, account, lesson_id)
         raise http_error(
             401,
             "invalid_token",

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .auth import grant_for, is_teacher, may_manage, require_teacher
+from .auth import may_manage, require_teacher, teacher_or_grant
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
 from .hooks import hooks_of
@@ -21,9 +21,8 @@ from .lessons_api import lesson_json
 
 def _lesson_for_teacher(request: web.Request) -> Lesson:
     lesson_id = request.match_info["lesson_id"]
-    if not is_teacher(request):
-        # the report is read after the lesson, from the teacher's page and its origin token
-        grant_for(request, lesson_id, {Role.ORIGIN}, after_end={Role.ORIGIN})
+    # the report is read after the lesson, from the teacher's page and its origin token
+    teacher_or_grant(request, lesson_id, {Role.ORIGIN}, after_end={Role.ORIGIN})
     lesson = request.app[STORE].get(lesson_id)
     if lesson is None:
         raise http_error(404, "no_such_lesson", f"there is no lesson {lesson_id!r}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from tests.server import Server, start_server
+from tests.support.browser import launch
 from tests.support.peers import use_loopback_only
 
 
@@ -35,3 +37,12 @@ def artifacts() -> Path:
     path = Path(__file__).resolve().parent.parent / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's), loopback only: see tests/support/browser.py."""
+    async with async_playwright() as playwright:
+        instance = await launch(playwright)
+        yield instance
+        await instance.close()

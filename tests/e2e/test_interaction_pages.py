@@ -14,16 +14,15 @@ import io
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.test_pages import PHONE, frames_grow, join, until
 from tests.server import Server, start_server
-from tests.support.browser import launch, open_page, videos
+from tests.support.browser import open_page, videos
 from tests.support.cut import BrowserPath
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import Classroom, Publisher, whep_subscribe, whip_publish
@@ -94,14 +93,6 @@ def watch_errors(page: Page, errors: list[str]) -> Page:
         ),
     )
     return page
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await launch(playwright)
-        yield instance
-        await instance.close()
 
 
 async def teach(browser: Browser, lesson: dict[str, Any]) -> Page:

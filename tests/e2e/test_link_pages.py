@@ -3,23 +3,13 @@ lesson that has ended say so at once (the lesson's tokens are refused after its 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.server import Server
-from tests.support.browser import launch, open_page
+from tests.support.browser import open_page
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await launch(playwright)
-        yield instance
-        await instance.close()
 
 
 async def _join(browser: Browser, url: str) -> Page:

@@ -12,7 +12,7 @@ import io
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,6 @@ PHONE = {"width": 390, "height": 844}
 RECEIVING = """window.__peerConnections
   .filter((pc) => !pc.getSenders().some((sender) => sender.track))
   .map((pc) => pc.connectionState)"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await launch(playwright)
-        yield instance
-        await instance.close()
 
 
 async def until(

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.server import Server
-from tests.support.browser import launch, open_page, videos
+from tests.support.browser import open_page, videos
 from tests.support.cut import BrowserPath, PathCut
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import Publisher, whip_publish
@@ -30,14 +29,6 @@ BACK_WITHIN_S = 5.0
 # the page's connections that receive the lesson (not the one sending the classroom's feed)
 LESSON_CONNECTIONS = """window.__peerConnections.filter((pc) => !pc.getTransceivers().some(
   (t) => t.direction === 'sendonly' || t.direction === 'sendrecv'))"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await launch(playwright)
-        yield instance
-        await instance.close()
 
 
 async def publish(lesson: dict[str, Any]) -> Publisher:

@@ -5,29 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Response, async_playwright
+from playwright.async_api import Browser, Page, Response
 
 from tests.server import Server
-from tests.support.browser import launch, open_page
+from tests.support.browser import open_page
 
 from .lessons import Recorded
 
 pytestmark = pytest.mark.timeout(120)
 
 VIDEO = "document.getElementById('{}')"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await launch(playwright)
-        yield instance
-        await instance.close()
 
 
 async def until(check: Callable[[], Awaitable[Any]], what: str, within: float = 10.0) -> Any:
