@@ -57,7 +57,7 @@ from .codec import Codec, HeaderExtension
 from .consumer import EgressParameters, RtpLink
 from .drops import DROPPED
 from .network import NetworkConfig
-from .rtp_packet import RtpError, RtpPacket, parse_rtp, rewrite_into
+from .rtp_packet import HEADER_FIELDS, RtpError, RtpPacket, parse_rtp
 
 logger = logging.getLogger(__name__)
 
@@ -186,19 +186,38 @@ class DtlsLink:
     """Encrypt and send on the selected ICE pair without going through aiortc's coroutines.
 
     aiortc's ``_send_rtp`` costs three awaits per packet; this is the same work, synchronous.
-    ``forward`` is the SFU's fast path: the rewritten packet is written straight into the
-    SRTP session's buffer and protected in place (pylibsrtp's ``protect`` would copy it in
-    and out again).
+    ``forward`` is the SFU's fast path: the packet is copied once, into the link's own buffer,
+    its header rewritten and protected there in place, and handed to the socket from it.
     """
 
-    __slots__ = ("_dtls", "_connection", "_length", "_session", "_view")
+    __slots__ = (
+        "_dtls",
+        "_connection",
+        "_length",
+        "_session",
+        "_srtp",
+        "_cdata",
+        "_view",
+        "_pair",
+        "_udp",
+        "_remote",
+    )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
         self._connection = dtls.transport._connection
         self._length = srtp_ffi.new("int *")
         self._session: pylibsrtp.Session | None = None
-        self._view = memoryview(b"")
+        self._srtp: Any = None
+        self._new_buffer()
+        # the selected ICE pair, and its socket and address when it is plain UDP
+        self._pair: Any = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._remote: tuple[str, int] = ("", 0)
+
+    def _new_buffer(self) -> None:
+        self._cdata = srtp_ffi.new("char[]", _MAX_PLAINTEXT + pylibsrtp.SRTP_MAX_TRAILER_LEN)
+        self._view = memoryview(srtp_ffi.buffer(self._cdata))
 
     def forward(
         self,
@@ -209,22 +228,45 @@ class DtlsLink:
         ssrc: int,
         extension_ids: bytes | None,
     ) -> None:
+        data = packet.egress_data(extension_ids)
+        size = len(data)
         dtls = self._dtls
-        if dtls._state is not DtlsState.CONNECTED or len(packet.data) > _MAX_PLAINTEXT:
+        if dtls._state is not DtlsState.CONNECTED or size > _MAX_PLAINTEXT:
             return
         session = dtls._tx_srtp
         if session is not self._session:
             self._session = session
-            self._view = memoryview(session._buffer)
+            self._srtp = session._srtp[0]
         view = self._view
-        length = self._length
-        length[0] = rewrite_into(
-            view, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
+        view[:size] = data
+        HEADER_FIELDS.pack_into(
+            view, 1, (packet.marker << 7) | payload_type, sequence_number, timestamp, ssrc
         )
-        if srtp_lib.srtp_protect(session._srtp[0], session._cdata, length):
+        length = self._length
+        length[0] = size
+        if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
             logger.debug("SRTP protect failed for seq %d", sequence_number)
             return
-        self._send(view[0 : length[0]].tobytes())
+        if self._connection._nominated.get(1) is not self._pair and not self._select_pair():
+            return
+        udp = self._udp
+        if udp is None:  # a TURN allocation wraps the datagram itself
+            self._send(view[: length[0]].tobytes())
+            return
+        udp.sendto(view[: length[0]], self._remote)
+        if udp.get_write_buffer_size():
+            # the socket was full and the datagram waits in the transport's queue, still
+            # pointing into this buffer: the next packet gets a fresh one
+            self._new_buffer()
+
+    def _select_pair(self) -> bool:
+        pair = self._pair = self._connection._nominated.get(1)
+        if pair is None:
+            return False
+        plain = type(pair.protocol) in _PLAIN_UDP
+        self._udp = pair.protocol.transport if plain else None
+        self._remote = pair.remote_addr
+        return True
 
     def _send(self, data: bytes) -> None:
         pair = self._connection._nominated.get(1)

@@ -6,7 +6,8 @@ import struct
 from typing import Any
 
 _HEADER = struct.Struct("!BBHII")
-_REWRITE = struct.Struct("!BHII")  # marker|payload type, sequence, timestamp, ssrc at offset 1
+# what a consumer changes in a header: marker|payload type, sequence, timestamp, ssrc at offset 1
+HEADER_FIELDS = struct.Struct("!BHII")
 _U16 = struct.Struct("!H")
 
 # RFC 8285 header extension profiles.
@@ -37,6 +38,7 @@ class RtpPacket:
         "payload_end",
         "extensions",
         "two_byte_extensions",
+        "_renumbered",
     )
 
     def __init__(
@@ -63,6 +65,22 @@ class RtpPacket:
         # (offset of the element's id byte, id) for each header extension element
         self.extensions = extensions
         self.two_byte_extensions = two_byte_extensions
+        self._renumbered: dict[bytes, bytes] | None = None
+
+    def egress_data(self, extension_ids: bytes | None) -> bytes:
+        """``data`` with its header extension ids mapped through ``extension_ids``.
+
+        Consumers on the same kind of browser share one table, so this is worked out once per
+        packet and table rather than once per consumer."""
+        if extension_ids is None or not self.extensions:
+            return self.data
+        cache = self._renumbered
+        if cache is None:
+            cache = self._renumbered = {}
+        data = cache.get(extension_ids)
+        if data is None:
+            data = cache[extension_ids] = _renumber(self, extension_ids)
+        return data
 
     @property
     def payload(self) -> bytes:
@@ -163,19 +181,24 @@ def rewrite_into(
     ``extension_ids`` maps ingress header extension ids to egress ones. This is the
     per-packet, per-consumer work of the SFU: one copy and a few bytes changed in place.
     """
-    size = len(packet.data)
-    buffer[:size] = packet.data
-    _REWRITE.pack_into(
+    data = packet.egress_data(extension_ids)
+    size = len(data)
+    buffer[:size] = data
+    HEADER_FIELDS.pack_into(
         buffer, 1, (packet.marker << 7) | payload_type, sequence_number, timestamp, ssrc
     )
-    if extension_ids is not None and packet.extensions:
-        if packet.two_byte_extensions:
-            for pos, ext_id in packet.extensions:
-                buffer[pos] = extension_ids[ext_id]
-        else:
-            for pos, ext_id in packet.extensions:
-                buffer[pos] = (extension_ids[ext_id] << 4) | (packet.data[pos] & 0x0F)
     return size
+
+
+def _renumber(packet: RtpPacket, extension_ids: bytes) -> bytes:
+    data = bytearray(packet.data)
+    if packet.two_byte_extensions:
+        for pos, ext_id in packet.extensions:
+            data[pos] = extension_ids[ext_id]
+    else:
+        for pos, ext_id in packet.extensions:
+            data[pos] = (extension_ids[ext_id] << 4) | (data[pos] & 0x0F)
+    return bytes(data)
 
 
 def rewrite(
@@ -230,7 +253,7 @@ def unwrap_rtx(rtx: RtpPacket, payload_type: int, ssrc: int) -> RtpPacket:
     osn = _U16.unpack_from(rtx.data, rtx.payload_offset)[0]
     buf = bytearray(rtx.data[: rtx.payload_offset])
     buf[0] &= ~0x20
-    _REWRITE.pack_into(buf, 1, (rtx.marker << 7) | payload_type, osn, rtx.timestamp, ssrc)
+    HEADER_FIELDS.pack_into(buf, 1, (rtx.marker << 7) | payload_type, osn, rtx.timestamp, ssrc)
     buf += rtx.data[rtx.payload_offset + 2 : rtx.payload_end]
     data = bytes(buf)
     return RtpPacket(
