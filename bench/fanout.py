@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import statistics
 import sys
 import tempfile
@@ -36,9 +35,6 @@ SETTLE_S = 3.0
 JOIN_AT = 50
 
 
-LOAD_NICENESS = 10
-
-
 class Classrooms:
     """Sink classrooms spread over worker processes."""
 
@@ -48,7 +44,7 @@ class Classrooms:
         workers: int,
         prefix: str,
         decode: bool = True,
-        niceness: int = LOAD_NICENESS,
+        background: bool = True,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self.lesson = lesson
@@ -57,12 +53,10 @@ class Classrooms:
         for i in range(workers):
             parent, child = context.Pipe()
             proc = context.Process(
-                target=sinks.run, args=(child, lesson.whep_url, lesson.whep_token, f"{prefix}{i}")
+                target=sinks.run,
+                args=(child, lesson.whep_url, lesson.whep_token, f"{prefix}{i}", background),
             )
             proc.start()
-            # The load classrooms stand for schools elsewhere, not for work of this machine:
-            # they yield the CPU to the server and to the probe whose latency is measured.
-            os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
             self.conns.append(parent)
             self.procs.append(proc)
         self.count = 0
@@ -87,6 +81,13 @@ class Classrooms:
             if conn.recv() != "ok":
                 raise RuntimeError("join failed")
         self.count += count
+
+    def rejoin(self) -> None:
+        """The oldest classroom leaves and a new one joins: it is now the last one fed."""
+        self.conns[0].send(("leave", False))
+        if self.conns[0].recv() == "ok":
+            self.count -= 1
+        self.join(1, concurrency=1)
 
     def reset(self) -> None:
         self._all(("reset",))
@@ -121,16 +122,24 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
+def latencies(probe: Classrooms) -> list[float]:
+    return [v for s in probe.stats() for v in s["latencies_ms"]]
+
+
 def measure_point(
     server: servers.Running,
     origin: Origin,
     rooms: Classrooms,
-    probe: Classrooms,
+    probes: tuple[Classrooms, Classrooms],
     seconds: float,
+    paced: bool = False,
 ) -> dict[str, Any]:
+    first, last = probes
+    origin.pacer.enabled = paced
     time.sleep(SETTLE_S)
     rooms.reset()
-    probe.reset()
+    first.reset()
+    last.reset()
     sent_before = origin.video.sent
     cpu_before, wall_before = servers.cpu_seconds(server.pid), time.monotonic()
     time.sleep(seconds)
@@ -143,15 +152,16 @@ def measure_point(
             + server.log_path.read_text(errors="replace")[-3000:],
             flush=True,
         )
-    stats = rooms.stats() + probe.stats()
+    stats = rooms.stats() + first.stats() + last.stats()
     rss, peak = servers.rss_mib(server.pid)
     packets = sum(s["video_packets"] + s["audio_packets"] for s in stats)
     frames = [s["frames"] for s in stats]
     decoded = [s["decoded"] for s in stats if s["decoded"] is not None]
-    # from the probe classroom only: alone in its process, its own queueing stays out of it
-    latencies = [v for s in probe.stats() for v in s["latencies_ms"]]
+    # from the probe classrooms only: each alone in its process, its own queueing stays out
+    # of it; the first one fed and the last one fed of all the lesson's classrooms
+    first_ms, last_ms = latencies(first), latencies(last)
     return {
-        "classrooms": rooms.count + probe.count,
+        "classrooms": rooms.count + first.count + last.count,
         "cores": cpu / wall,
         "window_s": wall,
         "rss_mib": rss,
@@ -162,8 +172,10 @@ def measure_point(
         "frames_decoded_sample": decoded,
         "lost_packets": sum(s["lost"] for s in stats),
         "packets_forwarded_per_s": packets / wall,
-        "latency_ms_p50": percentile(latencies, 50),
-        "latency_ms_p99": percentile(latencies, 99),
+        "latency_ms_p50": percentile(last_ms, 50),
+        "latency_ms_p99": percentile(last_ms, 99),
+        "latency_first_fed_ms_p50": percentile(first_ms, 50),
+        "latency_first_fed_ms_p99": percentile(first_ms, 99),
     }
 
 
@@ -222,24 +234,37 @@ def sweep(
         server = servers.start(kind, Path(tmp))
         origin_thread = OriginThread()
         rooms: Classrooms | None = None
-        probe: Classrooms | None = None
+        first: Classrooms | None = None
+        last: Classrooms | None = None
         try:
             lesson = server.lesson(f"fanout {codec}")
             origin = origin_thread.run(publish(lesson.whip_url, lesson.whip_token, clip, opus))
             rooms = Classrooms(lesson, workers, f"{kind}-")
-            probe = Classrooms(lesson, 1, f"{kind}-probe-", decode=False, niceness=0)
+            # latency is measured on the first and on the last classroom the server feeds
+            first = Classrooms(lesson, 1, f"{kind}-first-", decode=False, background=False)
+            last = Classrooms(lesson, 1, f"{kind}-last-", decode=False, background=False)
+            probes = (first, last)
             results = []
             profiled: list[dict[str, Any]] = []
             extra: dict[str, Any] = {}
             # joins and the storm are measured on top of JOIN_AT classrooms (or fewer)
             join_at = max((n for n in points if n <= JOIN_AT), default=points[0])
             for n in points:
-                if n and not probe.count:
-                    probe.join(1)
-                if n - probe.count > rooms.count:
-                    rooms.join(n - probe.count - rooms.count)
-                point = measure_point(server, origin, rooms, probe, seconds)
-                print(f"  {kind} {n:4d} classrooms: {point['cores']:.3f} cores", flush=True)
+                if n and not first.count:
+                    first.join(1)
+                if n - 2 > rooms.count:
+                    rooms.join(n - 2 - rooms.count)
+                if n > 1:
+                    last.rejoin()
+                # as the reference figures were measured: each frame sent in one burst
+                point = measure_point(server, origin, rooms, probes, seconds)
+                if kind == "syncclass":  # and as a browser sends: paced
+                    point["paced"] = measure_point(server, origin, rooms, probes, seconds, True)
+                print(
+                    f"  {kind} {n:4d} classrooms: {point['cores']:.3f} cores"
+                    + (f", paced {point['paced']['cores']:.3f}" if "paced" in point else ""),
+                    flush=True,
+                )
                 results.append(point)
                 if kind == "syncclass" and n == join_at:
                     extra = joins_and_storm(server, origin, rooms, clip, opus, origin_thread)
@@ -247,7 +272,7 @@ def sweep(
                 profiled = profile(server.pid, profile_s)
             origin_thread.run(origin.close())
         finally:
-            for group in (rooms, probe):
+            for group in (rooms, first, last):
                 if group is not None:
                     group.close()
             origin_thread.stop()
@@ -258,21 +283,28 @@ def sweep(
         delivered = p["frames_delivered_min"]
         p["saturated"] = delivered is not None and delivered < 0.97 * p["frames_sent"]
     fitted = [p for p in results if not p["saturated"]] or results
-    xs = [float(p["classrooms"]) for p in fitted]
-    intercept, slope = fit(xs, [p["cores"] for p in fitted])
-    _, rss_slope = fit(xs, [p["rss_mib"] for p in fitted])
-    _, pps_slope = fit(xs, [p["packets_forwarded_per_s"] for p in fitted])
+    paced = [p["paced"] for p in fitted if "paced" in p]
     return {
         "server": kind,
         "points": results,
-        "fit": {
-            "idle_cores": intercept,
-            "millicores_per_classroom": slope * 1000,
-            "us_cpu_per_forwarded_packet": slope / pps_slope * 1e6 if pps_slope else None,
-            "rss_mib_per_classroom": rss_slope,
-        },
+        "fit": fit_points(fitted),
+        **({"fit_paced": fit_points(paced)} if paced else {}),
         "profile_at_largest_point": profiled,
         **extra,
+    }
+
+
+def fit_points(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cores, memory and packets forwarded against classrooms: per-classroom slopes."""
+    xs = [float(p["classrooms"]) for p in points]
+    intercept, slope = fit(xs, [p["cores"] for p in points])
+    _, rss_slope = fit(xs, [p["rss_mib"] for p in points])
+    _, pps_slope = fit(xs, [p["packets_forwarded_per_s"] for p in points])
+    return {
+        "idle_cores": intercept,
+        "millicores_per_classroom": slope * 1000,
+        "us_cpu_per_forwarded_packet": slope / pps_slope * 1e6 if pps_slope else None,
+        "rss_mib_per_classroom": rss_slope,
     }
 
 
@@ -285,9 +317,9 @@ def joins_and_storm(
     origin_thread: OriginThread,
 ) -> dict[str, Any]:
     """Join times on top of the classrooms already there, and a keyframe-request storm."""
-    base = rooms.count + 1  # and the probe
+    base = rooms.count + 2  # and the two probes
     # the joiners are measured, so they run at normal priority, apart from the load
-    joiners = Classrooms(rooms.lesson, 2, "joiner-", decode=False, niceness=0)
+    joiners = Classrooms(rooms.lesson, 2, "joiner-", decode=False, background=False)
     try:
         single: list[float] = []
         for _ in range(10):  # one joiner at a time

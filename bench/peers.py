@@ -22,10 +22,11 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, is_rtcp
 
 from media.aiortc_hooks import unix_to_ntp
 from media.nack import LossTracker
+from media.rtp_packet import RtpError, parse_rtp
 
 from .clip import AUDIO_RATE, FPS, OPUS_FRAME, VideoClip
 
@@ -93,12 +94,67 @@ class ClipTrack(MediaStreamTrack):
         return packet
 
 
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+# libwebrtc paces video at 2.5 times its target bitrate (PacingController's default)
+PACE_MULTIPLIER = 2.5
+
+
+class Pacer:
+    """Lets the origin's video leave as a browser's does: spread at ``PACE_MULTIPLIER`` times
+    the media bitrate instead of one burst per frame, each packet stamped with abs-send-time
+    as it leaves (libwebrtc's pacer does both). Audio, RTCP and retransmissions are not held.
+
+    aiortc itself sends a frame's packets back to back, as FFmpeg's WHIP muxer does; with
+    ``enabled`` off the origin behaves that way again."""
+
+    def __init__(self, dtls: Any, ssrc: int, bitrate: float, abs_send_time_id: int | None) -> None:
+        self.enabled = True
+        self._send = dtls._send_rtp
+        self._ssrc = ssrc.to_bytes(4, "big")
+        self._rate = PACE_MULTIPLIER * bitrate / 8  # bytes per second
+        self._abs_send_time_id = abs_send_time_id
+        self._next = 0.0
+        dtls._send_rtp = self.send
+
+    async def send(self, data: bytes) -> None:
+        if self.enabled and not is_rtcp(data) and data[8:12] == self._ssrc:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            at = max(now, self._next)
+            self._next = at + len(data) / self._rate
+            if at - now > 0.001:
+                await asyncio.sleep(at - now)
+            data = self._stamp(data)
+        await self._send(data)
+
+    def _stamp(self, data: bytes) -> bytes:
+        if self._abs_send_time_id is None:
+            return data
+        try:
+            packet = parse_rtp(data)
+        except RtpError:
+            return data
+        for pos, ext_id in packet.extensions:
+            if ext_id == self._abs_send_time_id and not packet.two_byte_extensions:
+                stamp = (unix_to_ntp(time.time()) >> 14) & 0xFFFFFF
+                return data[: pos + 1] + stamp.to_bytes(3, "big") + data[pos + 4 :]
+        return data
+
+
+def _extension_id(sdp: str, uri: str) -> int | None:
+    for line in sdp.splitlines():
+        if line.startswith("a=extmap:") and line.split()[-1] == uri:
+            return int(line.split()[0][len("a=extmap:") :].split("/")[0])
+    return None
+
+
 @dataclass
 class Origin:
     pc: RTCPeerConnection
     video: ClipTrack
     audio: ClipTrack
     location: str
+    pacer: Pacer
 
     async def close(self) -> None:
         self.video.stop()
@@ -107,6 +163,7 @@ class Origin:
 
 
 async def publish(whip_url: str, token: str, clip: VideoClip, opus: list[bytes]) -> Origin:
+    """Publish ``clip`` and ``opus`` over WHIP, the video paced as a browser paces it."""
     pc = new_pc()
     video = ClipTrack("video", clip.frames, clip.keyframes)
     audio = ClipTrack("audio", opus, None)
@@ -127,7 +184,11 @@ async def publish(whip_url: str, token: str, clip: VideoClip, opus: list[bytes])
         await pc.close()
         raise RuntimeError(f"WHIP publish failed: {status} {answer[:200]}")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-    return Origin(pc, video, audio, location)
+    sender = next(t.sender for t in pc.getTransceivers() if t.kind == "video")
+    pacer = Pacer(
+        sender.transport, sender._ssrc, clip.bitrate, _extension_id(answer, ABS_SEND_TIME)
+    )
+    return Origin(pc, video, audio, location, pacer)
 
 
 # --- sink classrooms ------------------------------------------------------------------------

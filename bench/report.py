@@ -57,9 +57,13 @@ def markdown(result: dict[str, Any]) -> str:
         return f"| {name} | {value} | {target} | {verdict} |"
 
     millicores = fit["millicores_per_classroom"]
+    paced_millicores = ours.get("fit_paced", {}).get("millicores_per_classroom")
     one = join.get("one_joiner", {})
     p95 = join.get("ten_concurrent", {}).get("p95_ms")
-    p99 = high.get("latency_ms_p99")
+    high_paced = high.get("paced", {})
+    low_paced = low.get("paced", {})
+    p99 = high_paced.get("latency_ms_p99")
+    burst_p99 = high.get("latency_ms_p99")
     lines = [
         f"# Fan-out benchmark ({result['codec']}, {result['started']})",
         "",
@@ -71,12 +75,18 @@ def markdown(result: dict[str, Any]) -> str:
         "| figure | measured | target | |",
         "|---|---|---|---|",
         row(
-            "marginal CPU per classroom",
+            "marginal CPU per classroom, frames sent in bursts (as the reference figures)",
             f"{millicores:.2f} millicores ({1000 / millicores:.0f} classrooms per core)"
             if millicores > 0
             else "–",
             "≤ 2.5 millicores",
             millicores <= TARGETS["millicores"],
+        ),
+        row(
+            "marginal CPU per classroom, publisher paced as a browser paces",
+            f"{_f(paced_millicores)} millicores",
+            "≤ 2.5 millicores",
+            None if paced_millicores is None else paced_millicores <= TARGETS["millicores"],
         ),
         row(
             "ratio to the MediaRelay baseline",
@@ -91,10 +101,20 @@ def markdown(result: dict[str, Any]) -> str:
             None if p95 is None else p95 <= 300,
         ),
         row(
-            f"server-to-classroom latency p99 at N = {high['classrooms']}",
-            f"{_f(p99)} ms (p50 {_f(high.get('latency_ms_p50'))})",
+            f"latency p99 at N = {high['classrooms']}, last classroom fed, publisher paced "
+            "as a browser paces",
+            f"{_f(p99)} ms (p50 {_f(high_paced.get('latency_ms_p50'))}; first classroom fed: "
+            f"p99 {_f(high_paced.get('latency_first_fed_ms_p99'))})",
             "≤ 5 ms",
-            None if p99 is None else p99 <= 5,
+            None if p99 is None else p99 <= TARGETS["latency_p99_ms"],
+        ),
+        row(
+            f"latency p99 at N = {high['classrooms']}, last classroom fed, each frame sent "
+            "in one burst",
+            f"{_f(burst_p99)} ms (p50 {_f(high.get('latency_ms_p50'))}; first classroom fed: "
+            f"p99 {_f(high.get('latency_first_fed_ms_p99'))})",
+            "≤ 5 ms",
+            None if burst_p99 is None else burst_p99 <= TARGETS["latency_p99_ms"],
         ),
         row(
             "RSS per classroom",
@@ -112,14 +132,24 @@ def markdown(result: dict[str, Any]) -> str:
         f"µs of server CPU per forwarded packet: {_f(fit['us_cpu_per_forwarded_packet'], 1)}; "
         f"baseline (aiortc MediaRelay): {base['fit']['millicores_per_classroom']:.1f} millicores "
         f"per classroom.",
-        f"Latency at N = {low['classrooms']}: p50 {_f(low.get('latency_ms_p50'))} ms, "
-        f"p99 {_f(low.get('latency_ms_p99'))} ms (origin send → classroom receive, both on "
-        "this machine: an upper bound of what the server adds).",
+        f"Latency at N = {low['classrooms']}, last classroom fed: paced p50 "
+        f"{_f(low_paced.get('latency_ms_p50'))} ms, p99 {_f(low_paced.get('latency_ms_p99'))} "
+        f"ms; in bursts p50 {_f(low.get('latency_ms_p50'))} ms, p99 "
+        f"{_f(low.get('latency_ms_p99'))} ms. Latency runs from the packet leaving the origin "
+        "(its abs-send-time) to its arrival at a probe classroom, both on this machine: an upper "
+        "bound of what the server adds. One probe is the first classroom the server feeds, the "
+        "other the last.",
+        "Each point is measured twice: with the origin sending every frame in one burst, as "
+        "aiortc and FFmpeg's WHIP muxer do and as the Janus and MediaRelay reference figures "
+        "were measured, and with the origin paced as libwebrtc paces a browser's video (2.5× "
+        "its bitrate, abs-send-time stamped as the packet leaves). With bursts, the k-th packet "
+        "of a keyframe waits for the fan-out of the k-1 before it: that queue, not the "
+        "server's per-packet path, makes the burst tail.",
         f"Join with one joiner at a time: p50 {_f(one.get('p50_ms'), 0)} ms, "
         f"p95 {_f(one.get('p95_ms'), 0)} ms.",
-        "The load classrooms run at nice 10 (they stand for schools elsewhere); the server, the "
-        "origin, the probe classroom whose latency is measured and the measured joiners run at "
-        "normal priority.",
+        "The load classrooms run under SCHED_IDLE (they stand for schools elsewhere and use "
+        "only CPU time the rest leaves idle); the server, the origin, the probe classrooms and "
+        "the measured joiners run at normal priority.",
         "",
         "| server | classrooms | cores used | RSS MiB | frames sent | delivered (min / median) "
         "| sample decoded | packets/s forwarded |",

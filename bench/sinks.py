@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urljoin
@@ -20,7 +21,11 @@ from .peers import Sink, loopback_only
 _names = itertools.count()
 
 
-def run(conn: Connection, whep_url: str, token: str, prefix: str) -> None:
+def run(conn: Connection, whep_url: str, token: str, prefix: str, background: bool) -> None:
+    if background:
+        # Load classrooms stand for schools elsewhere, not for work of this machine: they run
+        # only on CPU time that the server, the origin and the measured probes leave idle.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     loopback_only()
     asyncio.run(_serve(conn, whep_url, token, prefix))
 
