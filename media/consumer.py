@@ -66,6 +66,32 @@ class ConsumerStats:
 
 
 class Consumer:
+    __slots__ = (
+        "id",
+        "kind",
+        "source",
+        "excluded_source",
+        "stats",
+        "quality",
+        "producer",
+        "closed",
+        "_codecs",
+        "_link",
+        "_params",
+        "_codec",
+        "_payload_type",
+        "_ssrc",
+        "_extension_ids",
+        "_waiting",
+        "_seq_offset",
+        "_ts_offset",
+        "_first_seq",
+        "_last_seq",
+        "_last_ts",
+        "_last_time",
+        "_rtx_seq",
+    )
+
     def __init__(
         self,
         consumer_id: str,
@@ -86,6 +112,9 @@ class Consumer:
         self._link: RtpLink | None = None
         self._params: EgressParameters | None = None
         self._codec: Codec | None = None
+        # what the fast path writes into each header: the codec's payload type, our SSRC
+        self._payload_type = 0
+        self._ssrc = 0
         self._extension_ids: bytes | None = None
         self._waiting = False
         # rewriting state for the current producer (None until its first packet is sent)
@@ -112,6 +141,7 @@ class Consumer:
         """The transport to the peer is up: forwarding may start."""
         self._link = link
         self._params = params
+        self._ssrc = params.ssrc
         if self.producer is not None:
             self._extension_ids = extension_id_map(self.producer.extensions, params.extensions)
             self._request_keyframe()
@@ -132,6 +162,7 @@ class Consumer:
             self._codec = None
             return
         self._codec = codec
+        self._payload_type = codec.payload_type
         self._seq_offset = None
         self._waiting = producer.kind == "video"
         self.producer = producer
@@ -157,7 +188,9 @@ class Consumer:
         self._last_ts = (producer.highest_ts + self._ts_offset) & 0xFFFFFFFF
         self._last_time = time.time() if producer.last_arrival is None else producer.last_arrival
 
-    def _start(self, packet: RtpPacket) -> None:
+    def _start(self, packet: RtpPacket) -> int:
+        """Fix the offsets from ``packet``'s numbering to the outgoing stream's; returns the
+        sequence number offset."""
         if self._last_seq is None:
             # lower half, so that the 16-bit counter does not roll over early (SRTP index)
             seq = random.randrange(0x8000)
@@ -172,6 +205,7 @@ class Consumer:
         self._seq_offset = (seq - packet.sequence_number) & 0xFFFF
         self._ts_offset = (ts - packet.timestamp) & 0xFFFFFFFF
         self._first_seq = seq
+        return self._seq_offset
 
     # the per-packet path
 
@@ -179,20 +213,18 @@ class Consumer:
         link = self._link
         if link is None:
             return
-        if self._seq_offset is None:
+        seq_offset = self._seq_offset
+        if seq_offset is None:
             if self._waiting and not keyframe:
                 return
             self._waiting = False
-            self._start(packet)
-        params = self._params
-        codec = self._codec
-        assert params is not None and codec is not None and self._seq_offset is not None
+            seq_offset = self._start(packet)
         link.forward(
             packet,
-            codec.payload_type,
-            (packet.sequence_number + self._seq_offset) & 0xFFFF,
+            self._payload_type,
+            (packet.sequence_number + seq_offset) & 0xFFFF,
             (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
-            params.ssrc,
+            self._ssrc,
             self._extension_ids,
         )
         stats = self.stats
