@@ -5,7 +5,12 @@ from __future__ import annotations
 import socket
 import sys
 
-BENCHMARKS = {"fanout": "bench.fanout", "recorder": "bench.recorder_cpu", "soak": "bench.soak"}
+BENCHMARKS = {
+    "fanout": "bench.fanout",
+    "hotpath": "bench.hotpath",
+    "recorder": "bench.recorder_cpu",
+    "soak": "bench.soak",
+}
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ from .codec import Codec, HeaderExtension
 from .consumer import EgressParameters, RtpLink
 from .drops import DROPPED
 from .network import NetworkConfig
-from .rtp_packet import HEADER_FIELDS, RtpError, RtpPacket, parse_rtp
+from .rtp_packet import RtpError, RtpPacket, parse_rtp, rewrite_into
 
 logger = logging.getLogger(__name__)
 
@@ -228,22 +228,18 @@ class DtlsLink:
         ssrc: int,
         extension_ids: bytes | None,
     ) -> None:
-        data = packet.egress_data(extension_ids)
-        size = len(data)
         dtls = self._dtls
-        if dtls._state is not DtlsState.CONNECTED or size > _MAX_PLAINTEXT:
+        if dtls._state is not DtlsState.CONNECTED or len(packet.data) > _MAX_PLAINTEXT:
             return
         session = dtls._tx_srtp
         if session is not self._session:
             self._session = session
             self._srtp = session._srtp[0]
         view = self._view
-        view[:size] = data
-        HEADER_FIELDS.pack_into(
-            view, 1, (packet.marker << 7) | payload_type, sequence_number, timestamp, ssrc
-        )
         length = self._length
-        length[0] = size
+        length[0] = rewrite_into(
+            view, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
+        )
         if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
             logger.debug("SRTP protect failed for seq %d", sequence_number)
             return

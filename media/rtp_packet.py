@@ -6,8 +6,7 @@ import struct
 from typing import Any
 
 _HEADER = struct.Struct("!BBHII")
-# what a consumer changes in a header: marker|payload type, sequence, timestamp, ssrc at offset 1
-HEADER_FIELDS = struct.Struct("!BHII")
+_REWRITE = struct.Struct("!BHII")  # marker|payload type, sequence, timestamp, ssrc at offset 1
 _U16 = struct.Struct("!H")
 
 # RFC 8285 header extension profiles.
@@ -179,12 +178,13 @@ def rewrite_into(
     """Write ``packet`` with a new header into the writable ``buffer``; return its size.
 
     ``extension_ids`` maps ingress header extension ids to egress ones. This is the
-    per-packet, per-consumer work of the SFU: one copy and a few bytes changed in place.
+    per-packet, per-consumer work of the SFU: one copy and a few bytes changed in place (the
+    renumbered extension ids come from ``packet.egress_data``, worked out once per table).
     """
     data = packet.egress_data(extension_ids)
     size = len(data)
     buffer[:size] = data
-    HEADER_FIELDS.pack_into(
+    _REWRITE.pack_into(
         buffer, 1, (packet.marker << 7) | payload_type, sequence_number, timestamp, ssrc
     )
     return size
@@ -253,7 +253,7 @@ def unwrap_rtx(rtx: RtpPacket, payload_type: int, ssrc: int) -> RtpPacket:
     osn = _U16.unpack_from(rtx.data, rtx.payload_offset)[0]
     buf = bytearray(rtx.data[: rtx.payload_offset])
     buf[0] &= ~0x20
-    HEADER_FIELDS.pack_into(buf, 1, (rtx.marker << 7) | payload_type, osn, rtx.timestamp, ssrc)
+    _REWRITE.pack_into(buf, 1, (rtx.marker << 7) | payload_type, osn, rtx.timestamp, ssrc)
     buf += rtx.data[rtx.payload_offset + 2 : rtx.payload_end]
     data = bytes(buf)
     return RtpPacket(
