@@ -63,7 +63,7 @@ class Workers:
             parent, child = context.Pipe()
             proc = context.Process(
                 target=sinks.run,
-                args=(child, lesson["whep_url"], lesson["whep_token"], f"{prefix}{i}-"),
+                args=(child, lesson["whep_url"], lesson["whep_token"], f"{prefix}{i}-", False),
             )
             proc.start()
             self.conns.append(parent)
