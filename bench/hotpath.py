@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--packets", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    if not (1 <= args.consumers <= 1000 and 1 <= args.packets <= 20000 and args.repeats >= 1):
-        parser.error("bounded load: 1-1000 consumers, 1-20000 packets")
+    if not (1 <= args.consumers <= 1000 and 1 <= args.packets <= 20000 and 1 <= args.repeats <= 50):
+        parser.error("bounded load: 1-1000 consumers, 1-20000 packets, 1-50 repeats")
     us = asyncio.run(measure(args.consumers, args.packets, args.repeats))
     result = {
         "benchmark": "hotpath",
