@@ -25,6 +25,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_command(port: int, data_dir: Path) -> list[str]:
+    """``syncclass serve`` with nothing but its port, data directory and loopback."""
+    return [
+        sys.executable,
+        "-m",
+        "syncclass",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--ice-bind",
+        "127.0.0.1",
+    ]
+
+
+def launch(
+    command: list[str], port: int, lines: int = 2, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], list[str], float]:
+    """Start a server as an operator does; return it, the first ``lines`` it prints, and the
+    seconds until it serves."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    assert process.stdout is not None
+    printed = [process.stdout.readline().decode() for _ in range(lines)]
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return process, printed, time.monotonic() - started
+        except OSError:
+            assert time.monotonic() - started < 10, "the server never listened"
+            time.sleep(0.02)
+
+
 @dataclass
 class Server:
     url: str

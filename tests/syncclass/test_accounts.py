@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.server import ROOT, Server, free_port, start_server
+from tests.server import ROOT, Server, free_port, launch, serve_command, start_server
 
 from .credentials import add_teacher, admin_key, create_lesson
 
@@ -174,19 +172,7 @@ def test_the_audit_log_says_who_did_what_to_which_lesson(server: Server) -> None
 
 def _banner(command: list[str], port: int, env: dict[str, str] | None = None) -> list[str]:
     """The first three lines a server prints; then stop it, once it serves."""
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-    )
-    assert process.stdout is not None
-    lines = [process.stdout.readline().decode() for _ in range(3)]
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the server never listened"
-            time.sleep(0.02)
+    process, lines, _ = launch(command, port, lines=3, env=env)
     process.send_signal(signal.SIGTERM)
     assert process.wait(10) == 0
     return lines
@@ -194,18 +180,7 @@ def _banner(command: list[str], port: int, env: dict[str, str] | None = None) ->
 
 def test_the_admin_key_is_made_once_shown_once_and_can_be_overridden(tmp_path: Path) -> None:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "syncclass",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path),
-        "--ice-bind",
-        "127.0.0.1",
-    ]
+    command = serve_command(port, tmp_path)
     first = _banner(command, port)
     assert "admin key (new, kept in" in first[2]
     key = first[2].rsplit(":", 1)[1].strip()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncclass.config import Config, build_serve_parser, parse_serve_args, resolve_serve_config
+from tests.syncclass.usage import expect_usage_error
 
 
 def test_defaults() -> None:
@@ -135,17 +136,6 @@ def test_resolve_with_subcommand_parser() -> None:
     assert namespace.command == "serve"
     config = resolve_serve_config(serve, namespace, {"SYNCCLASS_HOST": "0.0.0.0"})
     assert (config.host, config.port) == ("0.0.0.0", 1234)
-
-
-def expect_usage_error(
-    capsys: pytest.CaptureFixture[str], argv: list[str], environ: dict[str, str], message: str
-) -> None:
-    with pytest.raises(SystemExit) as excinfo:
-        parse_serve_args(argv, environ)
-    assert excinfo.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage:" in err
-    assert message in err
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 from syncclass.config import Config, parse_serve_args
 from syncclass.logs import configure_logging
 from tests.server import start_server
+from tests.syncclass.usage import expect_usage_error
 
 
 @pytest.fixture
@@ -54,10 +55,7 @@ def test_log_options_from_command_line_and_environment(tmp_path: Path) -> None:
 def test_bad_log_options_are_refused(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    with pytest.raises(SystemExit) as excinfo:
-        parse_serve_args(argv, {})
-    assert excinfo.value.code == 2
-    assert message in capsys.readouterr().err
+    expect_usage_error(capsys, argv, {}, message)
 
 
 def test_the_server_writes_its_log_to_the_log_file(tmp_path: Path) -> None:

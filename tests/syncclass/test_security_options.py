@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from syncclass.config import Config, parse_serve_args
+from tests.syncclass.usage import expect_usage_error
 
 
 def test_cors_origins_from_flags_lists_and_environment() -> None:
@@ -64,10 +65,7 @@ def test_self_signed(tmp_path: Path) -> None:
 def test_bad_values_are_refused(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    with pytest.raises(SystemExit) as excinfo:
-        parse_serve_args(argv, {})
-    assert excinfo.value.code == 2
-    assert message in capsys.readouterr().err
+    expect_usage_error(capsys, argv, {}, message)
 
 
 def test_self_signed_and_a_certificate_exclude_each_other(

@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.server import ROOT, free_port, start_server
-
-
-def launch(command: list[str], port: int) -> tuple[subprocess.Popen[bytes], list[str], float]:
-    """Start the server; return it, its first two output lines, and seconds until it serves."""
-    started = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    lines = [process.stdout.readline().decode() for _ in range(2)]
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return process, lines, time.monotonic() - started
-        except OSError:
-            assert time.monotonic() - started < 10, "the server never listened"
-            time.sleep(0.02)
+from tests.server import ROOT, free_port, launch, serve_command, start_server
 
 
 def test_starts_fast_prints_url_and_generated_key_and_keeps_it(tmp_path: Path) -> None:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "syncclass",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path),
-        "--ice-bind",
-        "127.0.0.1",
-    ]
+    command = serve_command(port, tmp_path)
     process, lines, elapsed = launch(command, port)
     process.send_signal(signal.SIGINT)
     assert process.wait(10) == 0
