@@ -4,11 +4,13 @@
 
 One producer fans real RTP packets (a VP8 payload with mid and abs-send-time extensions, as
 a browser sends them) out to consumers whose links are the server's own ``DtlsLink`` with a
-real SRTP session; only the socket is a stand-in that takes the datagram and sends nothing.
-The kernel's part of sending is left out on purpose: what is timed is the part this project
-writes. The figure is the best of ``--repeats`` runs, in µs per packet per consumer. It is
-measured in a hot loop, with every consumer's state in the CPU's caches; in the server, where
-each send's kernel path runs in between, the same work costs several times more.
+real SRTP session; only the socket is a stand-in that takes the datagrams and sends nothing.
+Both ways a link sends are timed: into the send batch of a shared port (the default), and
+to a socket of the peer's own (``--ice-ports``). The kernel's part of sending is left out on
+purpose: what is timed is the part this project writes. Each figure is the best of
+``--repeats`` runs, in µs per packet per consumer. It is measured in a hot loop, with every
+consumer's state in the CPU's caches; in the server, where the kernel and other processes
+run in between, the same work costs more.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from typing import Any
 import pylibsrtp
 from aiortc.rtcdtlstransport import State as DtlsState
 
-from media.aiortc_hooks import DtlsLink, _GuardedStunProtocol
+from media.aiortc_hooks import DtlsLink, _GuardedStunProtocol, _SharedStunProtocol
 from media.codec import Codec, HeaderExtension
 from media.consumer import Consumer, EgressParameters
 from media.producer import Producer
 from media.rtp_packet import RtpPacket, parse_rtp
 from media.sender_clock import SenderClock
+from media.udp_mux import SendBatch
 
 from . import report
 from .fanout import RESULTS
@@ -59,16 +62,30 @@ class _Socket:
         return 0
 
 
-def _connected_transport() -> Any:
+class _Batch(SendBatch):
+    """A shared port's send batch that takes each fan-out and sends nothing."""
+
+    def flush(self) -> None:
+        self._scheduled = False
+        _Socket.sent += self.count
+        self.count = 0
+
+
+def _connected_transport(batch: _Batch | None) -> Any:
     """What ``DtlsLink`` reads of an established aiortc DTLS transport, with a real SRTP
-    session and a selected ICE pair on a plain UDP protocol."""
+    session and a selected ICE pair on a shared port's batch, or else on a UDP socket."""
     policy = pylibsrtp.Policy(
         key=os.urandom(30),
         ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
         srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     )
-    protocol = _GuardedStunProtocol.__new__(_GuardedStunProtocol)
-    protocol.transport = _Socket()
+    protocol: Any
+    if batch is not None:
+        protocol = _SharedStunProtocol.__new__(_SharedStunProtocol)
+        protocol.port = types.SimpleNamespace(batch=batch)
+    else:
+        protocol = _GuardedStunProtocol.__new__(_GuardedStunProtocol)
+        protocol.transport = _Socket()
     pair = types.SimpleNamespace(protocol=protocol, remote_addr=("127.0.0.1", 9))
     connection = types.SimpleNamespace(_nominated={1: pair})
     return types.SimpleNamespace(
@@ -90,25 +107,30 @@ def _packet(seq: int, keyframe: bool) -> RtpPacket:
     return parse_rtp(header + extensions + payload)
 
 
-async def measure(consumers: int, packets: int, repeats: int) -> float:
+async def measure(consumers: int, packets: int, repeats: int, shared: bool) -> float:
     """Best time per packet per consumer, in µs (in a running loop: producers set timers)."""
+    batch = _Batch(-1) if shared else None
     ingress = [HeaderExtension(1, MID), HeaderExtension(2, ABS_SEND_TIME)]
     producer = Producer("p", "camera", [VP8], ingress, _Upstream(), SenderClock())
     egress = [HeaderExtension(1, MID), HeaderExtension(3, ABS_SEND_TIME)]
     codecs = [Codec("video/VP8", 90000, 100, rtx_payload_type=101)]
     for i in range(consumers):
         consumer = Consumer(f"c{i}", "video", "camera", codecs)
-        link = DtlsLink(_connected_transport())
+        link = DtlsLink(_connected_transport(batch))
         consumer.attach(link, EgressParameters(1000 + i, 2000 + i, egress))
         consumer.bind(producer)
     producer.on_rtp(_packet(1, True), time.time())
+    if batch is not None:
+        batch.flush()
     best = float("inf")
     for repeat in range(repeats):
-        batch = [_packet(2 + repeat * packets + i, False) for i in range(packets)]
+        packets_in = [_packet(2 + repeat * packets + i, False) for i in range(packets)]
         _Socket.sent = 0
         started = time.perf_counter()
-        for packet in batch:
+        for packet in packets_in:
             producer.on_rtp(packet, 0.0)
+        if batch is not None:
+            batch.flush()
         elapsed = time.perf_counter() - started
         if _Socket.sent != packets * consumers:
             raise RuntimeError(f"sent {_Socket.sent} datagrams, expected {packets * consumers}")
@@ -128,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (1 <= args.consumers <= 1000 and 1 <= args.packets <= 20000 and 1 <= args.repeats <= 50):
         parser.error("bounded load: 1-1000 consumers, 1-20000 packets, 1-50 repeats")
-    us = asyncio.run(measure(args.consumers, args.packets, args.repeats))
+    shared = asyncio.run(measure(args.consumers, args.packets, args.repeats, shared=True))
+    own = asyncio.run(measure(args.consumers, args.packets, args.repeats, shared=False))
     result = {
         "benchmark": "hotpath",
         "command": "scripts/bench hotpath " + " ".join(argv or []),
@@ -136,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": report.machine(),
         "consumers": args.consumers,
         "packets": args.packets,
-        "us_per_packet_per_consumer": us,
+        "us_per_packet_per_consumer": shared,
+        "us_per_packet_per_consumer_port_per_peer": own,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hotpath.json").write_text(json.dumps(result, indent=2))
@@ -146,7 +170,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['cpu']}, "
         f"Python {result['machine']['python']}\n\n"
         f"Python and SRTP work per packet per consumer (rewrite, encrypt, hand to the socket; "
-        f"no kernel), {args.consumers} consumers, best of {args.repeats}: **{us:.2f} µs**\n"
+        f"no kernel), {args.consumers} consumers, best of {args.repeats}:\n\n"
+        f"- into a shared port's send batch (the default): **{shared:.2f} µs**\n"
+        f"- to a socket of the peer's own (`--ice-ports`): **{own:.2f} µs**\n"
     )
     (RESULTS / "hotpath.md").write_text(text)
     print(text)

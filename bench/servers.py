@@ -71,7 +71,8 @@ class Running:
             self.process.wait()
 
 
-def start(kind: str, data_dir: Path) -> Running:
+def start(kind: str, data_dir: Path, *options: str) -> Running:
+    """Start a server of ``kind``; ``options`` go on the syncclass command line."""
     port = free_port()
     if kind == "syncclass":
         command = [
@@ -96,6 +97,7 @@ def start(kind: str, data_dir: Path) -> Running:
             "off",
             "--rate-limit-messages",
             "off",
+            *options,
         ]
     elif kind == "relay":
         command = [sys.executable, "-m", "bench.relay_server", "--port", str(port)]

@@ -22,6 +22,7 @@ import aiortc
 import pylibsrtp
 from aioice import ice as aioice_ice
 from aioice import stun as aioice_stun
+from aioice import utils as aioice_utils
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 from aiortc import (
@@ -56,8 +57,9 @@ from pylibsrtp._binding import lib as srtp_lib
 from .codec import Codec, HeaderExtension
 from .consumer import EgressParameters, RtpLink
 from .drops import DROPPED
-from .network import NetworkConfig
+from .network import Network, NetworkConfig
 from .rtp_packet import RtpError, RtpPacket, parse_rtp, rewrite_into
+from .udp_mux import SendBatch, SharedPort, sockaddr
 
 logger = logging.getLogger(__name__)
 
@@ -186,8 +188,10 @@ class DtlsLink:
     """Encrypt and send on the selected ICE pair without going through aiortc's coroutines.
 
     aiortc's ``_send_rtp`` costs three awaits per packet; this is the same work, synchronous.
-    ``forward`` is the SFU's fast path: the packet is copied once, into the link's own buffer,
-    its header rewritten and protected there in place, and handed to the socket from it.
+    ``forward`` is the SFU's fast path: the packet is copied once, its header rewritten and
+    protected in place, and handed to the kernel from there. On a shared port the place is a
+    slot of the port's send batch, and the whole fan-out leaves in one system call; on a port
+    of its own it is the link's own buffer, sent at once.
     """
 
     __slots__ = (
@@ -201,6 +205,8 @@ class DtlsLink:
         "_pair",
         "_udp",
         "_remote",
+        "_batch",
+        "_name",
     )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
@@ -210,8 +216,11 @@ class DtlsLink:
         self._session: pylibsrtp.Session | None = None
         self._srtp: Any = None
         self._new_buffer()
-        # the selected ICE pair, and its socket and address when it is plain UDP
+        # the selected ICE pair, and how to reach it: a shared port's batch and the C address,
+        # or a socket of its own and the address; neither when it is a TURN allocation
         self._pair: Any = None
+        self._batch: SendBatch | None = None
+        self._name: Any = None
         self._udp: asyncio.DatagramTransport | None = None
         self._remote: tuple[str, int] = ("", 0)
 
@@ -231,19 +240,36 @@ class DtlsLink:
         dtls = self._dtls
         if dtls._state is not DtlsState.CONNECTED or len(packet.data) > _MAX_PLAINTEXT:
             return
+        if self._connection._nominated.get(1) is not self._pair and not self._select_pair():
+            return
         session = dtls._tx_srtp
         if session is not self._session:
             self._session = session
             self._srtp = session._srtp[0]
-        view = self._view
         length = self._length
+        batch = self._batch
+        if batch is not None:
+            slot = batch.slot()
+            length[0] = rewrite_into(
+                batch.views[slot],
+                packet,
+                payload_type,
+                sequence_number,
+                timestamp,
+                ssrc,
+                extension_ids,
+            )
+            if srtp_lib.srtp_protect(self._srtp, batch.buffers[slot], length):
+                logger.debug("SRTP protect failed for seq %d", sequence_number)
+                return
+            batch.commit(slot, length[0], self._name)
+            return
+        view = self._view
         length[0] = rewrite_into(
             view, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
         )
         if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
             logger.debug("SRTP protect failed for seq %d", sequence_number)
-            return
-        if self._connection._nominated.get(1) is not self._pair and not self._select_pair():
             return
         udp = self._udp
         if udp is None:  # a TURN allocation wraps the datagram itself
@@ -259,9 +285,17 @@ class DtlsLink:
         pair = self._pair = self._connection._nominated.get(1)
         if pair is None:
             return False
-        plain = type(pair.protocol) in _PLAIN_UDP
-        self._udp = pair.protocol.transport if plain else None
+        protocol = pair.protocol
         self._remote = pair.remote_addr
+        self._batch = self._name = self._udp = None
+        if type(protocol) is _SharedStunProtocol:
+            self._batch = protocol.port.batch
+            if self._batch is not None:
+                self._name = sockaddr(pair.remote_addr)
+            else:  # no sendmmsg on this system
+                self._udp = protocol.port.transport
+        elif type(protocol) in _PLAIN_UDP:
+            self._udp = protocol.transport
         return True
 
     def _send(self, data: bytes) -> None:
@@ -300,15 +334,19 @@ class DtlsLink:
 # --- ICE gathering -------------------------------------------------------------------------
 
 
-def configure_ice(pc: RTCPeerConnection, network: NetworkConfig) -> None:
+def configure_ice(pc: RTCPeerConnection, network: Network) -> None:
     """Make ``pc`` gather host candidates only as ``network`` says, and keep consent alive
-    while media flows (call after setRemoteDescription, before setLocalDescription)."""
+    while media flows (call after setRemoteDescription, before createAnswer)."""
     dtls_transports = {t.receiver.transport for t in pc.getTransceivers()}
     if pc.sctp is not None:
         dtls_transports.add(pc.sctp.transport)
     for dtls in dtls_transports:
         connection = dtls.transport.iceGatherer._connection
         if not getattr(connection, "_syncclass_configured", False):
+            if network.shared is not None:
+                # a shared port tells connections apart by this ufrag: aioice's 4 characters
+                # would collide somewhere among a few thousand peers
+                connection._local_username = aioice_utils.random_string(_SHARED_UFRAG_LENGTH)
             connection.gather_candidates = functools.partial(_gather, connection, network)
             # consent also counts authenticated media (_AuthenticatedMedia), see _query_consent
             connection._syncclass_last_data = asyncio.get_running_loop().time()
@@ -354,21 +392,26 @@ async def _query_consent(connection: aioice.Connection) -> None:
             return
 
 
-async def _gather(connection: aioice.Connection, network: NetworkConfig) -> None:
+async def _gather(connection: aioice.Connection, network: Network) -> None:
     if connection._local_candidates_start:
         return
     connection._local_candidates_start = True
-    addresses = list(network.bind) or aioice_ice.get_host_addresses(
+    config = network.config
+    addresses = list(config.bind) or aioice_ice.get_host_addresses(
         use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6
     )
     loop = asyncio.get_running_loop()
     for component in sorted(connection._components):
         for address in addresses:
-            protocol = await _bind(loop, connection, address, network)
+            protocol: aioice_ice.StunProtocol | None
+            if network.shared is not None:
+                protocol = await _share(connection, address, network)
+            else:
+                protocol = await _bind(loop, connection, address, config)
             if protocol is None:
                 continue
             port = protocol.transport.get_extra_info("sockname")[1]
-            host = network.announce or address
+            host = config.announce or address
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", host),
                 component=component,
@@ -402,6 +445,22 @@ async def _bind(
         return protocol
     logger.warning("no free UDP port on %s in %s", address, network.ports)
     return None
+
+
+async def _share(
+    connection: aioice.Connection, address: str, network: Network
+) -> _SharedStunProtocol | None:
+    assert network.shared is not None
+    try:
+        port = await network.shared.get(address)
+    except OSError as exc:
+        logger.error("cannot open UDP port %d on %s: %s", network.shared.port, address, exc)
+        return None
+    protocol = _SharedStunProtocol(connection, port)
+    if not port.attach(protocol, connection.local_username):
+        logger.error("ICE ufrag %s is already in use on the shared port", connection.local_username)
+        return None
+    return protocol
 
 
 # --- what reaches a media port -------------------------------------------------------------
@@ -454,7 +513,39 @@ class _GuardedStunProtocol(aioice_ice.StunProtocol):
             DROPPED.add("malformed")
 
 
-_PLAIN_UDP = (aioice_ice.StunProtocol, _GuardedStunProtocol)
+class _SharedStunProtocol(_GuardedStunProtocol):
+    """A connection's protocol on a shared port (media/udp_mux.py): it tells the port which
+    transactions are its own, and claims the addresses whose checks it answers."""
+
+    def __init__(self, connection: aioice.Connection, port: SharedPort) -> None:
+        super().__init__(connection)
+        self.port = port
+
+    async def request(
+        self,
+        request: aioice_stun.Message,
+        addr: tuple[str, int],
+        integrity_key: bytes | None = None,
+        retransmissions: int | None = None,
+    ) -> tuple[aioice_stun.Message, tuple[str, int]]:
+        self.port.expect(request.transaction_id, self)
+        try:
+            return await super().request(request, addr, integrity_key, retransmissions)
+        finally:
+            self.port.forget(request.transaction_id)
+
+    def send_stun(self, message: aioice_stun.Message, addr: tuple[str, int]) -> None:
+        # aioice answers a binding request with success only once it has authenticated it
+        if (
+            message.message_method == aioice_stun.Method.BINDING
+            and message.message_class == aioice_stun.Class.RESPONSE
+        ):
+            self.port.claim(addr, self)
+        super().send_stun(message, addr)
+
+
+_PLAIN_UDP = (aioice_ice.StunProtocol, _GuardedStunProtocol, _SharedStunProtocol)
+_SHARED_UFRAG_LENGTH = 16
 
 
 def _from_peer(connection: aioice.Connection, component: int, addr: tuple[Any, ...]) -> bool:

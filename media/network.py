@@ -7,6 +7,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from aioice.ice import get_host_addresses
+
+from .udp_mux import SharedPorts
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -16,6 +20,8 @@ class NetworkConfig:
     announce: str | None = None
     # Inclusive UDP port range; None lets the system choose.
     ports: tuple[int, int] | None = None
+    # One UDP port shared by every peer (0: a free one, chosen once); None: a port per peer.
+    shared_port: int | None = None
 
     def __post_init__(self) -> None:
         for address in (*self.bind, *((self.announce,) if self.announce else ())):
@@ -24,6 +30,11 @@ class NetworkConfig:
             low, high = self.ports
             if not 0 < low <= high <= 65535:
                 raise ValueError(f"invalid UDP port range {low}-{high}")
+        if self.shared_port is not None:
+            if self.ports is not None:
+                raise ValueError("a shared UDP port and a port range exclude each other")
+            if not 0 <= self.shared_port <= 65535:
+                raise ValueError(f"invalid UDP port {self.shared_port}")
 
     def port_order(self) -> Iterator[int]:
         """Ports to try for a new socket: the range from a random point, wrapping once."""
@@ -34,3 +45,24 @@ class NetworkConfig:
         start = random.randint(low, high)
         yield from range(start, high + 1)
         yield from range(low, start)
+
+
+class Network:
+    """The SFU's network: what it is configured to use, and the shared ports it owns."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        self.config = config
+        self.shared = SharedPorts(config.shared_port) if config.shared_port is not None else None
+
+    async def open(self) -> list[tuple[str, int]]:
+        """Open the shared ports now, one per address candidates are gathered on, rather than
+        at the first peer: a port already in use then stops the server as it starts instead
+        of failing every peer later. Returns the bound addresses; OSError if one cannot be."""
+        if self.shared is None:
+            return []
+        addresses = self.config.bind or get_host_addresses(use_ipv4=True, use_ipv6=True)
+        return [(await self.shared.get(address)).address for address in addresses]
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()

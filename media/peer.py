@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from .aiortc_hooks import configure_ice
-from .network import NetworkConfig
+from .network import Network
 from .offer import OfferError
 from .router import Router
 
@@ -29,7 +29,7 @@ class Peer:
 
     role = "peer"
 
-    def __init__(self, peer_id: str, router: Router, network: NetworkConfig, label: str) -> None:
+    def __init__(self, peer_id: str, router: Router, network: Network, label: str) -> None:
         self.id = peer_id
         self.router = router
         self.label = label  # who this is, for logs: "camera", a classroom's name

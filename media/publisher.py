@@ -7,7 +7,7 @@ from typing import Any
 
 from .aiortc_hooks import ReceiveParameters, install_ingress, restrict_codecs
 from .codec import SUPPORTED
-from .network import NetworkConfig
+from .network import Network
 from .offer import OfferError, describe_offer
 from .peer import NegotiationError, Peer
 from .producer import Producer, Upstream
@@ -21,7 +21,7 @@ class Publisher(Peer):
     role = "publisher"
 
     def __init__(
-        self, peer_id: str, router: Router, network: NetworkConfig, source: str, label: str
+        self, peer_id: str, router: Router, network: Network, source: str, label: str
     ) -> None:
         super().__init__(peer_id, router, network, label)
         self.source = source

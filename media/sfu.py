@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .network import NetworkConfig
+from .network import Network, NetworkConfig
 from .router import Router
 from .traffic import TrafficTotals
 
@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 class Sfu:
     def __init__(self, network: NetworkConfig) -> None:
-        self.network = network
+        self.network = Network(network)
         self.routers: dict[str, Router] = {}
         self._retired = TrafficTotals()  # lessons closed
 
@@ -43,3 +43,4 @@ class Sfu:
     async def close(self) -> None:
         for router_id in list(self.routers):
             await self.close_router(router_id)
+        self.network.close()

@@ -7,7 +7,7 @@ import logging
 from .aiortc_hooks import install_egress, restrict_codecs
 from .codec import SUPPORTED, match_codec
 from .consumer import Consumer
-from .network import NetworkConfig
+from .network import Network
 from .offer import OfferError, describe_offer
 from .peer import NegotiationError, Peer
 from .router import Router
@@ -26,7 +26,7 @@ class Subscriber(Peer):
         self,
         peer_id: str,
         router: Router,
-        network: NetworkConfig,
+        network: Network,
         label: str,
         *,
         excluded_source: str | None = None,

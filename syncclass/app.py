@@ -94,7 +94,12 @@ def create_app(config: Config) -> web.Application:
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     app[AUDIT] = SqliteAuditLog(store)
     app[SFU] = Sfu(
-        NetworkConfig(bind=config.ice_bind, announce=config.ice_announce, ports=config.ice_ports)
+        NetworkConfig(
+            bind=config.ice_bind,
+            announce=config.ice_announce,
+            ports=config.ice_ports,
+            shared_port=None if config.ice_ports is not None else config.ice_port,
+        )
     )
     app[SESSIONS] = Sessions()
     journal = SqliteLessonJournal(app[STORE])
@@ -114,6 +119,7 @@ def create_app(config: Config) -> web.Application:
     status.add_routes(app)
     pages.add_routes(app)
     setup_recording(app, config, data_dir)
+    app.on_startup.append(_open_media_ports)
     app.on_startup.append(_start_quality)
     app.on_shutdown.append(_stop_quality)
 
@@ -130,6 +136,20 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(_close_media)
     app.on_cleanup.append(_close_store)
     return app
+
+
+class MediaPortError(Exception):
+    """The UDP port for media cannot be opened (in use, or not this machine's address)."""
+
+
+async def _open_media_ports(app: web.Application) -> None:
+    network = app[SFU].network
+    try:
+        await network.open()
+    except OSError as exc:
+        shared = network.shared
+        port = shared.port if shared is not None else 0
+        raise MediaPortError(f"cannot open UDP port {port} for media: {exc.strerror}") from exc
 
 
 async def _start_quality(app: web.Application) -> None:

@@ -62,7 +62,7 @@ def _banner(config: Config, key: tuple[str, bool], admin: tuple[str, bool], tls:
 def serve(config: Config) -> None:
     # the media stack takes a while to import; the account and audit commands do without it
     from .access_log import RedactingAccessLogger
-    from .app import admin_key, create_app, teacher_key
+    from .app import MediaPortError, admin_key, create_app, teacher_key
 
     configure_logging(config)
     try:
@@ -83,17 +83,20 @@ def serve(config: Config) -> None:
         sys.exit("syncclass: the admin key and the teacher key must differ")
     _banner(config, key, admin, tls is not None)
     app = create_app(dataclasses.replace(config, teacher_key=key[0], admin_key=admin[0]))
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        ssl_context=tls,
-        print=None,
-        access_log=logging.getLogger("syncclass.access"),
-        access_log_class=RedactingAccessLogger,
-        shutdown_timeout=5,
-        loop=loop,
-    )
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            ssl_context=tls,
+            print=None,
+            access_log=logging.getLogger("syncclass.access"),
+            access_log_class=RedactingAccessLogger,
+            shutdown_timeout=5,
+            loop=loop,
+        )
+    except MediaPortError as exc:
+        sys.exit(f"syncclass: {exc} (choose another with --ice-port)")
     logger.info("stopped")
 
 

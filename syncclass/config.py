@@ -24,7 +24,8 @@ class Config:
     admin_key: str | None = None
     ice_bind: tuple[str, ...] = ()  # empty: gather candidates on every local address
     ice_announce: str | None = None
-    ice_ports: tuple[int, int] | None = None
+    ice_ports: tuple[int, int] | None = None  # a port per peer from this range
+    ice_port: int = 0  # without ice_ports: the one UDP port every peer shares (0: a free one)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     token_ttl_s: float = 43200.0
@@ -86,6 +87,13 @@ def _announce(text: str) -> str:
     if ipaddress.ip_address(address).is_unspecified:
         raise ValueError(f"{address} cannot be announced to peers; give a reachable address")
     return address
+
+
+def _udp_port(text: str) -> int:
+    port = _int(text)
+    if port != 0 and not 1024 <= port <= 65535:
+        raise ValueError(f"need 0 or 1024 <= PORT <= 65535, got {port}")
+    return port
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -286,7 +294,18 @@ _OPTIONS: tuple[_Option, ...] = (
         _announce,
     ),
     _Option(
-        "--ice-ports", "ice_ports", "LOW-HIGH", "UDP port range for media", _port_range, "any port"
+        "--ice-port",
+        "ice_port",
+        "PORT",
+        "the one UDP port all media shares (0: a free port, chosen at the first peer)",
+        _udp_port,
+    ),
+    _Option(
+        "--ice-ports",
+        "ice_ports",
+        "LOW-HIGH",
+        "a UDP port per peer from this range, instead of one shared port",
+        _port_range,
     ),
     _Option(
         "--tls-cert", "tls_cert", "FILE", "TLS certificate (PEM); needs --tls-key", _existing_file
@@ -461,6 +480,8 @@ def resolve_serve_config(
             parser.error(f"{source}: {exc}")
     if ("tls_cert" in values) != ("tls_key" in values):
         parser.error("--tls-cert and --tls-key must be given together")
+    if "ice_port" in values and "ice_ports" in values:
+        parser.error("--ice-port shares one port, --ice-ports gives each peer one: choose one")
     if values.get("self_signed") and "tls_cert" in values:
         parser.error("--self-signed makes its own certificate: leave out --tls-cert/--tls-key")
     return Config(**values)  # type: ignore[arg-type]

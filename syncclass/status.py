@@ -62,6 +62,11 @@ async def status(request: web.Request) -> web.Response:
             "sessions": len(request.app[SESSIONS]),
             "tasks": len(asyncio.all_tasks()),
             "udp_sockets": _udp_sockets(),
+            # the one UDP port per address that every peer shares (none with --ice-ports)
+            "shared_ports": [
+                {"address": port.address[0], "port": port.address[1], "connections": port.users}
+                for port in (sfu.network.shared.opened() if sfu.network.shared else [])
+            ],
             "fds": _file_descriptors(),
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),

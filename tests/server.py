@@ -25,6 +25,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PORT_MODES = ("shared port", "port per peer")
+
+
+def port_mode_options(mode: str) -> tuple[str, ...]:
+    """Options that give peers UDP ports as ``mode`` (one of PORT_MODES) says: every peer on
+    one shared port, the default, or each on a port of its own from a range."""
+    if mode == "shared port":
+        return ()
+    low = free_port()
+    return ("--ice-ports", f"{low}-{min(low + 40, 65535)}")
+
+
 def serve_command(port: int, data_dir: Path) -> list[str]:
     """``syncclass serve`` with nothing but its port, data directory and loopback."""
     return [

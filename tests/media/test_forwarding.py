@@ -1,5 +1,6 @@
 """The SFU forwards a teacher's packets to classrooms that decode them: real aiortc peers over
-WHIP/WHEP against a server process, on loopback only."""
+WHIP/WHEP against a server process, on loopback only, with every peer on one shared UDP port
+and with a port for each."""
 
 from __future__ import annotations
 
@@ -7,16 +8,25 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server import ROOT, Server, start_server
+from tests.server import PORT_MODES, ROOT, Server, port_mode_options, start_server
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import Classroom, Publisher, whep_subscribe, whip_publish
 
 FPS = 30
+
+
+@pytest.fixture(scope="module", params=PORT_MODES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    instance = start_server(tmp_path_factory.mktemp("server"), *port_mode_options(request.param))
+    yield instance
+    instance.stop()
 
 
 @pytest.fixture(scope="module")
