@@ -90,6 +90,7 @@ def _connected_transport(batch: _Batch | None) -> Any:
     connection = types.SimpleNamespace(_nominated={1: pair})
     return types.SimpleNamespace(
         _state=DtlsState.CONNECTED,
+        _set_state=lambda state: None,
         _tx_srtp=pylibsrtp.Session(policy=policy),
         transport=types.SimpleNamespace(_connection=connection),
     )

@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -192,6 +193,11 @@ class DtlsLink:
     protected in place, and handed to the kernel from there. On a shared port the place is a
     slot of the port's send batch, and the whole fan-out leaves in one system call; on a port
     of its own it is the link's own buffer, sent at once.
+
+    What ``forward`` needs of the transport (that it is connected, its SRTP session, the ICE
+    pair and how to reach it) is looked up when it changes (``_LinkWatch``), not per packet:
+    in a fan-out each classroom's transport would be read from memory that is no longer in
+    the CPU's caches.
     """
 
     __slots__ = (
@@ -202,31 +208,51 @@ class DtlsLink:
         "_srtp",
         "_cdata",
         "_view",
-        "_pair",
-        "_udp",
-        "_remote",
         "_batch",
         "_name",
+        "_udp",
+        "_remote",
+        "__weakref__",
     )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
         self._connection = dtls.transport._connection
         self._length = srtp_ffi.new("int *")
-        self._session: pylibsrtp.Session | None = None
-        self._srtp: Any = None
         self._new_buffer()
-        # the selected ICE pair, and how to reach it: a shared port's batch and the C address,
-        # or a socket of its own and the address; neither when it is a TURN allocation
-        self._pair: Any = None
-        self._batch: SendBatch | None = None
-        self._name: Any = None
-        self._udp: asyncio.DatagramTransport | None = None
-        self._remote: tuple[str, int] = ("", 0)
+        self._update()
+        _LinkWatch.of(dtls).links.add(self)
 
     def _new_buffer(self) -> None:
         self._cdata = srtp_ffi.new("char[]", _MAX_PLAINTEXT + pylibsrtp.SRTP_MAX_TRAILER_LEN)
         self._view = memoryview(srtp_ffi.buffer(self._cdata))
+
+    def _update(self) -> None:
+        """Look up again what ``forward`` needs: ``_srtp`` is None until the transport is
+        connected on a selected pair. Then the pair is reached through a shared port's batch
+        (``_batch``, ``_name``), a socket of its own (``_udp``, ``_remote``), or, when both
+        are None, a TURN allocation."""
+        self._session: pylibsrtp.Session | None = None  # keeps ``_srtp`` alive
+        self._srtp: Any = None
+        self._batch: SendBatch | None = None
+        self._name: Any = None
+        self._udp: asyncio.DatagramTransport | None = None
+        dtls = self._dtls
+        pair = self._connection._nominated.get(1)
+        if dtls._state is not DtlsState.CONNECTED or dtls._tx_srtp is None or pair is None:
+            return
+        protocol = pair.protocol
+        self._remote: tuple[str, int] = pair.remote_addr
+        if type(protocol) is _SharedStunProtocol:
+            self._batch = protocol.port.batch
+            if self._batch is not None:
+                self._name = sockaddr(pair.remote_addr)
+            else:  # no sendmmsg on this system
+                self._udp = protocol.port.transport
+        elif type(protocol) in _PLAIN_UDP:
+            self._udp = protocol.transport
+        self._session = dtls._tx_srtp
+        self._srtp = self._session._srtp[0]
 
     def forward(
         self,
@@ -237,15 +263,9 @@ class DtlsLink:
         ssrc: int,
         extension_ids: bytes | None,
     ) -> None:
-        dtls = self._dtls
-        if dtls._state is not DtlsState.CONNECTED or len(packet.data) > _MAX_PLAINTEXT:
+        srtp = self._srtp
+        if srtp is None or len(packet.data) > _MAX_PLAINTEXT:
             return
-        if self._connection._nominated.get(1) is not self._pair and not self._select_pair():
-            return
-        session = dtls._tx_srtp
-        if session is not self._session:
-            self._session = session
-            self._srtp = session._srtp[0]
         length = self._length
         batch = self._batch
         if batch is not None:
@@ -259,7 +279,7 @@ class DtlsLink:
                 ssrc,
                 extension_ids,
             )
-            if srtp_lib.srtp_protect(self._srtp, batch.buffers[slot], length):
+            if srtp_lib.srtp_protect(srtp, batch.buffers[slot], length):
                 logger.debug("SRTP protect failed for seq %d", sequence_number)
                 return
             batch.commit(slot, length[0], self._name)
@@ -268,7 +288,7 @@ class DtlsLink:
         length[0] = rewrite_into(
             view, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
         )
-        if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
+        if srtp_lib.srtp_protect(srtp, self._cdata, length):
             logger.debug("SRTP protect failed for seq %d", sequence_number)
             return
         udp = self._udp
@@ -280,23 +300,6 @@ class DtlsLink:
             # the socket was full and the datagram waits in the transport's queue, still
             # pointing into this buffer: the next packet gets a fresh one
             self._new_buffer()
-
-    def _select_pair(self) -> bool:
-        pair = self._pair = self._connection._nominated.get(1)
-        if pair is None:
-            return False
-        protocol = pair.protocol
-        self._remote = pair.remote_addr
-        self._batch = self._name = self._udp = None
-        if type(protocol) is _SharedStunProtocol:
-            self._batch = protocol.port.batch
-            if self._batch is not None:
-                self._name = sockaddr(pair.remote_addr)
-            else:  # no sendmmsg on this system
-                self._udp = protocol.port.transport
-        elif type(protocol) in _PLAIN_UDP:
-            self._udp = protocol.transport
-        return True
 
     def _send(self, data: bytes) -> None:
         pair = self._connection._nominated.get(1)
@@ -329,6 +332,54 @@ class DtlsLink:
             logger.debug("SRTCP protect failed: %s", exc)
             return
         self._send(data)
+
+
+class _Nominations(dict[int, Any]):
+    """aioice's nominated pairs, which tell their watcher when they change."""
+
+    def __init__(self, pairs: dict[int, Any], changed: Callable[[], None]) -> None:
+        super().__init__(pairs)
+        self._changed = changed
+
+    def __setitem__(self, component: int, pair: Any) -> None:
+        super().__setitem__(component, pair)
+        self._changed()
+
+    def __delitem__(self, component: int) -> None:
+        super().__delitem__(component)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+
+class _LinkWatch:
+    """Updates the DtlsLinks of one transport when its state or its ICE pair changes: aiortc
+    sets its SRTP session before the state becomes CONNECTED, aioice sets ``_nominated``."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.links: weakref.WeakSet[DtlsLink] = weakref.WeakSet()
+        set_state = dtls._set_state
+
+        def state_changed(state: DtlsState) -> None:
+            set_state(state)
+            self.update()
+
+        dtls._set_state = state_changed  # type: ignore[method-assign]
+        connection = dtls.transport._connection
+        connection._nominated = _Nominations(connection._nominated, self.update)
+
+    @staticmethod
+    def of(dtls: RTCDtlsTransport) -> _LinkWatch:
+        watch: _LinkWatch | None = getattr(dtls, "_syncclass_link_watch", None)
+        if watch is None:
+            watch = dtls._syncclass_link_watch = _LinkWatch(dtls)
+        return watch
+
+    def update(self) -> None:
+        for link in list(self.links):
+            link._update()
 
 
 # --- ICE gathering -------------------------------------------------------------------------

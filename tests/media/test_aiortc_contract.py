@@ -1,6 +1,7 @@
 """Fails loudly when an aiortc/aioice upgrade moves a private hook media/aiortc_hooks.py uses."""
 
 import inspect
+import re
 
 import aioice
 import aiortc
@@ -140,3 +141,29 @@ def test_media_port_hooks() -> None:
     assert "self.respond_error(message, addr, protocol, (401" in request_received
     assert "def remote_addr(self)" in source(ice.CandidatePair)
     assert "self.receiver = receiver" in source(ice.StunProtocol.__init__)
+
+
+def test_shared_port_and_link_watch_hooks() -> None:
+    """What the shared UDP port and DtlsLink's watch (media/aiortc_hooks.py) rely on."""
+    # a connection's ufrag can be replaced before the answer is made
+    assert "self._local_username = local_username" in source(ice.Connection.__init__)
+    assert "return self._local_username" in source(ice.Connection)
+    # a success response leaves only after the request is authenticated
+    request_received = source(ice.Connection.request_received)
+    authenticated = request_received.index("check_message_integrity")
+    answered = request_received.index("message_class=stun.Class.RESPONSE")
+    assert authenticated < answered
+    assert "protocol.send_stun(response, addr)" in request_received[answered:]
+    assert "self.transactions[request.transaction_id] = transaction" in source(
+        ice.StunProtocol.request
+    )
+    # the nominated pairs change by item assignment and clear() only, which _Nominations sees
+    uses = re.findall(r"self\._nominated(\S*)", source(ice.Connection))
+    changes = {u for u in uses if u and not u.startswith((".get(", ".values()", ")", ":"))}
+    assert changes == {"[component]", "[pair.component]", ".clear()"}, changes
+    # the DTLS state changes through _set_state only, after the SRTP sessions are made
+    dtls = source(RTCDtlsTransport)
+    assert dtls.count("self._state = ") == 2  # NEW in __init__, and in _set_state
+    assert "self._state = state" in source(RTCDtlsTransport._set_state)
+    start = source(RTCDtlsTransport.start)
+    assert start.index("self._setup_srtp()") < start.index("self._set_state(State.CONNECTED)")

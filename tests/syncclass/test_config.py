@@ -150,6 +150,10 @@ def test_resolve_with_subcommand_parser() -> None:
         (["--ice-ports", "40010-40000"], "1024 <= LOW <= HIGH <= 65535"),
         (["--ice-ports", "40000-40000"], "at least 2 ports"),
         (["--ice-ports", "a-b"], "whole number"),
+        (["--ice-port", "80"], "need 0 or 1024 <= PORT <= 65535"),
+        (["--ice-port", "65536"], "need 0 or 1024 <= PORT <= 65535"),
+        (["--ice-port", "udp"], "whole number"),
+        (["--ice-port", "40000", "--ice-ports", "40000-40100"], "choose one"),
         (["--ice-bind", "10.0.0.1,not-an-ip"], "'not-an-ip' is not an IP address"),
         (["--ice-bind", "example.com"], "is not an IP address"),
         (["--ice-bind", ","], "at least one IP address"),
@@ -182,6 +186,7 @@ def test_error_names_the_command_line_option(capsys: pytest.CaptureFixture[str])
         ("SYNCCLASS_PORT", "99999", "SYNCCLASS_PORT: port must be between 1 and 65535"),
         ("SYNCCLASS_ICE_BIND", "10.0.0.256", "SYNCCLASS_ICE_BIND: '10.0.0.256' is not an IP"),
         ("SYNCCLASS_ICE_PORTS", "2000-2000", "SYNCCLASS_ICE_PORTS: range 2000-2000"),
+        ("SYNCCLASS_ICE_PORT", "-1", "SYNCCLASS_ICE_PORT: need 0 or 1024"),
         ("SYNCCLASS_ICE_ANNOUNCE", "nowhere", "SYNCCLASS_ICE_ANNOUNCE: 'nowhere'"),
         ("SYNCCLASS_TOKEN_TTL", "-5", "SYNCCLASS_TOKEN_TTL: must be a positive"),
         ("SYNCCLASS_LOG_LEVEL", "chatty", "SYNCCLASS_LOG_LEVEL: expected one of"),
@@ -191,6 +196,12 @@ def test_invalid_environment(
     capsys: pytest.CaptureFixture[str], name: str, value: str, message: str
 ) -> None:
     expect_usage_error(capsys, [], {name: value}, message)
+
+
+def test_one_shared_media_port_by_default_or_as_chosen() -> None:
+    assert Config().ice_port == 0 and Config().ice_ports is None
+    assert parse_serve_args(["--ice-port", "40000"], {}).ice_port == 40000
+    assert parse_serve_args([], {"SYNCCLASS_ICE_PORT": "3478"}).ice_port == 3478
 
 
 def test_bad_environment_is_ignored_when_command_line_overrides() -> None:
