@@ -21,6 +21,7 @@ import errno
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from cffi import FFI
@@ -29,11 +30,9 @@ from .drops import DROPPED
 
 logger = logging.getLogger(__name__)
 
-# Everything a connection's socket protocol must offer to share a port.
-
 
 class PortUser(Protocol):
-    transactions: dict[bytes, Any]
+    """What a connection's socket protocol must offer to share a port."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
 
@@ -88,6 +87,8 @@ except (OSError, AttributeError):  # pragma: no cover - not Linux
     _libc = None
 
 _DATAGRAM = 1500  # no SRTP packet the SFU sends is larger
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _SOCKADDR_IN = struct.Struct("=H2s4s8x")  # family (host order), port, address
 _SOCKADDR_IN6 = struct.Struct("=H2sI16sI")  # family, port, flow info, address, scope
 
@@ -105,19 +106,34 @@ def sockaddr(addr: tuple[str, int]) -> Any:
     return _ffi.from_buffer("char[]", bytearray(raw))
 
 
+def _address(name: Any) -> tuple[str, int]:
+    """The ``(host, port)`` of a C address made by ``sockaddr``."""
+    raw = bytes(_ffi.buffer(name))
+    if len(raw) == _SOCKADDR_IN6.size:
+        _, port, _, address, _ = _SOCKADDR_IN6.unpack(raw)
+        return socket.inet_ntop(socket.AF_INET6, address), int.from_bytes(port, "big")
+    _, port, address = _SOCKADDR_IN.unpack(raw)
+    return socket.inet_ntop(socket.AF_INET, address), int.from_bytes(port, "big")
+
+
 class SendBatch:
     """Datagrams for one socket, written in place and sent together by ``flush``.
 
     A sender takes the next free ``slot``, writes its datagram into ``buffers[slot]`` (its
     ``views[slot]`` from Python), and ``commit``s it with its length and destination. The
     first commit schedules a flush at the end of the event loop's current callback, so
-    everything one arriving packet fans out to leaves in one call.
+    everything one arriving packet fans out to leaves in one call. When the socket's buffer
+    is full, what is left is handed to ``overflow`` (the transport, which queues it until the
+    socket can take it).
     """
 
     CAPACITY = 256
 
-    def __init__(self, fd: int) -> None:
+    def __init__(
+        self, fd: int, overflow: Callable[[bytes, tuple[str, int]], None] | None = None
+    ) -> None:
         self._fd = fd
+        self._overflow = overflow
         capacity = self.CAPACITY
         self._messages = _ffi.new("struct mmsghdr[]", capacity)
         self._iovecs = _ffi.new("struct iovec[]", capacity)
@@ -132,8 +148,9 @@ class SendBatch:
         self._names: list[Any] = [None] * capacity  # keeps each destination alive until sent
         self.count = 0
         self._scheduled = False
-        self.sent = 0
-        self.failed = 0
+        self.sent = 0  # datagrams the kernel took from the batch
+        self.queued = 0  # datagrams handed to ``overflow``
+        self.failed = 0  # datagrams refused or lost
 
     def slot(self) -> int:
         if self.count == self.CAPACITY:
@@ -151,10 +168,17 @@ class SendBatch:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
+    def close(self) -> None:
+        """The socket is closing: what is not sent yet never will be, and its file
+        descriptor, which the system may give to another file, is not used again."""
+        self._fd = -1
+        self.count = 0
+        self._names = [None] * self.CAPACITY
+
     def flush(self) -> None:
         self._scheduled = False
         count, self.count = self.count, 0
-        start = 0
+        start = 0 if self._fd >= 0 else count
         while start < count:
             sent = _libc.sendmmsg(self._fd, self._messages + start, count - start, 0)
             if sent >= 0:
@@ -165,7 +189,7 @@ class SendBatch:
             if error == errno.EINTR:
                 continue
             if error in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
-                self.failed += count - start  # the socket is full: media recovers by NACK
+                self._spill(start, count)
                 break
             # this one destination refused (no route, ...): the rest still go
             logger.debug("sendmmsg to one destination failed: %s", errno.errorcode.get(error))
@@ -174,6 +198,16 @@ class SendBatch:
         names = self._names
         for i in range(count):
             names[i] = None
+
+    def _spill(self, start: int, count: int) -> None:
+        """The socket is full: hand datagrams ``start`` to ``count`` to ``overflow``."""
+        if self._overflow is None:
+            self.failed += count - start  # media recovers by NACK
+            return
+        for i in range(start, count):
+            length = self._lengths[i].iov_len
+            self._overflow(bytes(self.views[i][:length]), _address(self._names[i]))
+        self.queued += count - start
 
 
 # --- the shared port -------------------------------------------------------------------------
@@ -222,7 +256,7 @@ class SharedPort(asyncio.DatagramProtocol):
     """One bound UDP socket and the connections that share it."""
 
     RECEIVE_BUFFER = 4 << 20  # every peer's datagrams wait in this one socket's queue
-    SEND_BUFFER = 4 << 20  # a fan-out's copies leave in one burst
+    SEND_BUFFER = 8 << 20  # a fan-out's copies leave in one burst, a lesson's worth per packet
 
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport
@@ -239,14 +273,30 @@ class SharedPort(asyncio.DatagramProtocol):
         ``connection_made`` only after the endpoint is returned)."""
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        sizes = ((socket.SO_RCVBUF, self.RECEIVE_BUFFER), (socket.SO_SNDBUF, self.SEND_BUFFER))
-        for option, size in sizes:
-            try:
+        for force, option, size in (
+            (_SO_RCVBUFFORCE, socket.SO_RCVBUF, self.RECEIVE_BUFFER),
+            (_SO_SNDBUFFORCE, socket.SO_SNDBUF, self.SEND_BUFFER),
+        ):
+            try:  # beyond the system's limit (net.core.[rw]mem_max) when allowed to
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
+            except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, option, size)
-            except OSError as exc:  # pragma: no cover - the system's limit stays
-                logger.warning("cannot size the shared UDP port's buffer: %s", exc)
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                logger.warning(
+                    "the shared UDP port's %s buffer is %d bytes, less than %d: raise "
+                    "net.core.%s_max or run with CAP_NET_ADMIN",
+                    "receive" if option == socket.SO_RCVBUF else "send",
+                    sock.getsockopt(socket.SOL_SOCKET, option),
+                    size,
+                    "rmem" if option == socket.SO_RCVBUF else "wmem",
+                )
         if _libc is not None:
-            self.batch = SendBatch(sock.fileno())
+            self.batch = SendBatch(sock.fileno(), transport.sendto)
+
+    def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
+        self.transport.close()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -351,7 +401,7 @@ class SharedPorts:
 
     def close(self) -> None:
         for port in self.opened():
-            port.transport.close()
+            port.close()
         for opening in self._ports.values():
             opening.cancel()
         self._ports.clear()

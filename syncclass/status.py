@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from media.drops import DROPPED
+from media.udp_mux import SharedPort
 from signaling.auth import require_teacher
 from signaling.keys import SESSIONS, SFU
 
@@ -48,6 +49,19 @@ def _file_descriptors() -> int:
         return -1
 
 
+def _shared_port(port: SharedPort) -> dict[str, object]:
+    batch = port.batch
+    return {
+        "address": port.address[0],
+        "port": port.address[1],
+        "connections": port.users,
+        # forwarded datagrams sent in batches; queued when the socket was full; lost
+        "batched": batch.sent if batch else 0,
+        "queued": batch.queued if batch else 0,
+        "failed": batch.failed if batch else 0,
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     require_teacher(request)
     sfu = request.app[SFU]
@@ -64,7 +78,7 @@ async def status(request: web.Request) -> web.Response:
             "udp_sockets": _udp_sockets(),
             # the one UDP port per address that every peer shares (none with --ice-ports)
             "shared_ports": [
-                {"address": port.address[0], "port": port.address[1], "connections": port.users}
+                _shared_port(port)
                 for port in (sfu.network.shared.opened() if sfu.network.shared else [])
             ],
             "fds": _file_descriptors(),

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aioice import stun
 
-from media.udp_mux import SendBatch, sockaddr, stun_request_ufrag
+from media.udp_mux import SendBatch, _address, sockaddr, stun_request_ufrag
 from tests.server import Server, start_server
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import whep_subscribe, whip_publish
@@ -42,6 +42,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, media_port: int) -> Iterato
     instance = start_server(tmp_path_factory.mktemp("server"), "--ice-port", str(media_port))
     yield instance
     instance.stop()
+
+
+def test_addresses_for_sendmmsg_read_back_as_they_were_given() -> None:
+    for address in [("127.0.0.1", 5004), ("203.0.113.9", 65535), ("2001:db8::7", 40000)]:
+        assert _address(sockaddr(address)) == address
 
 
 def test_stun_requests_are_told_apart_by_the_ufrag_they_are_for() -> None:
@@ -80,6 +85,9 @@ async def test_two_lessons_share_the_configured_port_and_strangers_are_turned_aw
             await classroom.wait_for_frames(20, timeout=8)
         status = server.status()
         assert [(p["port"], p["connections"]) for p in status["shared_ports"]] == [(media_port, 6)]
+        # what was forwarded left in batches, and nothing was lost on the way to the kernel
+        port = status["shared_ports"][0]
+        assert port["batched"] >= 4 * 20 and port["failed"] == 0, port
 
         before = status["media_dropped"]
         request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
