@@ -58,18 +58,27 @@ class LessonRecording:
         return sum(sink.packets for sink in self._sinks)
 
     async def start(self) -> None:
-        """Open (or reopen, after a restart) the logs and attach to the lesson's producers."""
-        free = await self._writer.run(_prepare, self.directory, self.lesson_id)
-        if free < self._min_free_bytes:
-            self._stop_early("low_disk_space", free)
-            return
-        paths = [self.directory / log_name(s.source, s.kind) for s in self._sinks]
-        self._logs = await self._writer.run(log_writer.open_logs, paths)
+        """Attach to the lesson's producers, then open (or reopen, after a restart) the logs.
+
+        The sinks are attached first and keep what arrives in memory until the logs are
+        open: the lesson's first keyframe must not go by while the disk is being prepared,
+        or the recording would start only at the next one."""
+        for sink in self._sinks:
+            self.router.add_consumer(sink)
+        try:
+            free = await self._writer.run(_prepare, self.directory, self.lesson_id)
+            if free < self._min_free_bytes:
+                self._detach()
+                self._stop_early("low_disk_space", free)
+                return
+            paths = [self.directory / log_name(s.source, s.kind) for s in self._sinks]
+            self._logs = await self._writer.run(log_writer.open_logs, paths)
+        except BaseException:
+            self._detach()
+            raise
         if self._closed:  # the lesson ended while the files were being opened
             await self._writer.run(log_writer.close_logs, self._logs)
             return
-        for sink in self._sinks:
-            self.router.add_consumer(sink)
         self._task = asyncio.create_task(self._run(), name=f"recording-{self.lesson_id}")
 
     async def _run(self) -> None:
