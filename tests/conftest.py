@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.server import Server, start_server
+from tests.server import PORT_MODES, Server, port_mode_options, start_server
 from tests.support.browser import launch
 from tests.support.peers import use_loopback_only
 
@@ -28,6 +28,16 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     instance = start_server(tmp_path_factory.mktemp("server"))
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module", params=PORT_MODES)
+def server_in_each_port_mode(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server with every peer on one shared UDP port, then one with a port per peer."""
+    instance = start_server(tmp_path_factory.mktemp("server"), *port_mode_options(request.param))
     yield instance
     instance.stop()
 

@@ -8,25 +8,21 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.server import PORT_MODES, ROOT, Server, port_mode_options, start_server
+from tests.server import ROOT, Server, start_server
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import Classroom, Publisher, whep_subscribe, whip_publish
 
 FPS = 30
 
 
-@pytest.fixture(scope="module", params=PORT_MODES)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    instance = start_server(tmp_path_factory.mktemp("server"), *port_mode_options(request.param))
-    yield instance
-    instance.stop()
+@pytest.fixture(scope="module")
+def server(server_in_each_port_mode: Server) -> Server:
+    return server_in_each_port_mode
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ share one UDP port (the default) or each has its own (``--ice-ports``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
-from tests.server import PORT_MODES, Server, port_mode_options, start_server
+from tests.server import Server
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import whep_subscribe, whip_publish
 
@@ -21,13 +20,9 @@ async def wait_for(predicate, seconds: float = 10.0) -> bool:  # type: ignore[no
     return predicate()
 
 
-@pytest.fixture(scope="module", params=PORT_MODES)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    instance = start_server(tmp_path_factory.mktemp("server"), *port_mode_options(request.param))
-    yield instance
-    instance.stop()
+@pytest.fixture(scope="module")
+def server(server_in_each_port_mode: Server) -> Server:
+    return server_in_each_port_mode
 
 
 def connections(status: dict) -> int:  # type: ignore[type-arg]
