@@ -57,7 +57,7 @@ from pylibsrtp._binding import lib as srtp_lib
 
 from .codec import Codec, HeaderExtension
 from .consumer import EgressParameters, RtpLink
-from .drops import DROPPED
+from .drops import DROPPED, unfit
 from .network import Network, NetworkConfig
 from .rtp_packet import RtpError, RtpPacket, parse_rtp, rewrite_into
 from .udp_mux import SendBatch, SharedPort, sockaddr
@@ -516,7 +516,6 @@ async def _share(
 
 # --- what reaches a media port -------------------------------------------------------------
 
-_MAX_SRTP = 1500  # pylibsrtp's buffer: no larger SRTP packet can be unprotected
 # Datagrams waiting for one peer's DTLS transport beyond which more are dropped, so that a
 # flood cannot grow the server's memory without bound (aioice's queue has no limit).
 _MAX_QUEUED = 1000
@@ -534,22 +533,20 @@ class _GuardedStunProtocol(aioice_ice.StunProtocol):
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         data = cast(bytes, data)
-        first = data[0] if data else -1
-        if 0 <= first <= 3:
+        if data and data[0] <= 3:
             self._stun_received(data, addr)
-        elif 20 <= first <= 63 or 128 <= first <= 191:
-            connection = self.receiver
-            component = self.local_candidate.component
-            if first >= 128 and len(data) > _MAX_SRTP:
-                DROPPED.add("oversized")
-            elif not _from_peer(connection, component, (addr[0], addr[1])):
-                DROPPED.add("not_from_peer")
-            elif connection._queue.qsize() >= _MAX_QUEUED:
-                DROPPED.add("overflow")
-            else:
-                connection.data_received(data, component)
+            return
+        reason = unfit(data)
+        connection = self.receiver
+        component = self.local_candidate.component
+        if reason is None and not _from_peer(connection, component, (addr[0], addr[1])):
+            reason = "not_from_peer"
+        if reason is None and connection._queue.qsize() >= _MAX_QUEUED:
+            reason = "overflow"
+        if reason is None:
+            connection.data_received(data, component)
         else:
-            DROPPED.add("malformed")
+            DROPPED.add(reason)
 
     def _stun_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:

@@ -18,6 +18,18 @@ REASONS = (
 )
 
 
+MAX_SRTP = 1500  # pylibsrtp's buffer: no larger SRTP packet can be unprotected
+
+
+def unfit(data: bytes) -> str | None:
+    """The reason to drop a datagram that is not STUN on sight (RFC 7983, by its first byte,
+    and its size), or None for DTLS or SRTP that may be the peer's."""
+    first = data[0] if data else -1
+    if 128 <= first <= 191:
+        return "oversized" if len(data) > MAX_SRTP else None
+    return None if 20 <= first <= 63 else "malformed"
+
+
 class DropCounters:
     __slots__ = ("counts",)
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast
 
 from cffi import FFI
 
-from .drops import DROPPED
+from .drops import DROPPED, unfit
 
 logger = logging.getLogger(__name__)
 
@@ -244,14 +244,6 @@ class _PortView(asyncio.DatagramTransport):
         self.close()
 
 
-def _unrouted(first: int, size: int) -> str:
-    """Why a datagram from an address no connection has claimed is dropped, by the same
-    reasons a connection's own protocol gives (aiortc_hooks._GuardedStunProtocol)."""
-    if 128 <= first <= 191:
-        return "oversized" if size > _DATAGRAM else "not_from_peer"
-    return "not_from_peer" if 20 <= first <= 63 else "malformed"
-
-
 class SharedPort(asyncio.DatagramProtocol):
     """One bound UDP socket and the connections that share it."""
 
@@ -357,7 +349,7 @@ class SharedPort(asyncio.DatagramProtocol):
         else:
             user = self._by_address.get((addr[0], addr[1]))
             if user is None:
-                DROPPED.add(_unrouted(first, len(data)))
+                DROPPED.add(unfit(data) or "not_from_peer")
                 return
         user.datagram_received(data, addr)
 

@@ -37,20 +37,14 @@ def port_mode_options(mode: str) -> tuple[str, ...]:
     return ("--ice-ports", f"{low}-{min(low + 40, 65535)}")
 
 
+def serve_arguments(port: int, data_dir: Path) -> list[str]:
+    """``serve`` with nothing but its port, data directory and loopback."""
+    return ["serve", "--port", str(port), "--data-dir", str(data_dir), "--ice-bind", "127.0.0.1"]
+
+
 def serve_command(port: int, data_dir: Path) -> list[str]:
     """``syncclass serve`` with nothing but its port, data directory and loopback."""
-    return [
-        sys.executable,
-        "-m",
-        "syncclass",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--ice-bind",
-        "127.0.0.1",
-    ]
+    return [sys.executable, "-m", "syncclass", *serve_arguments(port, data_dir)]
 
 
 def launch(
@@ -153,13 +147,7 @@ def start_server(
         sys.executable,
         "-c",
         code,
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--ice-bind",
-        "127.0.0.1",
+        *serve_arguments(port, data_dir),
         "--teacher-key",
         TEACHER_KEY,
         *args,
