@@ -26,7 +26,8 @@ from typing import Any
 import pylibsrtp
 from aiortc.rtcdtlstransport import State as DtlsState
 
-from media.aiortc_hooks import DtlsLink, _GuardedStunProtocol, _SharedStunProtocol
+from media.aiortc_adapter.datagram_guard import GuardedStunProtocol, SharedStunProtocol
+from media.aiortc_adapter.rtp_writer import DtlsLink
 from media.codec import Codec, HeaderExtension
 from media.consumer import Consumer, EgressParameters
 from media.producer import Producer
@@ -81,10 +82,10 @@ def _connected_transport(batch: _Batch | None) -> Any:
     )
     protocol: Any
     if batch is not None:
-        protocol = _SharedStunProtocol.__new__(_SharedStunProtocol)
+        protocol = SharedStunProtocol.__new__(SharedStunProtocol)
         protocol.port = types.SimpleNamespace(batch=batch)
     else:
-        protocol = _GuardedStunProtocol.__new__(_GuardedStunProtocol)
+        protocol = GuardedStunProtocol.__new__(GuardedStunProtocol)
         protocol.transport = _Socket()
     pair = types.SimpleNamespace(protocol=protocol, remote_addr=("127.0.0.1", 9))
     connection = types.SimpleNamespace(_nominated={1: pair})

@@ -24,9 +24,9 @@ from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket, is_rtcp
 
-from media.aiortc_hooks import unix_to_ntp
 from media.nack import LossTracker
 from media.rtp_packet import RtpError, parse_rtp
+from media.sender_clock import unix_to_ntp
 
 from .clip import AUDIO_RATE, FPS, OPUS_FRAME, VideoClip
 

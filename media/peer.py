@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_hooks import configure_ice
+from .aiortc_adapter.ice import configure_ice
 from .network import Network
 from .offer import OfferError
 from .router import Router

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .aiortc_hooks import ReceiveParameters, install_ingress, restrict_codecs
+from .aiortc_adapter.codecs import restrict_codecs
+from .aiortc_adapter.rtp_reader import ReceiveParameters, install_ingress
 from .codec import SUPPORTED
 from .network import Network
 from .offer import OfferError, describe_offer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from .aiortc_hooks import install_egress, restrict_codecs
+from .aiortc_adapter.codecs import restrict_codecs
+from .aiortc_adapter.egress_rtcp import install_egress
 from .codec import SUPPORTED, match_codec
 from .consumer import Consumer
 from .network import Network

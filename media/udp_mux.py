@@ -11,7 +11,8 @@ told apart as RFC 7983 and RFC 8445 allow, as mediasoup's WebRtcServer does:
   moves the address to it: an address then belongs to the last connection that proved it.
 
 This module knows sockets and the STUN header only; aioice's side of it (the protocol a
-connection is given) lives in aiortc_hooks.
+connection is given) is media/aiortc_adapter/datagram_guard.py. The packet path:
+SharedPort → datagram_guard → rtp_reader → Producer.on_rtp → Consumer.forward → DtlsLink → SendBatch
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from aioice import ice, stun
 from aiortc import RTCSessionDescription
 
-from media.aiortc_hooks import CONSENT_EXPIRY_INTERVALS
+from media.aiortc_adapter.consent import CONSENT_EXPIRY_INTERVALS
 from media.network import NetworkConfig
 from media.publisher import Publisher
 from media.sfu import Sfu

@@ -1,0 +1,49 @@
+"""Negotiated aiortc codec parameters as media.codec.Codec, and the answer's codecs narrowed to
+those the SFU forwards."""
+
+from __future__ import annotations
+
+from aiortc import RTCRtpCodecParameters, RTCRtpTransceiver
+
+from ..codec import Codec
+
+
+def codecs_of(parameters: list[RTCRtpCodecParameters]) -> list[Codec]:
+    """The media codecs among ``parameters``, each with the payload type of its RTX if any."""
+    rtx = {
+        c.parameters.get("apt"): c.payloadType
+        for c in parameters
+        if c.mimeType.lower().endswith("/rtx")
+    }
+    return [
+        Codec(
+            mime_type=c.mimeType,
+            clock_rate=c.clockRate,
+            payload_type=c.payloadType,  # type: ignore[arg-type]  # set once negotiated
+            channels=c.channels,
+            parameters=dict(c.parameters),
+            rtx_payload_type=rtx.get(c.payloadType),
+        )
+        for c in parameters
+        if not c.mimeType.lower().endswith("/rtx")
+    ]
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...]) -> list[Codec]:
+    """Keep only ``mime_types`` (and their RTX) in what the answer will accept; returns them.
+
+    aiortc fixes the common codecs in setRemoteDescription, before an answerer could set
+    preferences, so they are filtered afterwards (``transceiver._codecs``)."""
+    kept = [c for c in transceiver._codecs if c.mimeType.lower() in mime_types]
+    if not kept:
+        # left as offered: an answer section without any codec is not SDP (the caller
+        # refuses the offer or makes the section inactive)
+        return []
+    media_types = {c.payloadType for c in kept}
+    kept += [
+        c
+        for c in transceiver._codecs
+        if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in media_types
+    ]
+    transceiver._codecs = kept
+    return codecs_of(kept)

@@ -1,0 +1,179 @@
+"""The receive half of the packet path: a publisher's decrypted RTP parsed once and handed to
+its producer instead of aiortc's depacketizer and decoder, its sender reports forwarded, and
+the producer's feedback (PLI, NACK) sent back upstream.
+
+The packet path, on the shared port:
+SharedPort → datagram_guard → rtp_reader → Producer.on_rtp → Consumer.forward → DtlsLink → SendBatch
+
+Hooks: aiortc's ``RTCDtlsTransport._handle_rtp_data`` (replaced), ``_rtp_router`` and
+``_register_rtp_receiver``; ``RTCRtpReceiver.receive`` and ``_handle_rtcp_packet`` (replaced
+per instance), its ``_run_rtcp`` and its private ``__codecs``, ``__rtx_ssrc``,
+``__remote_streams`` (statistics for the receiver reports aiortc still sends),
+``__rtcp_ssrc``, ``__rtcp_task`` and ``__started``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiortc import RTCRtpReceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSrPacket
+
+from ..codec import Codec, HeaderExtension
+from ..drops import DROPPED
+from ..rtp_packet import RtpError, RtpPacket, parse_rtp
+from ..sender_clock import NTP_EPOCH_OFFSET, ntp_to_unix
+from .codecs import codecs_of
+from .rtp_writer import DtlsLink
+
+logger = logging.getLogger(__name__)
+
+
+class IngressSink(Protocol):
+    """Receives one inbound stream (implemented by Producer)."""
+
+    def on_rtp(self, packet: RtpPacket, arrival: float) -> None: ...
+
+    def on_sender_report(self, sender_time: float, rtp_timestamp: int, arrival: float) -> None: ...
+
+
+class ReceiveParameters:
+    """What negotiation fixed for one inbound stream."""
+
+    def __init__(
+        self, codecs: list[Codec], extensions: list[HeaderExtension], rtx_ssrcs: dict[int, int]
+    ) -> None:
+        self.codecs = codecs
+        self.extensions = extensions
+        self.rtx_ssrcs = rtx_ssrcs  # retransmission SSRC -> media SSRC
+
+
+class _Upstream:
+    """RTCP feedback from a producer to the publisher, sent as the receiver's RTCP SSRC."""
+
+    __slots__ = ("_receiver", "_link")
+
+    def __init__(self, receiver: RTCRtpReceiver, link: DtlsLink) -> None:
+        self._receiver = receiver
+        self._link = link
+
+    def _rtcp_ssrc(self) -> int:
+        return self._receiver._RTCRtpReceiver__rtcp_ssrc or 0
+
+    def request_keyframe(self, ssrc: int) -> None:
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc(), media_ssrc=ssrc)
+        self._link.send_rtcp(bytes(packet))
+
+    def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
+        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc(), media_ssrc=ssrc)
+        packet.lost = sorted(sequence_numbers)
+        self._link.send_rtcp(bytes(packet))
+
+
+class _Ingress:
+    """The per-receiver half of the receive path that an SFU keeps: statistics for the
+    receiver reports aiortc still sends, then the producer."""
+
+    __slots__ = ("receiver", "sink", "statistics", "clock_rate")
+
+    def __init__(self, receiver: RTCRtpReceiver, sink: IngressSink, codec: Codec) -> None:
+        self.receiver = receiver
+        self.sink = sink
+        self.statistics: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams
+        self.clock_rate = codec.clock_rate
+
+    def handle(self, packet: RtpPacket, arrival: float) -> None:
+        statistics = self.statistics.get(packet.ssrc)
+        if statistics is None:
+            statistics = self.statistics[packet.ssrc] = StreamStatistics(self.clock_rate)
+        statistics.add(packet)  # type: ignore[arg-type]  # reads what our packet has too
+        self.sink.on_rtp(packet, arrival)
+
+
+def ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
+    """Route the transport's decrypted RTP to our ingress objects instead of aiortc's
+    depacketizer and decoder; the packet is parsed once here."""
+    table: dict[RTCRtpReceiver, _Ingress] | None = getattr(dtls, "_syncclass_ingress", None)
+    if table is not None:
+        return table
+    table = {}
+    router = dtls._rtp_router
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            packet = parse_rtp(data)
+        except RtpError as exc:
+            logger.debug("dropping RTP: %s", exc)
+            DROPPED.add("malformed")
+            return
+        receiver = router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc, payload_type
+        ingress = None if receiver is None else table.get(receiver)  # type: ignore[call-overload]
+        if ingress is None:
+            DROPPED.add("unrouted")
+            return
+        try:
+            ingress.handle(packet, arrival_time_ms / 1000 - NTP_EPOCH_OFFSET)
+        except Exception:
+            # aiortc closes the whole transport on an exception; one bad packet must
+            # not end the teacher's publication
+            logger.exception("forwarding %r failed", packet)
+
+    dtls._handle_rtp_data = handle_rtp_data
+    dtls._syncclass_ingress = table
+    return table
+
+
+def install_ingress(
+    receiver: RTCRtpReceiver,
+    on_receive: Callable[[ReceiveParameters, Any], IngressSink | None],
+) -> None:
+    """Replace ``receiver.receive`` so that, when the transport is up, ``on_receive`` is
+    given the negotiated parameters and an upstream feedback channel and returns the sink.
+
+    aiortc's own ``receive`` also starts a decoder thread; this one does not.
+    """
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        if receiver._RTCRtpReceiver__started:
+            return
+        codecs_by_pt = receiver._RTCRtpReceiver__codecs
+        for codec in parameters.codecs:
+            codecs_by_pt[codec.payloadType] = codec
+        rtx_ssrcs = {}
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
+        receiver._RTCRtpReceiver__rtx_ssrc.update(rtx_ssrcs)
+        dtls = receiver.transport
+        link = DtlsLink(dtls)
+        upstream = _Upstream(receiver, link)
+        codecs = codecs_of(parameters.codecs)
+        extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
+        sink = on_receive(ReceiveParameters(codecs, extensions, rtx_ssrcs), upstream)
+        if sink is not None and codecs:
+            ingress_table(dtls)[receiver] = _Ingress(receiver, sink, codecs[0])
+            _forward_sender_reports(receiver, sink)
+        dtls._register_rtp_receiver(receiver, parameters)
+        receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
+        receiver._RTCRtpReceiver__started = True
+
+    receiver.receive = receive
+
+
+def _forward_sender_reports(receiver: RTCRtpReceiver, sink: IngressSink) -> None:
+    handle_rtcp = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        await handle_rtcp(packet)  # keeps aiortc's LSR bookkeeping for its receiver reports
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            sink.on_sender_report(ntp_to_unix(info.ntp_timestamp), info.rtp_timestamp, time.time())
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet
