@@ -11,6 +11,10 @@ from aioice.ice import get_host_addresses
 
 from .udp_mux import SharedPorts
 
+# A peer unheard of for this long has lost consent (RFC 7675 allows 30 s): five of aioice's
+# 5-s consent checks, with a vanished peer's session closed before the 30 s are up.
+CONSENT_TIMEOUT_S = 25.0
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -22,6 +26,9 @@ class NetworkConfig:
     ports: tuple[int, int] | None = None
     # One UDP port shared by every peer (0: a free one, chosen once); None: a port per peer.
     shared_port: int | None = None
+    # Seconds without an answered consent check or authenticated media after which a peer's
+    # connection is closed (ICE consent, RFC 7675).
+    consent_timeout_s: float = CONSENT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         for address in (*self.bind, *((self.announce,) if self.announce else ())):
@@ -35,6 +42,10 @@ class NetworkConfig:
                 raise ValueError("a shared UDP port and a port range exclude each other")
             if not 0 <= self.shared_port <= 65535:
                 raise ValueError(f"invalid UDP port {self.shared_port}")
+        if not 0 < self.consent_timeout_s <= 30:
+            raise ValueError(
+                f"the ICE consent timeout must be within 30 s: {self.consent_timeout_s}"
+            )
 
     def port_order(self) -> Iterator[int]:
         """Ports to try for a new socket: the range from a random point, wrapping once."""

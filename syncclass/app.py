@@ -99,6 +99,7 @@ def create_app(config: Config) -> web.Application:
             announce=config.ice_announce,
             ports=config.ice_ports,
             shared_port=None if config.ice_ports is not None else config.ice_port,
+            consent_timeout_s=config.ice_consent_timeout_s,
         )
     )
     app[SESSIONS] = Sessions()

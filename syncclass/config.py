@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from media.network import CONSENT_TIMEOUT_S
+
 ENV_PREFIX = "SYNCCLASS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -26,6 +28,7 @@ class Config:
     ice_announce: str | None = None
     ice_ports: tuple[int, int] | None = None  # a port per peer from this range
     ice_port: int = 0  # without ice_ports: the one UDP port every peer shares (0: a free one)
+    ice_consent_timeout_s: float = CONSENT_TIMEOUT_S  # a peer unheard of this long is closed
     tls_cert: Path | None = None
     tls_key: Path | None = None
     token_ttl_s: float = 43200.0
@@ -107,6 +110,17 @@ def _port_range(text: str) -> tuple[int, int]:
     if high - low + 1 < 2:
         raise ValueError(f"range {low}-{high} must span at least 2 ports")
     return low, high
+
+
+def _consent_timeout(text: str) -> float:
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    # RFC 7675: consent lapses at the latest 30 s after the peer was last heard
+    if not (math.isfinite(seconds) and 1 <= seconds <= 30):
+        raise ValueError(f"must be from 1 to 30 seconds, got {text!r}")
+    return seconds
 
 
 def _existing_file(text: str) -> Path:
@@ -306,6 +320,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "LOW-HIGH",
         "a UDP port per peer from this range, instead of one shared port",
         _port_range,
+    ),
+    _Option(
+        "--ice-consent-timeout",
+        "ice_consent_timeout_s",
+        "SECONDS",
+        "close a peer's session when nothing authenticated came from it for this long "
+        "(ICE consent, RFC 7675; 1 to 30)",
+        _consent_timeout,
     ),
     _Option(
         "--tls-cert", "tls_cert", "FILE", "TLS certificate (PEM); needs --tls-key", _existing_file

@@ -1,5 +1,5 @@
 """ICE consent freshness (RFC 7675) that also counts authenticated media from the peer as its
-consent, and closes the connection of a peer unheard of for five check intervals (25 s).
+consent, and closes the connection of a peer unheard of for the configured time.
 
 Hooks: aioice's ``Connection.query_consent`` (replaced; ``connect`` starts it), and aiortc's
 ``RTCDtlsTransport._setup_srtp`` (wrapped, to wrap the inbound SRTP session ``_rx_srtp``).
@@ -23,28 +23,24 @@ from ..drops import DROPPED
 
 logger = logging.getLogger(__name__)
 
-# a peer unheard of for this many consent intervals has lost consent (RFC 7675 allows 30 s)
-CONSENT_EXPIRY_INTERVALS = 5
 
-
-def keep_consent(connection: aioice.Connection) -> None:
+def keep_consent(connection: aioice.Connection, timeout_s: float) -> None:
     """Make ``connection`` check consent as ``_query_consent`` does, from now on."""
     connection._syncclass_last_data = asyncio.get_running_loop().time()  # type: ignore[attr-defined]
     connection.query_consent = functools.partial(  # type: ignore[method-assign]
-        _query_consent, connection
+        _query_consent, connection, timeout_s
     )
 
 
-async def _query_consent(connection: aioice.Connection) -> None:
+async def _query_consent(connection: aioice.Connection, expiry: float) -> None:
     """RFC 7675 consent freshness as aioice does it, except that media arriving from the peer
     also counts as its consent: FFmpeg's WHIP muxer never answers consent checks, yet
-    publishes for hours. Consent lapses after ``CONSENT_EXPIRY_INTERVALS`` check intervals
-    without a word from the peer (25 s by aioice's defaults), measured in time rather than
-    counted in failed checks, so a peer that vanishes is closed within 30 s, not 27 to 39."""
+    publishes for hours. Consent lapses after ``expiry`` seconds without a word from the peer
+    (25 s by default), measured in time rather than counted in failed checks, so a peer that
+    vanishes is closed within 30 s, not 27 to 39."""
     assert connection.remote_password is not None
     loop = asyncio.get_running_loop()
     interval = aioice_ice.CONSENT_INTERVAL
-    expiry = interval * CONSENT_EXPIRY_INTERVALS
     answered = loop.time()
     while True:
         heard = max(answered, connection._syncclass_last_data)  # type: ignore[attr-defined]

@@ -46,7 +46,7 @@ def configure_ice(pc: RTCPeerConnection, network: Network) -> None:
             connection.gather_candidates = functools.partial(  # type: ignore[method-assign]
                 _gather, connection, network
             )
-            keep_consent(connection)
+            keep_consent(connection, network.config.consent_timeout_s)
             count_stun_rejections(connection)
             connection._syncclass_configured = True  # type: ignore[attr-defined]
         authenticate_media(dtls, connection)

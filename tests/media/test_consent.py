@@ -10,7 +10,6 @@ import pytest
 from aioice import ice, stun
 from aiortc import RTCSessionDescription
 
-from media.aiortc_adapter.consent import CONSENT_EXPIRY_INTERVALS
 from media.network import NetworkConfig
 from media.publisher import Publisher
 from media.sfu import Sfu
@@ -18,9 +17,10 @@ from tests.support.media import PacedTrack, encode_opus_clip, encode_vp8_clip
 from tests.support.peers import new_peer_connection
 
 INTERVAL = 0.2  # seconds between consent checks, instead of 5, to keep the test short
-# how long the server waits for a silent peer: consent lapses after a number of intervals, and
-# the last check waits a STUN retransmission timeout for its answer
-GIVE_UP_S = INTERVAL * CONSENT_EXPIRY_INTERVALS + stun.RETRY_RTO + 1
+TIMEOUT = 5 * INTERVAL  # consent lapses after five intervals, as by default (25 s)
+# how long the server waits for a silent peer: consent lapses after the timeout, and the last
+# check waits a STUN retransmission timeout for its answer
+GIVE_UP_S = TIMEOUT + stun.RETRY_RTO + 1
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ async def publish(sfu: Sfu) -> tuple[Publisher, Any, PacedTrack]:
 
 
 async def test_streaming_publisher_keeps_consent_without_answering(fast_consent: None) -> None:
-    sfu = Sfu(NetworkConfig(bind=("127.0.0.1",)))
+    sfu = Sfu(NetworkConfig(bind=("127.0.0.1",), consent_timeout_s=TIMEOUT))
     publisher, pc, _ = await publish(sfu)
     try:
         await asyncio.sleep(GIVE_UP_S)
@@ -62,7 +62,7 @@ async def test_streaming_publisher_keeps_consent_without_answering(fast_consent:
 
 
 async def test_silent_peer_is_dropped(fast_consent: None) -> None:
-    sfu = Sfu(NetworkConfig(bind=("127.0.0.1",)))
+    sfu = Sfu(NetworkConfig(bind=("127.0.0.1",), consent_timeout_s=TIMEOUT))
     publisher, pc, track = await publish(sfu)
     try:
         # the client vanishes: nothing more leaves it (no media, no RTCP, no STUN)

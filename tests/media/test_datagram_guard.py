@@ -4,6 +4,7 @@ malformed datagrams neither end the peer nor keep a vanished one alive."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import struct
@@ -121,7 +122,7 @@ async def test_forged_media_does_not_keep_consent(
     monkeypatch: pytest.MonkeyPatch, network: NetworkConfig
 ) -> None:
     monkeypatch.setattr(ice, "CONSENT_INTERVAL", INTERVAL)
-    sfu = Sfu(network)
+    sfu = Sfu(dataclasses.replace(network, consent_timeout_s=5 * INTERVAL))
     publisher, pc = await publish(sfu)
     client, server = addresses(pc)
     ssrc = publisher.producers[0].ssrc or 0

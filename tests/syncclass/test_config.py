@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from media.network import NetworkConfig
 from syncclass.config import Config, build_serve_parser, parse_serve_args, resolve_serve_config
 from tests.syncclass.usage import expect_usage_error
 
@@ -124,6 +125,13 @@ def test_empty_environment_variable_counts_as_unset() -> None:
     assert parse_serve_args([], {"SYNCCLASS_PORT": "", "SYNCCLASS_TEACHER_KEY": ""}) == Config()
 
 
+def test_ice_consent_timeout() -> None:
+    assert Config().ice_consent_timeout_s == NetworkConfig().consent_timeout_s == 25.0
+    assert parse_serve_args(["--ice-consent-timeout", "3"], {}).ice_consent_timeout_s == 3.0
+    environ = {"SYNCCLASS_ICE_CONSENT_TIMEOUT": "12.5"}
+    assert parse_serve_args([], environ).ice_consent_timeout_s == 12.5
+
+
 def test_ice_bind_deduplicates() -> None:
     assert parse_serve_args(["--ice-bind", "10.0.0.1,10.0.0.1,"], {}).ice_bind == ("10.0.0.1",)
 
@@ -163,6 +171,10 @@ def test_resolve_with_subcommand_parser() -> None:
         (["--token-ttl", "0"], "positive number"),
         (["--token-ttl", "nan"], "positive number"),
         (["--token-ttl", "soon"], "number of seconds"),
+        (["--ice-consent-timeout", "0.5"], "from 1 to 30 seconds"),
+        (["--ice-consent-timeout", "31"], "from 1 to 30 seconds"),
+        (["--ice-consent-timeout", "nan"], "from 1 to 30 seconds"),
+        (["--ice-consent-timeout", "soon"], "number of seconds"),
         (["--max-classrooms", "0"], "at least 1"),
         (["--log-level", "loud"], "expected one of"),
         (["--teacher-key", " "], "must not be empty"),
