@@ -1,5 +1,8 @@
 """Negotiated aiortc codec parameters as media.codec.Codec, and the answer's codecs narrowed to
-those the SFU forwards."""
+those the SFU forwards.
+
+Hook: aiortc's ``RTCRtpTransceiver._codecs`` (what the answer offers, filtered in place).
+"""
 
 from __future__ import annotations
 
