@@ -15,11 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from media.router import STAGE
+from media.router import Router
 
-from .classrooms import RESERVED, feed_source
+from .classrooms import RESERVED
 from .keys import CLASSROOMS, EVENTS, JOURNAL, SESSIONS, SFU, STORE
 from .lesson_events import Participant
+from .stage import STAGE, stage_source
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,15 @@ def apply_stage(app: web.Application, lesson_id: str) -> None:
     """Make the lesson's media follow who is on stage now."""
     router = app[SFU].get(lesson_id)
     if router is not None and not router.closed:
-        on_stage = app[CLASSROOMS].view(lesson_id).on_stage[: len(STAGE)]
-        router.set_stage([feed_source(name) for name in on_stage])
+        router.reselect()
+
+
+def lesson_router(app: web.Application, lesson_id: str) -> Router:
+    """The lesson's router, made now if it has none; its consumers follow the stage."""
+    classrooms = app[CLASSROOMS]
+    return app[SFU].router(
+        lesson_id, lambda sink: stage_source(sink, classrooms.view(lesson_id).on_stage)
+    )
 
 
 def _chat(

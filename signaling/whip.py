@@ -9,17 +9,16 @@ from aiohttp import web
 
 from media.offer import MAX_OFFER_BYTES, OfferError, describe_offer
 from media.peer import NegotiationError, Peer
-from media.publisher import Publisher
-from media.subscriber import Subscriber
 
 from .auth import grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error, read_body
 from .hooks import hooks_of
-from .interaction import apply_stage
-from .keys import CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
+from .interaction import apply_stage, lesson_router
+from .keys import CLASSROOMS, EVENTS, SESSIONS, STORE
 from .sessions import Session, Sessions
+from .stage import SLOTS
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +193,7 @@ async def whip_post(request: web.Request) -> web.Response:
         )
     offer = await _offer(request)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
-    sfu = request.app[SFU]
-    peer = Publisher(Sessions.new_id(), sfu.router(lesson_id), sfu.network, source, source)
+    peer = lesson_router(request.app, lesson_id).new_publisher(Sessions.new_id(), source, source)
     response = await _negotiate(request, lesson, peer, offer, "whip", Role.ORIGIN)
     store = request.app[STORE]
     latest = store.get(lesson_id)
@@ -226,8 +224,8 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
         )
     offer = await _offer(request)
     lesson = _lesson(request, lesson_id)
-    sfu = request.app[SFU]
-    peer = Publisher(Sessions.new_id(), sfu.router(lesson_id), sfu.network, feed_source(name), name)
+    router = lesson_router(request.app, lesson_id)
+    peer = router.new_publisher(Sessions.new_id(), feed_source(name), name)
     return await _negotiate(request, lesson, peer, offer, "whip", Role.CLASSROOM)
 
 
@@ -249,9 +247,8 @@ async def whep_post(request: web.Request) -> web.Response:
         name, excluded = "teacher", None
     offer = await _offer(request)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
-    sfu = request.app[SFU]
-    router = sfu.router(lesson_id)
-    peer = Subscriber(Sessions.new_id(), router, sfu.network, name, excluded_source=excluded)
+    router = lesson_router(request.app, lesson_id)
+    peer = router.new_subscriber(Sessions.new_id(), name, SLOTS, excluded_source=excluded)
     limit = lesson.max_classrooms if grant.role is Role.CLASSROOM else None
     return await _negotiate(request, lesson, peer, offer, "whep", grant.role, limit, client)
 
@@ -268,13 +265,8 @@ async def _feed_watch(
         )
     offer = await _offer(request)
     lesson = _lesson(request, lesson.id)
-    sfu = request.app[SFU]
-    peer = Subscriber(
-        Sessions.new_id(),
-        sfu.router(lesson.id),
-        sfu.network,
-        f"teacher watching {source}",
-        sources={"video": (source,), "audio": (source,)},
+    peer = lesson_router(request.app, lesson.id).new_subscriber(
+        Sessions.new_id(), f"teacher watching {source}", {"video": (source,), "audio": (source,)}
     )
     return await _negotiate(request, lesson, peer, offer, "whep", Role.ORIGIN)
 
