@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from media.sfu import Sfu
+from media.router import Router
 
 from .catalog import UNFINISHED, Recording, RecordingCatalog, RecordingState
 from .layout import LOCK, RecordingsRoot
@@ -45,7 +45,6 @@ class Recorder:
     def __init__(
         self,
         directory: Path,
-        sfu: Sfu,
         catalog: RecordingCatalog,
         lesson_over: Callable[[str], bool],
         *,
@@ -55,7 +54,6 @@ class Recorder:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = RecordingsRoot(directory)
-        self._sfu = sfu
         self._catalog = catalog
         self._lesson_over = lesson_over
         self._min_free_bytes = min_free_bytes
@@ -109,11 +107,11 @@ class Recorder:
 
     # the lesson's events
 
-    def lesson_live(self, lesson_id: str) -> None:
-        """The origin publishes: record the lesson (again, after a restart), if not already."""
+    def lesson_live(self, lesson_id: str, router: Router) -> None:
+        """The origin publishes into ``router``: record the lesson (again, after a restart), if
+        not already."""
         if self._closed or lesson_id in self._live:
             return
-        router = self._sfu.router(lesson_id)
         capture = LessonRecording(
             lesson_id,
             self.root.directory(lesson_id),

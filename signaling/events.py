@@ -22,7 +22,7 @@ from .classrooms import classroom_name, valid_client
 from .contracts import LessonState, Role
 from .errors import http_error
 from .interaction import error as _error
-from .keys import EVENTS, STORE
+from .keys import LESSONS, STORE
 from .lesson_events import TEACHER, Participant
 from .rate_limits import CLOSE_RATE_LIMITED, message_gate
 
@@ -119,7 +119,7 @@ async def lesson_events(request: web.Request) -> web.StreamResponse:
         participant = await _authenticate(request, socket, lesson_id)
         if participant is None:
             return socket
-    events = request.app[EVENTS]
+    events = request.app[LESSONS].events
     snapshot = events.snapshot(lesson_id, participant)
     if snapshot is None or not events.add(lesson_id, socket, participant):
         await socket.close(code=WSCloseCode.GOING_AWAY)

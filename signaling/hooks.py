@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from media.router import Router
+
 from .contracts import Lesson
 
 
@@ -20,9 +22,9 @@ class RecordingBusyError(Exception):
 
 
 class LessonHooks(Protocol):
-    def on_live(self, lesson: Lesson) -> None:
-        """The origin published a source (called on every publication, so after a restart
-        too); a lesson to be recorded is recorded from now on."""
+    def on_live(self, lesson: Lesson, router: Router) -> None:
+        """The origin published a source into ``router`` (called on every publication, so
+        after a restart too); a lesson to be recorded is recorded from now on."""
         ...
 
     def on_ended(self, lesson: Lesson) -> None:
@@ -51,7 +53,7 @@ class RecordingLibrary(Protocol):
 class _NoHooks:
     """For an application without a recorder: lessons are never recorded."""
 
-    def on_live(self, lesson: Lesson) -> None:
+    def on_live(self, lesson: Lesson, router: Router) -> None:
         pass
 
     def on_ended(self, lesson: Lesson) -> None:
@@ -62,9 +64,4 @@ class _NoHooks:
 
 
 NO_HOOKS: LessonHooks = _NoHooks()
-HOOKS = web.AppKey("lesson_hooks", LessonHooks)
 LIBRARY = web.AppKey("recording_library", RecordingLibrary)
-
-
-def hooks_of(app: web.Application) -> LessonHooks:
-    return app.get(HOOKS, NO_HOOKS)
