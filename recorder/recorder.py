@@ -17,7 +17,7 @@ from media.router import Router
 
 from .catalog import UNFINISHED, Recording, RecordingCatalog, RecordingState
 from .layout import LOCK, RecordingsRoot
-from .lesson_recording import LessonRecording
+from .lesson_capture import LessonCapture
 from .log_writer import LogWriter
 from .remux_process import Follower, RemuxFailed, remux_once
 
@@ -36,7 +36,7 @@ class RecordingBusy(Exception):
 
 @dataclass
 class _Live:
-    capture: LessonRecording
+    capture: LessonCapture
     follower: Follower | None = None
     starting: asyncio.Task[None] | None = None
 
@@ -112,7 +112,7 @@ class Recorder:
         not already."""
         if self._closed or lesson_id in self._live:
             return
-        capture = LessonRecording(
+        capture = LessonCapture(
             lesson_id,
             self.root.directory(lesson_id),
             router,
@@ -150,7 +150,7 @@ class Recorder:
             except OSError as exc:  # the files are then made in one go after the lesson
                 logger.error("lesson %s: cannot start remuxing: %s", lesson_id, exc)
 
-    def _capture_stopped(self, capture: LessonRecording, reason: str) -> None:
+    def _capture_stopped(self, capture: LessonCapture, reason: str) -> None:
         # told once, in the log and to whoever follows the lesson (the teacher's page)
         logger.warning("lesson %s: recording stopped (%s)", capture.lesson_id, reason)
         self._update(capture.lesson_id, state=RecordingState.STOPPED, error=reason)

@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from .classrooms import RESERVED
+from .events_hub import Participant
 from .keys import JOURNAL, LESSONS, STORE
-from .lesson_events import Participant
 from .live_lesson import LiveLesson
 from .stage import STAGE
 

@@ -18,8 +18,8 @@ from media.subscriber import Subscriber
 from .classrooms import Room
 from .contracts import LessonJournal, LessonState, LessonStore, Role
 from .errors import http_error
-from .hooks import LessonHooks
-from .lesson_events import LessonEvents
+from .events_hub import EventsHub
+from .recording_port import RecordingHooks
 from .sessions import Session, Sessions
 from .stage import stage_source
 
@@ -37,8 +37,8 @@ class LiveLesson:
         sfu: Sfu,
         store: LessonStore,
         journal: LessonJournal,
-        events: LessonEvents,
-        recording: LessonHooks,
+        events: EventsHub,
+        recording: RecordingHooks,
         closed: Callable[[LiveLesson], None],
     ) -> None:
         self.id = lesson_id

@@ -13,9 +13,9 @@ from media.traffic import TrafficTotals
 
 from .contracts import LessonJournal, LessonState, LessonStore
 from .errors import http_error
-from .hooks import NO_HOOKS, LessonHooks
-from .lesson_events import LessonEvents
+from .events_hub import EventsHub
 from .live_lesson import LiveLesson
+from .recording_port import NO_RECORDING, RecordingHooks
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,9 @@ class LiveLessons:
         self._journal = journal
         self._sfu = Sfu(network)
         self._lessons: dict[str, LiveLesson] = {}
-        self.events = LessonEvents(store, self.get, max_on_stage)
+        self.events = EventsHub(store, self.get, max_on_stage)
         # what a lesson's recording is told; the application wires the recorder in
-        self.recording: LessonHooks = NO_HOOKS
+        self.recording: RecordingHooks = NO_RECORDING
 
     def get(self, lesson_id: str) -> LiveLesson | None:
         """The lesson if somebody came to it since it went live (or since the server started)."""

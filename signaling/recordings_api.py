@@ -26,8 +26,8 @@ from .auth import (
 )
 from .contracts import AuditAction, Lesson, Role, TokenError
 from .errors import http_error, json_object
-from .hooks import LIBRARY, RecordingBusyError
 from .keys import AUTHORITY, LESSONS, STORE
+from .recording_port import LIBRARY, RecordingBusyError
 
 logger = logging.getLogger(__name__)
 

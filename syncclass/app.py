@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from media.network import NetworkConfig
-from signaling import accounts_api, audit_api, events, lessons_api, reports_api, whip
+from signaling import accounts_api, audit_api, events_socket, lessons_api, reports_api, whip
 from signaling.cors import setup_cors
 from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE
 from signaling.live_lessons import LiveLessons
@@ -22,7 +22,7 @@ from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import Config
 from .journal import SqliteLessonJournal
-from .recording import setup_recording
+from .recorder_wiring import setup_recording
 from .security_headers import setup_security_headers
 from .store import DATABASE_FILE, SqliteLessonStore
 from .tokens import (
@@ -96,7 +96,7 @@ def create_app(config: Config) -> web.Application:
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
-    events.add_routes(app)
+    events_socket.add_routes(app)
     reports_api.add_routes(app)
     metrics.add_routes(app)
     status.add_routes(app)

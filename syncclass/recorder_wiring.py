@@ -14,8 +14,8 @@ from recorder.catalog import Recording, RecordingState
 from recorder.recorder import Recorder, RecordingBusy
 from signaling import recordings_api
 from signaling.contracts import Lesson, LessonState, LessonStore
-from signaling.hooks import LIBRARY, RecordingBusyError
 from signaling.keys import LESSONS, STORE
+from signaling.recording_port import LIBRARY, RecordingBusyError
 
 from .config import Config
 from .store import SqliteLessonStore, SqliteRecordingCatalog
@@ -63,7 +63,7 @@ def recording_json(recording: Recording) -> dict[str, Any]:
 
 
 class RecordingService:
-    """`signaling.hooks.LessonHooks` and `RecordingLibrary` on top of the recorder."""
+    """`signaling.recording_port.RecordingHooks` and `RecordingLibrary` on top of the recorder."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder

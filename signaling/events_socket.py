@@ -21,9 +21,9 @@ from .auth import credential_of, grant_of, key_manages
 from .classrooms import classroom_name, valid_client
 from .contracts import LessonState, Role
 from .errors import http_error
+from .events_hub import TEACHER, Participant
 from .interaction import error as _error
 from .keys import LESSONS, STORE
-from .lesson_events import TEACHER, Participant
 from .rate_limits import CLOSE_RATE_LIMITED, message_gate
 
 logger = logging.getLogger(__name__)

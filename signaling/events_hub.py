@@ -54,7 +54,7 @@ class LiveView(Protocol):
     def room(self) -> Room: ...
 
 
-class LessonEvents:
+class EventsHub:
     """Owns the event sockets of every lesson; closing a lesson closes its sockets."""
 
     def __init__(

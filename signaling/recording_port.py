@@ -21,7 +21,7 @@ class RecordingBusyError(Exception):
     """The recording is being made or finalised and cannot be changed that way now."""
 
 
-class LessonHooks(Protocol):
+class RecordingHooks(Protocol):
     def on_live(self, lesson: Lesson, router: Router) -> None:
         """The origin published a source into ``router`` (called on every publication, so
         after a restart too); a lesson to be recorded is recorded from now on."""
@@ -50,7 +50,7 @@ class RecordingLibrary(Protocol):
         ...
 
 
-class _NoHooks:
+class _NoRecording:
     """For an application without a recorder: lessons are never recorded."""
 
     def on_live(self, lesson: Lesson, router: Router) -> None:
@@ -63,5 +63,5 @@ class _NoHooks:
         return None
 
 
-NO_HOOKS: LessonHooks = _NoHooks()
+NO_RECORDING: RecordingHooks = _NoRecording()
 LIBRARY = web.AppKey("recording_library", RecordingLibrary)
