@@ -80,7 +80,7 @@ def create_app(config: Config) -> web.Application:
     app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     app[AUDIT] = SqliteAuditLog(store)
-    journal = SqliteLessonJournal(app[STORE])
+    journal = SqliteLessonJournal(store)
     journal.close_open_visits()  # cut short by a stop or a crash
     app[JOURNAL] = journal
     network = NetworkConfig(
