@@ -33,13 +33,15 @@ def same_source(sink: Sink) -> str | None:
 class RouterPeer(Protocol):
     """What the router needs of a peer it made: to close it when the router closes."""
 
-    id: str
-    closed: bool
-
     async def router_closed(self) -> None: ...
 
 
 class Router:
+    """Made by ``Sfu.router``, which it tells through ``on_close`` once closed. It makes its
+    peers (``new_publisher``, ``new_subscriber``) and hands them closures for what they need
+    of it; a peer closing by itself gives back its part through them, and ``close`` closes
+    every peer with ``router_closed`` (no call back)."""
+
     def __init__(
         self,
         router_id: str,

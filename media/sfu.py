@@ -30,14 +30,10 @@ class Sfu:
         return self.routers.get(router_id)
 
     def _router_closed(self, router: Router) -> None:
+        """A router closed (its owner closed it): what it counted stays in the totals."""
         if self.routers.get(router.id) is router:
             del self.routers[router.id]
         self._retired.add(router.traffic())
-
-    async def close_router(self, router_id: str) -> None:
-        router = self.routers.get(router_id)
-        if router is not None:
-            await router.close()
 
     def traffic(self) -> TrafficTotals:
         """Everything the server has received and sent since it started."""
