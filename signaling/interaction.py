@@ -119,7 +119,7 @@ def _hand(
         return error("no_such_classroom", f"no classroom named {name[:64]!r} is in this lesson")
     if live.room.set_hand(name, raised):
         note = {"type": "hand", "classroom": name, "raised": raised, "at": time.time()}
-        app[LESSONS].events.send(lesson_id, note, _to_classroom(live, name))
+        app[LESSONS].tell(lesson_id, note, _to_classroom(live, name))
         live.changed()
         logger.info("lesson %s: %s %s its hand", lesson_id, name, "raised" if raised else "lowered")
     return None
@@ -151,7 +151,7 @@ def _stage(
             return error("no_such_classroom", f"no classroom named {name[:64]!r} is in this lesson")
         if name not in live.sessions.feeds():
             return error("no_feed", f"{name[:64]!r} does not send its camera (no return feed)")
-        limit = min(app[LESSONS].events.max_on_stage, len(STAGE))
+        limit = min(app[LESSONS].max_on_stage, len(STAGE))
         if len(room.on_stage) >= limit:
             return error("stage_full", f"at most {limit} classroom(s) may be on stage at once")
     if room.set_on_stage(name, on):
@@ -187,9 +187,9 @@ def _chat(
     if lesson is not None and lesson.keep_chat:
         app[JOURNAL].chat(lesson_id, sender, text, now)
     if who.is_teacher:
-        app[LESSONS].events.send(lesson_id, note)
+        app[LESSONS].tell(lesson_id, note)
     else:
-        app[LESSONS].events.send(lesson_id, note, _to_classroom(live, sender))
+        app[LESSONS].tell(lesson_id, note, _to_classroom(live, sender))
     return None
 
 

@@ -4,6 +4,7 @@ to it, and the things they share (the SFU, the event sockets' hub, the recording
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from media.network import Network, NetworkConfig
@@ -13,7 +14,7 @@ from media.traffic import TrafficTotals
 
 from .contracts import LessonJournal, LessonState, LessonStore
 from .errors import http_error
-from .events_hub import EventsHub
+from .events_hub import EventsHub, Participant
 from .live_lesson import LiveLesson
 from .recording_port import NO_RECORDING, RecordingHooks
 
@@ -70,6 +71,20 @@ class LiveLessons:
 
     def all(self) -> list[LiveLesson]:
         return list(self._lessons.values())
+
+    @property
+    def max_on_stage(self) -> int:
+        return self.events.max_on_stage
+
+    def tell(
+        self,
+        lesson_id: str,
+        message: dict[str, Any],
+        to: Callable[[Participant], bool] | None = None,
+    ) -> None:
+        """Tell the lesson's event sockets (those ``to`` accepts, else all) something beside
+        its snapshot: a chat message, a hand, the classrooms' quality, the recording's state."""
+        self.events.send(lesson_id, message, to)
 
     async def end(self, lesson_id: str) -> None:
         """The lesson has ended (the store says so): close it, even one nobody came to (its

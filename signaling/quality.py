@@ -100,9 +100,7 @@ class QualityMonitor:
                 consumers = watching.get(classroom.name, [])
                 classroom.quality = self._measure(key, classroom, consumers, now)
             grades = [{"name": c.name, **c.quality.as_json()} for c in present if c.quality]
-            lessons.events.send(
-                live.id, {"type": "quality", "classrooms": grades}, lambda p: p.is_teacher
-            )
+            lessons.tell(live.id, {"type": "quality", "classrooms": grades}, lambda p: p.is_teacher)
             if sample:
                 self._app[JOURNAL].quality(
                     live.id,

@@ -112,7 +112,7 @@ def setup_recording(app: web.Application, config: Config, data_dir: Path) -> Non
                 recording.lesson_id,
                 recording.error,
             )
-        app[LESSONS].events.send(
+        app[LESSONS].tell(
             recording.lesson_id, {"type": "recording", "recording": recording_json(recording)}
         )
 
