@@ -1,4 +1,11 @@
-"""One WebRTC peer connection of a lesson: negotiation from an offer, and its lifetime."""
+"""One WebRTC peer connection of a lesson: negotiation from an offer, and its lifetime.
+
+A peer is made by its router (``Router.new_publisher`` / ``new_subscriber``), which hands it
+closures for what it needs of the router, never the router itself. It closes in one of two
+ways: ``close()`` is its own end (a DELETE, a failed connection, a replaced publisher), which
+gives back its producers or consumers and tells the router through ``released``;
+``router_closed()`` is the router closing it, which has already taken back everything: the
+peer only shuts its connection and calls back nobody but its ``on_close`` listeners."""
 
 from __future__ import annotations
 
@@ -11,7 +18,6 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSess
 from .aiortc_adapter.ice import configure_ice
 from .network import Network
 from .offer import OfferError
-from .router import Router
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +35,16 @@ class Peer:
 
     role = "peer"
 
-    def __init__(self, peer_id: str, router: Router, network: Network, label: str) -> None:
+    def __init__(
+        self,
+        peer_id: str,
+        router_id: str,
+        network: Network,
+        label: str,
+        released: Callable[[Peer], None],
+    ) -> None:
         self.id = peer_id
-        self.router = router
+        self.router_id = router_id  # the lesson, for logs
         self.label = label  # who this is, for logs: "camera", a classroom's name
         self.closed = False
         # max-bundle: every m-line on one transport, as WHIP/WHEP require. With aiortc's
@@ -41,10 +54,10 @@ class Peer:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self._network = network
+        self._released = released
         self._on_close: list[Callable[[Peer], None]] = []
         self._close_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._connection_state_changed)
-        router.add_peer(self)
 
     @property
     def connection_state(self) -> str:
@@ -76,19 +89,34 @@ class Peer:
 
     def _connection_state_changed(self) -> None:
         state = self.pc.connectionState
-        logger.info("lesson %s %s %s %s: %s", self.router.id, self.role, self.id, self.label, state)
+        logger.info("lesson %s %s %s %s: %s", self.router_id, self.role, self.id, self.label, state)
         if state in ("failed", "closed") and not self.closed and self._close_task is None:
             self._close_task = asyncio.ensure_future(self.close())
 
     def _release(self) -> None:
-        """Detach producers/consumers from the router (subclasses)."""
+        """Give producers/consumers back to the router (subclasses)."""
+
+    def _forget(self) -> None:
+        """Drop producers/consumers the router has already taken back (subclasses)."""
 
     async def close(self) -> None:
+        """This peer ends by itself: give everything back and tell the router."""
         if self.closed:
             return
         self.closed = True
         self._release()
-        self.router.remove_peer(self)
+        self._released(self)
+        await self._shut()
+
+    async def router_closed(self) -> None:
+        """The router is closing and has taken back this peer's producers and consumers."""
+        if self.closed:
+            return
+        self.closed = True
+        self._forget()
+        await self._shut()
+
+    async def _shut(self) -> None:
         await self.pc.close()
         for callback in self._on_close:
             try:

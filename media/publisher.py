@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .aiortc_adapter.codecs import restrict_codecs
@@ -12,22 +13,38 @@ from .network import Network
 from .offer import OfferError, describe_offer
 from .peer import NegotiationError, Peer
 from .producer import Producer, Upstream
-from .router import Router
 from .sender_clock import SenderClock
 
 logger = logging.getLogger(__name__)
 
 
 class Publisher(Peer):
+    """Made by ``Router.new_publisher``, with the router's closures: ``claim`` makes it the
+    publisher of its source (returning the one it replaces), ``add_producer`` and
+    ``remove_producer`` hand its producers over and back."""
+
     role = "publisher"
 
     def __init__(
-        self, peer_id: str, router: Router, network: Network, source: str, label: str
+        self,
+        peer_id: str,
+        router_id: str,
+        network: Network,
+        source: str,
+        label: str,
+        *,
+        claim: Callable[[str, Peer], Peer | None],
+        add_producer: Callable[[Producer], None],
+        remove_producer: Callable[[Producer], None],
+        released: Callable[[Peer], None],
     ) -> None:
-        super().__init__(peer_id, router, network, label)
+        super().__init__(peer_id, router_id, network, label, released)
         self.source = source
         self.producers: list[Producer] = []
         self._sender_clock = SenderClock()  # one per publisher: its tracks share a clock
+        self._claim = claim
+        self._add_producer = add_producer
+        self._remove_producer = remove_producer
 
     async def negotiate(self, offer: str) -> str:
         sections = [m for m in describe_offer(offer) if m.kind in ("audio", "video")]
@@ -47,9 +64,9 @@ class Publisher(Peer):
                 )
             install_ingress(transceiver.receiver, self._on_receive)
         answer = await self._answer()
-        previous = self.router.claim_source(self.source, self)
+        previous = self._claim(self.source, self)
         if previous is not None:
-            logger.info("lesson %s: %s replaces publisher %s", self.router.id, self.id, previous.id)
+            logger.info("lesson %s: %s replaces publisher %s", self.router_id, self.id, previous.id)
             await previous.close()
         return answer
 
@@ -67,10 +84,10 @@ class Publisher(Peer):
             params.rtx_ssrcs,
         )
         self.producers.append(producer)
-        self.router.add_producer(producer)
+        self._add_producer(producer)
         logger.info(
             "lesson %s: producer %s %s %s",
-            self.router.id,
+            self.router_id,
             producer.id,
             self.source,
             producer.codec.name,
@@ -79,5 +96,8 @@ class Publisher(Peer):
 
     def _release(self) -> None:
         for producer in self.producers:
-            self.router.remove_producer(producer)
+            self._remove_producer(producer)
+        self.producers.clear()
+
+    def _forget(self) -> None:
         self.producers.clear()

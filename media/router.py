@@ -1,45 +1,129 @@
-"""One lesson's media: its producers by source, the consumers waiting on them, its peers, and
-who is on stage."""
+"""One lesson's media: its producers by source, its consumers and the source each follows,
+and the peers it made.
+
+The router knows sources, not what they mean. Each consumer follows one source (or none);
+which one is its owner's choice: ``select`` (given when the router is made) is asked when a
+consumer is added and again on ``reselect()``, and ``retarget`` moves one consumer at once.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from .consumer import Consumer
+from .network import Network
+from .peer import Peer
 from .producer import Producer, Sink
+from .publisher import Publisher
+from .subscriber import Subscriber
 from .traffic import TrafficTotals
-
-if TYPE_CHECKING:
-    from .peer import Peer
 
 logger = logging.getLogger(__name__)
 
-# What a receiving peer's m-lines carry, in order: the first video m-line gets the camera, the
-# second the courseware, the next ones the sources on stage; the first audio m-line the camera's
-# sound, the next ones the stage's sound.
-STAGE = ("stage", "stage2", "stage3")
-STAGE_SLOTS = {"video": ("camera", "courseware", *STAGE), "audio": ("camera", *STAGE)}
+Select = Callable[[Sink], str | None]
+
+
+def same_source(sink: Sink) -> str | None:
+    """The default choice: a consumer follows the source it is named after."""
+    return sink.source
+
+
+class RouterPeer(Protocol):
+    """What the router needs of a peer it made: to close it when the router closes."""
+
+    async def router_closed(self) -> None: ...
 
 
 class Router:
-    def __init__(self, router_id: str) -> None:
+    """Made by ``Sfu.router``, which it tells through ``on_close`` once closed. It makes its
+    peers (``new_publisher``, ``new_subscriber``) and hands them closures for what they need
+    of it; a peer closing by itself gives back its part through them, and ``close`` closes
+    every peer with ``router_closed`` (no call back)."""
+
+    def __init__(
+        self,
+        router_id: str,
+        network: Network,
+        *,
+        select: Select = same_source,
+        on_close: Callable[[Router], None] | None = None,
+    ) -> None:
         self.id = router_id
+        self.network = network
         self.producers: dict[tuple[str, str], Producer] = {}
-        self.peers: set[Peer] = set()
+        self.peers: set[RouterPeer] = set()
         self.closed = False
-        self._consumers: dict[tuple[str, str], set[Sink]] = {}
+        self._select = select
+        self._on_close = on_close
+        self._following: dict[Sink, str | None] = {}  # each consumer: the source it follows
+        self._followers: dict[tuple[str | None, str], set[Sink]] = {}  # (source, kind)
         self._publishers: dict[str, Peer] = {}
-        self.on_stage: list[str] = []  # sources, in the order of the stage slots
         self.retired = TrafficTotals()  # what producers and consumers now gone had counted
 
-    def stage_slots(self, kind: str) -> tuple[str, ...]:
-        return STAGE_SLOTS.get(kind, ())
+    # peers
+
+    def new_publisher(self, peer_id: str, source: str, label: str) -> Publisher:
+        """A peer that publishes ``source`` into this router."""
+        peer = Publisher(
+            peer_id,
+            self.id,
+            self.network,
+            source,
+            label,
+            claim=self._claim_source,
+            add_producer=self.add_producer,
+            remove_producer=self.remove_producer,
+            released=self._peer_released,
+        )
+        self.peers.add(peer)
+        return peer
+
+    def new_subscriber(
+        self,
+        peer_id: str,
+        label: str,
+        slots: dict[str, tuple[str, ...]],
+        *,
+        excluded_source: str | None = None,
+    ) -> Subscriber:
+        """A peer that receives: one consumer per m-line slot (see ``Subscriber``)."""
+        peer = Subscriber(
+            peer_id,
+            self.id,
+            self.network,
+            label,
+            slots,
+            excluded_source=excluded_source,
+            producer=self.producer,
+            add_consumer=self.add_consumer,
+            remove_consumer=self.remove_consumer,
+            released=self._peer_released,
+        )
+        self.peers.add(peer)
+        return peer
+
+    def _peer_released(self, peer: Peer) -> None:
+        """A peer closed by itself (its producers or consumers are already given back)."""
+        self.peers.discard(peer)
+        for source, publisher in list(self._publishers.items()):
+            if publisher is peer:
+                del self._publishers[source]
+
+    def _claim_source(self, source: str, peer: Peer) -> Peer | None:
+        """Make ``peer`` the publisher of ``source``; return the one it replaces, if any."""
+        old = self._publishers.get(source)
+        self._publishers[source] = peer
+        return old if old is not peer else None
+
+    def publisher(self, source: str) -> Peer | None:
+        return self._publishers.get(source)
+
+    # producers
 
     def producer(self, source: str, kind: str) -> Producer | None:
         return self.producers.get((source, kind))
-
-    # producers
 
     def add_producer(self, producer: Producer) -> None:
         key = (producer.source, producer.kind)
@@ -47,12 +131,8 @@ class Router:
         self.producers[key] = producer
         if old is not None and old is not producer:
             self._retire_producer(old)
-        for consumer in self._consumers.get(key, ()):
-            consumer.bind(producer)
-        if producer.source in self.on_stage:
-            for slot in STAGE:
-                for consumer in self._consumers.get((slot, producer.kind), ()):
-                    self._follow(consumer)
+        for sink in self._followers.get(key, ()):
+            sink.bind(producer)
 
     def remove_producer(self, producer: Producer) -> None:
         key = (producer.source, producer.kind)
@@ -67,75 +147,56 @@ class Router:
 
     # consumers
 
-    def add_consumer(self, consumer: Sink) -> None:
-        key = (consumer.source, consumer.kind)
-        self._consumers.setdefault(key, set()).add(consumer)
-        self._follow(consumer)
+    def add_consumer(self, sink: Sink) -> None:
+        """Feed ``sink`` from the source ``select`` chooses for it (a peer's consumer, or an
+        internal one such as a recording's)."""
+        if self.closed:
+            sink.close()
+            return
+        self._following[sink] = None
+        self._followers.setdefault((None, sink.kind), set()).add(sink)
+        self.retarget(sink, self._select(sink))
 
-    def _source_of(self, consumer: Sink) -> str | None:
-        """The source a consumer's slot shows now: itself, or for the n-th stage slot the n-th
-        source on stage, not counting the consumer's own (a peer on stage does not receive
-        itself back: no echo, and its first stage slot shows the next one on stage)."""
-        if consumer.source not in STAGE:
-            return consumer.source
-        others = [s for s in self.on_stage if s != consumer.excluded_source]
-        index = STAGE.index(consumer.source)
-        return others[index] if index < len(others) else None
-
-    def _follow(self, consumer: Sink) -> None:
-        """Bind ``consumer`` to the producer its slot shows now, or leave it idle."""
-        source = self._source_of(consumer)
-        producer = self.producers.get((source, consumer.kind)) if source else None
-        current = consumer.producer
+    def retarget(self, sink: Sink, source: str | None) -> None:
+        """Make ``sink`` follow ``source`` (None: nothing) from its next keyframe on. A sink
+        never follows its ``excluded_source``."""
+        if sink not in self._following:
+            return
+        if source is not None and source == sink.excluded_source:
+            source = None
+        old = self._following[sink]
+        if old != source:
+            self._followers[(old, sink.kind)].discard(sink)
+            self._followers.setdefault((source, sink.kind), set()).add(sink)
+            self._following[sink] = source
+        producer = self.producers.get((source, sink.kind)) if source is not None else None
+        current = sink.producer
         if producer is current:
             return
         if producer is not None:
-            consumer.bind(producer)
+            sink.bind(producer)
         elif current is not None:
-            consumer.unbind(current)
+            sink.unbind(current)
 
-    def remove_consumer(self, consumer: Sink) -> None:
-        consumers = self._consumers.get((consumer.source, consumer.kind))
-        if consumers is not None and consumer in consumers:
-            consumers.discard(consumer)
-            if isinstance(consumer, Consumer):
-                self.retired.add_consumer(consumer.stats)
-        consumer.close()
+    def reselect(self) -> None:
+        """Ask ``select`` again for every consumer (what the owner maps them to changed)."""
+        for sink in list(self._following):
+            self.retarget(sink, self._select(sink))
+
+    def following(self, sink: Sink) -> str | None:
+        """The source ``sink`` follows now."""
+        return self._following.get(sink)
+
+    def remove_consumer(self, sink: Sink) -> None:
+        if sink in self._following:
+            source = self._following.pop(sink)
+            self._followers[(source, sink.kind)].discard(sink)
+            if isinstance(sink, Consumer):
+                self.retired.add_consumer(sink.stats)
+        sink.close()
 
     def consumers(self) -> list[Sink]:
-        return [c for group in self._consumers.values() for c in group]
-
-    # stage
-
-    def set_stage(self, sources: list[str]) -> None:
-        """Put ``sources`` (return feeds) on the stage slots, in order; [] clears the stage."""
-        if len(sources) > len(STAGE):
-            raise ValueError(f"at most {len(STAGE)} sources fit on stage")
-        self.on_stage = list(sources)
-        for slot in STAGE:
-            for kind in ("video", "audio"):
-                for consumer in self._consumers.get((slot, kind), ()):
-                    self._follow(consumer)
-
-    # peers
-
-    def add_peer(self, peer: Peer) -> None:
-        self.peers.add(peer)
-
-    def remove_peer(self, peer: Peer) -> None:
-        self.peers.discard(peer)
-        for source, publisher in list(self._publishers.items()):
-            if publisher is peer:
-                del self._publishers[source]
-
-    def claim_source(self, source: str, peer: Peer) -> Peer | None:
-        """Make ``peer`` the publisher of ``source``; return the one it replaces, if any."""
-        old = self._publishers.get(source)
-        self._publishers[source] = peer
-        return old if old is not peer else None
-
-    def publisher(self, source: str) -> Peer | None:
-        return self._publishers.get(source)
+        return list(self._following)
 
     def traffic(self) -> TrafficTotals:
         """Everything this lesson has received and sent so far."""
@@ -143,22 +204,26 @@ class Router:
         totals.add(self.retired)
         for producer in self.producers.values():
             totals.add_producer(producer.stats)
-        for consumer in self.consumers():
-            if isinstance(consumer, Consumer):
-                totals.add_consumer(consumer.stats)
+        for sink in self._following:
+            if isinstance(sink, Consumer):
+                totals.add_consumer(sink.stats)
         return totals
 
     async def close(self) -> None:
-        """Close every peer of the lesson (their producers and consumers go with them), then
-        the sinks that belong to no peer."""
+        """Take back every consumer and producer (a recording's sinks too), then close the
+        peers this router made; they do not call back. Tells the owner last."""
+        if self.closed:
+            return
         self.closed = True
-        for peer in list(self.peers):
-            await peer.close()
-        for sink in self.consumers():  # internal ones, such as a recording
-            sink.close()
+        for sink in list(self._following):
+            self.remove_consumer(sink)
         for producer in list(self.producers.values()):
             self._retire_producer(producer)
         self.producers.clear()
-        self._consumers.clear()
+        self._followers.clear()
         self._publishers.clear()
-        self.on_stage.clear()
+        peers, self.peers = list(self.peers), set()
+        for peer in peers:
+            await peer.router_closed()
+        if self._on_close is not None:
+            self._on_close(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from .network import Network, NetworkConfig
-from .router import Router
+from .router import Router, Select, same_source
 from .traffic import TrafficTotals
 
 logger = logging.getLogger(__name__)
@@ -17,20 +17,23 @@ class Sfu:
         self.routers: dict[str, Router] = {}
         self._retired = TrafficTotals()  # lessons closed
 
-    def router(self, router_id: str) -> Router:
+    def router(self, router_id: str, select: Select = same_source) -> Router:
+        """The open router ``router_id``, made now (with ``select``) if there is none."""
         router = self.routers.get(router_id)
         if router is None or router.closed:
-            router = self.routers[router_id] = Router(router_id)
+            router = self.routers[router_id] = Router(
+                router_id, self.network, select=select, on_close=self._router_closed
+            )
         return router
 
     def get(self, router_id: str) -> Router | None:
         return self.routers.get(router_id)
 
-    async def close_router(self, router_id: str) -> None:
-        router = self.routers.pop(router_id, None)
-        if router is not None:
-            await router.close()
-            self._retired.add(router.traffic())
+    def _router_closed(self, router: Router) -> None:
+        """A router closed (its owner closed it): what it counted stays in the totals."""
+        if self.routers.get(router.id) is router:
+            del self.routers[router.id]
+        self._retired.add(router.traffic())
 
     def traffic(self) -> TrafficTotals:
         """Everything the server has received and sent since it started."""
@@ -41,6 +44,6 @@ class Sfu:
         return totals
 
     async def close(self) -> None:
-        for router_id in list(self.routers):
-            await self.close_router(router_id)
+        for router in list(self.routers.values()):
+            await router.close()
         self.network.close()

@@ -1,8 +1,9 @@
-"""A peer that receives a lesson's stage: each of its m-lines is fed by a consumer."""
+"""A peer that receives a lesson: each of its m-lines is fed by a consumer."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from .aiortc_adapter.codecs import restrict_codecs
 from .aiortc_adapter.egress_rtcp import install_egress
@@ -11,32 +12,41 @@ from .consumer import Consumer
 from .network import Network
 from .offer import OfferError, describe_offer
 from .peer import NegotiationError, Peer
-from .router import Router
+from .producer import Producer, Sink
 
 logger = logging.getLogger(__name__)
 
 
 class Subscriber(Peer):
-    """Receives the lesson's stage, or with ``sources`` given, just those sources (the teacher
-    watching one classroom's return feed). ``excluded_source`` is never sent to it: the
-    peer's own publication, when the stage shows it to everybody else (no echo)."""
+    """Made by ``Router.new_subscriber``. ``slots`` names its m-lines by kind, in order (one
+    consumer each, its ``source`` the slot's name); which source a slot's consumer follows, at
+    first and later, is the router's to say. A slot named after a source (``camera``) must
+    accept that source's codec. ``excluded_source`` is never sent to it: the peer's own
+    publication (no echo)."""
 
     role = "subscriber"
 
     def __init__(
         self,
         peer_id: str,
-        router: Router,
+        router_id: str,
         network: Network,
         label: str,
+        slots: dict[str, tuple[str, ...]],
         *,
-        excluded_source: str | None = None,
-        sources: dict[str, tuple[str, ...]] | None = None,
+        excluded_source: str | None,
+        producer: Callable[[str, str], Producer | None],
+        add_consumer: Callable[[Sink], None],
+        remove_consumer: Callable[[Sink], None],
+        released: Callable[[Peer], None],
     ) -> None:
-        super().__init__(peer_id, router, network, label)
+        super().__init__(peer_id, router_id, network, label, released)
         self.excluded_source = excluded_source
         self.consumers: list[Consumer] = []
-        self._sources = sources
+        self._slots = slots
+        self._producer = producer
+        self._add_consumer = add_consumer
+        self._remove_consumer = remove_consumer
 
     async def negotiate(self, offer: str) -> str:
         sections = [m for m in describe_offer(offer) if m.kind in ("audio", "video")]
@@ -47,40 +57,39 @@ class Subscriber(Peer):
         consumers = []
         for transceiver, section in zip(self.pc.getTransceivers(), sections, strict=False):
             kind = transceiver.kind
-            slots = (
-                self._sources.get(kind, ())
-                if self._sources is not None
-                else self.router.stage_slots(kind)
-            )
+            slots = self._slots.get(kind, ())
             if not section.receives or taken[kind] >= len(slots):
                 transceiver.direction = "inactive"
                 continue
-            source = slots[taken[kind]]
+            slot = slots[taken[kind]]
             taken[kind] += 1
             codecs = restrict_codecs(transceiver, SUPPORTED)
             if not codecs:
                 transceiver.direction = "inactive"
                 continue
-            producer = self.router.producer(source, kind)
+            producer = self._producer(slot, kind)
             if producer is not None and match_codec(producer.codec, codecs) is None:
                 raise NegotiationError(
                     "no_usable_codec",
-                    f"the lesson's {source} sends {producer.codec.name}, "
+                    f"the lesson's {slot} sends {producer.codec.name}, "
                     f"which this offer's {kind} section does not accept",
                 )
             transceiver.direction = "sendonly"
             consumer = Consumer(
-                f"{self.id}/{transceiver.mid}", kind, source, codecs, self.excluded_source
+                f"{self.id}/{transceiver.mid}", kind, slot, codecs, self.excluded_source
             )
             install_egress(transceiver.sender, consumer)
             consumers.append(consumer)
         answer = await self._answer()
         for consumer in consumers:
             self.consumers.append(consumer)
-            self.router.add_consumer(consumer)
+            self._add_consumer(consumer)
         return answer
 
     def _release(self) -> None:
         for consumer in self.consumers:
-            self.router.remove_consumer(consumer)
+            self._remove_consumer(consumer)
+        self.consumers.clear()
+
+    def _forget(self) -> None:
         self.consumers.clear()

@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from media.sfu import Sfu
+from media.router import Router
 
 from .catalog import UNFINISHED, Recording, RecordingCatalog, RecordingState
 from .layout import LOCK, RecordingsRoot
-from .lesson_recording import LessonRecording
+from .lesson_capture import LessonCapture
 from .log_writer import LogWriter
 from .remux_process import Follower, RemuxFailed, remux_once
 
@@ -36,7 +36,7 @@ class RecordingBusy(Exception):
 
 @dataclass
 class _Live:
-    capture: LessonRecording
+    capture: LessonCapture
     follower: Follower | None = None
     starting: asyncio.Task[None] | None = None
 
@@ -45,7 +45,6 @@ class Recorder:
     def __init__(
         self,
         directory: Path,
-        sfu: Sfu,
         catalog: RecordingCatalog,
         lesson_over: Callable[[str], bool],
         *,
@@ -55,7 +54,6 @@ class Recorder:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = RecordingsRoot(directory)
-        self._sfu = sfu
         self._catalog = catalog
         self._lesson_over = lesson_over
         self._min_free_bytes = min_free_bytes
@@ -109,12 +107,12 @@ class Recorder:
 
     # the lesson's events
 
-    def lesson_live(self, lesson_id: str) -> None:
-        """The origin publishes: record the lesson (again, after a restart), if not already."""
+    def lesson_live(self, lesson_id: str, router: Router) -> None:
+        """The origin publishes into ``router``: record the lesson (again, after a restart), if
+        not already."""
         if self._closed or lesson_id in self._live:
             return
-        router = self._sfu.router(lesson_id)
-        capture = LessonRecording(
+        capture = LessonCapture(
             lesson_id,
             self.root.directory(lesson_id),
             router,
@@ -152,7 +150,7 @@ class Recorder:
             except OSError as exc:  # the files are then made in one go after the lesson
                 logger.error("lesson %s: cannot start remuxing: %s", lesson_id, exc)
 
-    def _capture_stopped(self, capture: LessonRecording, reason: str) -> None:
+    def _capture_stopped(self, capture: LessonCapture, reason: str) -> None:
         # told once, in the log and to whoever follows the lesson (the teacher's page)
         logger.warning("lesson %s: recording stopped (%s)", capture.lesson_id, reason)
         self._update(capture.lesson_id, state=RecordingState.STOPPED, error=reason)

@@ -1,4 +1,4 @@
-"""Who is in each lesson right now, as the teacher sees it: the connected classrooms, their
+"""Who is in a lesson right now, as the teacher sees it: the connected classrooms, their
 raised hands, who is on stage, and how well each one receives.
 
 A classroom is a name, unique within its lesson. It is present while it has at least one
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .contracts import LessonJournal
@@ -96,11 +96,18 @@ class Classroom:
         return self.visits - 1 + self.returns
 
 
-@dataclass
-class LessonClassrooms:
-    lesson_id: str
-    classrooms: dict[str, Classroom] = field(default_factory=dict)
-    on_stage: list[str] = field(default_factory=list)
+class Room:
+    """The classrooms of one live lesson: who is present, raised hands, who is on stage. The
+    journal keeps what lasts (visits, hands, turns on stage)."""
+
+    def __init__(
+        self, lesson_id: str, journal: LessonJournal, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.lesson_id = lesson_id
+        self.classrooms: dict[str, Classroom] = {}
+        self.on_stage: list[str] = []  # classroom names, in the order called
+        self._journal = journal
+        self._clock = clock
 
     def present(self) -> list[Classroom]:
         return [c for c in self.classrooms.values() if c.present]
@@ -110,97 +117,70 @@ class LessonClassrooms:
         raised = [c for c in self.present() if c.hand_raised_at is not None]
         return sorted(raised, key=lambda c: c.hand_raised_at or 0.0)
 
+    def get(self, name: str) -> Classroom | None:
+        return self.classrooms.get(name)
 
-class Classrooms:
-    """The classrooms of every lesson of this server; the journal keeps what lasts."""
-
-    def __init__(self, journal: LessonJournal, clock: Callable[[], float] = time.time) -> None:
-        self._journal = journal
-        self._clock = clock
-        self._lessons: dict[str, LessonClassrooms] = {}
-
-    def of(self, lesson_id: str) -> LessonClassrooms:
-        lesson = self._lessons.get(lesson_id)
-        if lesson is None:
-            lesson = self._lessons[lesson_id] = LessonClassrooms(lesson_id)
-        return lesson
-
-    def view(self, lesson_id: str) -> LessonClassrooms:
-        """The lesson's classrooms to read (an empty view for a lesson nobody joined)."""
-        return self._lessons.get(lesson_id) or LessonClassrooms(lesson_id)
-
-    def get(self, lesson_id: str, name: str) -> Classroom | None:
-        lesson = self._lessons.get(lesson_id)
-        return lesson.classrooms.get(name) if lesson else None
-
-    def lessons(self) -> list[LessonClassrooms]:
-        return list(self._lessons.values())
-
-    def arrived(self, lesson_id: str, name: str) -> Classroom:
+    def arrived(self, name: str) -> Classroom:
         """A WHEP session of ``name`` was opened."""
         now = self._clock()
-        lesson = self.of(lesson_id)
-        classroom = lesson.classrooms.get(name)
+        classroom = self.classrooms.get(name)
         if classroom is None:
-            classroom = lesson.classrooms[name] = Classroom(name, now)
+            classroom = self.classrooms[name] = Classroom(name, now)
         if classroom.sessions == 0:
             classroom.joined_at = now
             classroom.visits += 1
-            self._journal.joined(lesson_id, name, now)
+            self._journal.joined(self.lesson_id, name, now)
         else:
             classroom.returns += 1
         classroom.sessions += 1
         return classroom
 
-    def departed(self, lesson_id: str, name: str) -> bool:
+    def departed(self, name: str) -> bool:
         """A WHEP session of ``name`` closed; True when that was the classroom's last one (it
         has left: its hand goes down, and it leaves the stage)."""
-        classroom = self.get(lesson_id, name)
+        classroom = self.get(name)
         if classroom is None or classroom.sessions == 0:
             return False
         classroom.sessions -= 1
         if classroom.sessions:
             return False
         now = self._clock()
-        self._journal.left(lesson_id, name, now)
+        self._journal.left(self.lesson_id, name, now)
         if classroom.hand_raised_at is not None:
-            self.set_hand(lesson_id, name, False)
+            self.set_hand(name, False)
         classroom.quality = None
         classroom.client_stats = None
-        lesson = self.of(lesson_id)
-        if name in lesson.on_stage:
-            lesson.on_stage.remove(name)
-            self._journal.event(lesson_id, name, "stage_off", now)
+        if name in self.on_stage:
+            self.on_stage.remove(name)
+            self._journal.event(self.lesson_id, name, "stage_off", now)
         return True
 
-    def set_hand(self, lesson_id: str, name: str, raised: bool) -> bool:
+    def set_hand(self, name: str, raised: bool) -> bool:
         """Raise or lower a present classroom's hand; True if that changed anything."""
-        classroom = self.get(lesson_id, name)
+        classroom = self.get(name)
         if classroom is None or (classroom.hand_raised_at is not None) == raised:
             return False
         now = self._clock()
         classroom.hand_raised_at = now if raised else None
-        self._journal.event(lesson_id, name, "hand_raised" if raised else "hand_lowered", now)
+        self._journal.event(self.lesson_id, name, "hand_raised" if raised else "hand_lowered", now)
         return True
 
-    def set_on_stage(self, lesson_id: str, name: str, on: bool) -> bool:
-        lesson = self.of(lesson_id)
-        if (name in lesson.on_stage) == on:
+    def set_on_stage(self, name: str, on: bool) -> bool:
+        if (name in self.on_stage) == on:
             return False
         if on:
-            lesson.on_stage.append(name)
+            self.on_stage.append(name)
         else:
-            lesson.on_stage.remove(name)
-        self._journal.event(lesson_id, name, "stage_on" if on else "stage_off", self._clock())
+            self.on_stage.remove(name)
+        self._journal.event(self.lesson_id, name, "stage_on" if on else "stage_off", self._clock())
         return True
 
-    def end(self, lesson_id: str) -> None:
+    def end(self) -> None:
         """The lesson ended: whoever is still in it leaves now."""
-        lesson = self._lessons.pop(lesson_id, None)
-        if lesson is None:
-            return
         now = self._clock()
-        for name in lesson.on_stage:
-            self._journal.event(lesson_id, name, "stage_off", now)
-        for classroom in lesson.present():
-            self._journal.left(lesson_id, classroom.name, now)
+        for name in self.on_stage:
+            self._journal.event(self.lesson_id, name, "stage_off", now)
+        for classroom in self.present():
+            self._journal.left(self.lesson_id, classroom.name, now)
+        self.on_stage.clear()
+        self.classrooms.clear()

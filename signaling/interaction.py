@@ -15,11 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from media.router import STAGE
-
-from .classrooms import RESERVED, feed_source
-from .keys import CLASSROOMS, EVENTS, JOURNAL, SESSIONS, SFU, STORE
-from .lesson_events import Participant
+from .classrooms import RESERVED
+from .events_hub import Participant
+from .keys import JOURNAL, LESSONS, STORE
+from .live_lesson import LiveLesson
+from .stage import STAGE
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +50,13 @@ def _classroom_of(message: dict[str, Any]) -> str | dict[str, Any]:
     return name
 
 
-def _not_joined(app: web.Application, lesson_id: str, who: Participant) -> dict[str, Any] | None:
+def _not_joined(live: LiveLesson | None, who: Participant) -> dict[str, Any] | None:
     """Why a classroom's socket may not act now (None: it may). The classroom link is shared,
     so a name proves nothing by itself: the socket must come from the browser that watches
     the lesson as that classroom (the same client id as its WHEP session)."""
     if who.name is None:
         return error("no_name", "open the event socket with your classroom's name (?name=)")
-    if not app[SESSIONS].is_classroom(lesson_id, who.name, who.client):
+    if live is None or not live.sessions.is_classroom(who.name, who.client):
         return error(
             "not_joined",
             f"{who.name[:64]!r} is not watching this lesson from here (?client=); join first",
@@ -64,9 +64,9 @@ def _not_joined(app: web.Application, lesson_id: str, who: Participant) -> dict[
     return None
 
 
-def _to_classroom(app: web.Application, lesson_id: str, name: str) -> Callable[[Participant], bool]:
+def _to_classroom(live: LiveLesson | None, name: str) -> Callable[[Participant], bool]:
     """Whom a message for the classroom ``name`` (and for the teacher) goes to."""
-    session = app[SESSIONS].classroom(lesson_id, name)
+    session = live.sessions.classroom(name) if live else None
     client = session.client if session is not None else None
     return lambda p: p.is_teacher or (p.name == name and client is not None and p.client == client)
 
@@ -77,23 +77,28 @@ def handle(
     kind = message["type"]
     if kind == "ping":
         return {"type": "pong"}
+    live = app[LESSONS].get(lesson_id)
     if not who.is_teacher and kind in ("hand", "chat", "stats"):
-        refusal = _not_joined(app, lesson_id, who)
+        refusal = _not_joined(live, who)
         if refusal is not None:
             return refusal
     if kind == "hand":
-        return _hand(app, lesson_id, who, message)
+        return _hand(app, lesson_id, live, who, message)
     if kind == "stage":
-        return _stage(app, lesson_id, who, message)
+        return _stage(app, lesson_id, live, who, message)
     if kind == "chat":
-        return _chat(app, lesson_id, who, message)
+        return _chat(app, lesson_id, live, who, message)
     if kind == "stats":
-        return _stats(app, lesson_id, who, message)
+        return _stats(app, lesson_id, live, who, message)
     return error("unknown_type", f"unknown message type {kind[:40]!r}")
 
 
 def _hand(
-    app: web.Application, lesson_id: str, who: Participant, message: dict[str, Any]
+    app: web.Application,
+    lesson_id: str,
+    live: LiveLesson | None,
+    who: Participant,
+    message: dict[str, Any],
 ) -> dict[str, Any] | None:
     raised = message.get("raised", True)
     if not isinstance(raised, bool):
@@ -109,21 +114,23 @@ def _hand(
             return _forbidden("lower another classroom's hand")
         assert who.name is not None  # _not_joined let it through
         name = who.name
-    classrooms = app[CLASSROOMS]
-    classroom = classrooms.get(lesson_id, name)
-    if classroom is None or not classroom.present:
+    classroom = live.room.get(name) if live else None
+    if live is None or classroom is None or not classroom.present:
         return error("no_such_classroom", f"no classroom named {name[:64]!r} is in this lesson")
-    if classrooms.set_hand(lesson_id, name, raised):
-        events = app[EVENTS]
+    if live.room.set_hand(name, raised):
         note = {"type": "hand", "classroom": name, "raised": raised, "at": time.time()}
-        events.send(lesson_id, note, _to_classroom(app, lesson_id, name))
-        events.publish(lesson_id)
+        app[LESSONS].tell(lesson_id, note, _to_classroom(live, name))
+        live.changed()
         logger.info("lesson %s: %s %s its hand", lesson_id, name, "raised" if raised else "lowered")
     return None
 
 
 def _stage(
-    app: web.Application, lesson_id: str, who: Participant, message: dict[str, Any]
+    app: web.Application,
+    lesson_id: str,
+    live: LiveLesson | None,
+    who: Participant,
+    message: dict[str, Any],
 ) -> dict[str, Any] | None:
     if not who.is_teacher:
         return _forbidden("call classrooms on stage")
@@ -133,34 +140,33 @@ def _stage(
     name = _classroom_of(message)
     if isinstance(name, dict):
         return name
-    classrooms, events = app[CLASSROOMS], app[EVENTS]
-    room = classrooms.view(lesson_id)
+    if live is None:
+        if on:
+            return error("no_such_classroom", f"no classroom named {name[:64]!r} is in this lesson")
+        return None
+    room = live.room
     if on and name not in room.on_stage:
-        classroom = room.classrooms.get(name)
+        classroom = room.get(name)
         if classroom is None or not classroom.present:
             return error("no_such_classroom", f"no classroom named {name[:64]!r} is in this lesson")
-        if name not in app[SESSIONS].feeds(lesson_id):
+        if name not in live.sessions.feeds():
             return error("no_feed", f"{name[:64]!r} does not send its camera (no return feed)")
-        limit = min(events.max_on_stage, len(STAGE))
+        limit = min(app[LESSONS].max_on_stage, len(STAGE))
         if len(room.on_stage) >= limit:
             return error("stage_full", f"at most {limit} classroom(s) may be on stage at once")
-    if classrooms.set_on_stage(lesson_id, name, on):
-        apply_stage(app, lesson_id)
-        events.publish(lesson_id)
+    if room.set_on_stage(name, on):
+        live.apply_stage()
+        live.changed()
         logger.info("lesson %s: %s %s stage", lesson_id, name, "on" if on else "off")
     return None
 
 
-def apply_stage(app: web.Application, lesson_id: str) -> None:
-    """Make the lesson's media follow who is on stage now."""
-    router = app[SFU].get(lesson_id)
-    if router is not None and not router.closed:
-        on_stage = app[CLASSROOMS].view(lesson_id).on_stage[: len(STAGE)]
-        router.set_stage([feed_source(name) for name in on_stage])
-
-
 def _chat(
-    app: web.Application, lesson_id: str, who: Participant, message: dict[str, Any]
+    app: web.Application,
+    lesson_id: str,
+    live: LiveLesson | None,
+    who: Participant,
+    message: dict[str, Any],
 ) -> dict[str, Any] | None:
     text = message.get("text")
     if not isinstance(text, str) or not text.strip():
@@ -181,14 +187,18 @@ def _chat(
     if lesson is not None and lesson.keep_chat:
         app[JOURNAL].chat(lesson_id, sender, text, now)
     if who.is_teacher:
-        app[EVENTS].send(lesson_id, note)
+        app[LESSONS].tell(lesson_id, note)
     else:
-        app[EVENTS].send(lesson_id, note, _to_classroom(app, lesson_id, sender))
+        app[LESSONS].tell(lesson_id, note, _to_classroom(live, sender))
     return None
 
 
 def _stats(
-    app: web.Application, lesson_id: str, who: Participant, message: dict[str, Any]
+    app: web.Application,
+    lesson_id: str,
+    live: LiveLesson | None,
+    who: Participant,
+    message: dict[str, Any],
 ) -> dict[str, Any] | None:
     if who.is_teacher or who.name is None:
         return error("bad_message", "stats come from a named classroom")
@@ -205,7 +215,7 @@ def _stats(
         ):
             return error("bad_message", f'"{field}" must be a number from 0 to {limit:g}')
         stats[field] = float(value)
-    classroom = app[CLASSROOMS].get(lesson_id, who.name)
+    classroom = live.room.get(who.name) if live else None
     if classroom is not None and classroom.present:
         classroom.client_stats = stats
         classroom.client_stats_at = time.time()

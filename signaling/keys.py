@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from media.sfu import Sfu
-
-from .classrooms import Classrooms
 from .contracts import Accounts, AuditLog, Authority, LessonJournal, LessonStore
-from .lesson_events import LessonEvents
-from .sessions import Sessions
+from .live_lessons import LiveLessons
 
 STORE = web.AppKey("store", LessonStore)
 AUTHORITY = web.AppKey("authority", Authority)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 AUDIT = web.AppKey("audit", AuditLog)
-SFU = web.AppKey("sfu", Sfu)
-SESSIONS = web.AppKey("sessions", Sessions)
-EVENTS = web.AppKey("events", LessonEvents)
-CLASSROOMS = web.AppKey("classrooms", Classrooms)
+LESSONS = web.AppKey("live_lessons", LiveLessons)
 JOURNAL = web.AppKey("journal", LessonJournal)

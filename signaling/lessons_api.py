@@ -11,8 +11,7 @@ from .audit_api import audit
 from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or_grant
 from .contracts import AuditAction, Lesson, LessonState, Role
 from .errors import http_error, json_object
-from .hooks import hooks_of
-from .keys import AUTHORITY, CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
+from .keys import AUTHORITY, LESSONS, STORE
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,8 @@ def _teacher_field(body: dict[str, Any]) -> str:
 
 
 def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> dict[str, Any]:
-    sessions = request.app[SESSIONS]
+    lessons = request.app[LESSONS]
+    live = lessons.get(lesson.id)
     data: dict[str, Any] = {
         "id": lesson.id,
         "title": lesson.title,
@@ -81,9 +81,9 @@ def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> di
         "created_at": lesson.created_at,
         "started_at": lesson.started_at,
         "ended_at": lesson.ended_at,
-        "classrooms": sessions.classrooms(lesson.id),
-        "recording": hooks_of(request.app).recording_info(lesson.id),
-        "origin_sources": sessions.sources(lesson.id),
+        "classrooms": live.sessions.classrooms() if live else 0,
+        "recording": lessons.recording_info(lesson.id),
+        "origin_sources": live.sessions.sources() if live else [],
     }
     if with_links and lesson.state is not LessonState.ENDED:
         authority = request.app[AUTHORITY]
@@ -155,10 +155,7 @@ async def end_lesson(request: web.Request) -> web.Response:
     lesson = _existing(request, lesson_id)
     if lesson.state is not LessonState.ENDED:
         lesson = request.app[STORE].set_state(lesson_id, LessonState.ENDED)
-        await request.app[SFU].close_router(lesson_id)
-        request.app[CLASSROOMS].end(lesson_id)
-        hooks_of(request.app).on_ended(lesson)
-        await request.app[EVENTS].end(lesson_id)
+        await request.app[LESSONS].end(lesson_id)
         audit(request, AuditAction.LESSON_ENDED, lesson_id)
         logger.info("lesson %s ended", lesson_id)
     return web.json_response(lesson_json(request, lesson, with_links=False))

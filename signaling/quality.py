@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from media.consumer import Consumer
-from media.subscriber import Subscriber
 
 from .classrooms import Classroom, Quality
-from .contracts import Role
-from .keys import CLASSROOMS, EVENTS, JOURNAL, SESSIONS
+from .keys import JOURNAL, LESSONS
 
 logger = logging.getLogger(__name__)
 
@@ -88,31 +86,24 @@ class QualityMonitor:
     def tick(self, now: float) -> None:
         self._ticks += 1
         sample = self._ticks % SAMPLE_EVERY == 0
-        classrooms, events = self._app[CLASSROOMS], self._app[EVENTS]
+        lessons = self._app[LESSONS]
         seen: set[tuple[str, str]] = set()
-        for room in classrooms.lessons():
-            present = room.present()
+        for live in lessons.all():
+            present = live.room.present()
             if not present:
                 continue
             # one pass over the sessions per lesson, not one per classroom
-            watching = {
-                s.name: s.peer
-                for s in self._app[SESSIONS].of_lesson(room.lesson_id, "whep")
-                if s.role is Role.CLASSROOM
-            }
+            watching = live.receivers()
             for classroom in present:
-                key = (room.lesson_id, classroom.name)
+                key = (live.id, classroom.name)
                 seen.add(key)
-                peer = watching.get(classroom.name)
-                consumers = peer.consumers if isinstance(peer, Subscriber) else []
+                consumers = watching.get(classroom.name, [])
                 classroom.quality = self._measure(key, classroom, consumers, now)
             grades = [{"name": c.name, **c.quality.as_json()} for c in present if c.quality]
-            events.send(
-                room.lesson_id, {"type": "quality", "classrooms": grades}, lambda p: p.is_teacher
-            )
+            lessons.tell(live.id, {"type": "quality", "classrooms": grades}, lambda p: p.is_teacher)
             if sample:
                 self._app[JOURNAL].quality(
-                    room.lesson_id,
+                    live.id,
                     now,
                     {c.name: c.quality.as_json() for c in present if c.quality},
                 )

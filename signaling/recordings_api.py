@@ -26,8 +26,8 @@ from .auth import (
 )
 from .contracts import AuditAction, Lesson, Role, TokenError
 from .errors import http_error, json_object
-from .hooks import LIBRARY, RecordingBusyError, hooks_of
-from .keys import AUTHORITY, STORE
+from .keys import AUTHORITY, LESSONS, STORE
+from .recording_port import LIBRARY, RecordingBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _lesson(request: web.Request, lesson_id: str) -> Lesson:
 
 
 def _recording(request: web.Request, lesson_id: str) -> dict[str, Any]:
-    info = hooks_of(request.app).recording_info(lesson_id)
+    info = request.app[LESSONS].recording_info(lesson_id)
     if info is None:
         raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
     return info
@@ -135,12 +135,12 @@ async def list_recordings(request: web.Request) -> web.Response:
     teacher = account is not None
     query = request.query.get("q", "").strip().casefold()[:MAX_QUERY]
     since, until = _number(request, "since"), _number(request, "until")
-    hooks = hooks_of(request.app)
+    lessons = request.app[LESSONS]
     authority = request.app[AUTHORITY]
     entries = []
     total = 0
     for lesson in request.app[STORE].list():
-        info = hooks.recording_info(lesson.id)
+        info = lessons.recording_info(lesson.id)
         mine = account is not None and may_manage(account, lesson)
         if info is None or not (mine or info.get("public")):
             continue

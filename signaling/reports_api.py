@@ -14,8 +14,7 @@ from aiohttp import web
 from .auth import may_manage, require_teacher, teacher_or_grant
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
-from .hooks import hooks_of
-from .keys import CLASSROOMS, JOURNAL, SESSIONS, STORE
+from .keys import JOURNAL, LESSONS, STORE
 from .lessons_api import lesson_json
 
 
@@ -132,7 +131,7 @@ async def report(request: web.Request) -> web.Response:
             "interaction": _interaction(events, end),
             "events": events,
             "chat": journal.chat_messages(lesson.id),  # kept only when the lesson asked
-            "recording": hooks_of(request.app).recording_info(lesson.id),
+            "recording": request.app[LESSONS].recording_info(lesson.id),
             "generated_at": time.time(),
         }
     )
@@ -141,26 +140,27 @@ async def report(request: web.Request) -> web.Response:
 async def live(request: web.Request) -> web.Response:
     """Every live lesson as the operator's wall shows it (a teacher's own; the admin's all)."""
     account = require_teacher(request)
-    classrooms, sessions = request.app[CLASSROOMS], request.app[SESSIONS]
+    live_lessons = request.app[LESSONS]
     lessons = []
     for lesson in request.app[STORE].list():
         if lesson.state is not LessonState.LIVE or not may_manage(account, lesson):
             continue
-        room = classrooms.view(lesson.id)
-        grades = Counter(c.quality.grade for c in room.present() if c.quality)
+        live = live_lessons.get(lesson.id)
+        present = live.room.present() if live else []
+        grades = Counter(c.quality.grade for c in present if c.quality)
         lessons.append(
             {
                 "id": lesson.id,
                 "title": lesson.title,
                 "teacher": lesson.teacher,
                 "started_at": lesson.started_at,
-                "classrooms": sessions.classrooms(lesson.id),
+                "classrooms": live.sessions.classrooms() if live else 0,
                 "max_classrooms": lesson.max_classrooms,
-                "sources": sessions.sources(lesson.id),
-                "on_stage": list(room.on_stage),
-                "hands": len(room.hands()),
+                "sources": live.sessions.sources() if live else [],
+                "on_stage": list(live.room.on_stage) if live else [],
+                "hands": len(live.room.hands()) if live else 0,
                 "quality": {g: grades.get(g, 0) for g in ("good", "fair", "poor")},
-                "recording": hooks_of(request.app).recording_info(lesson.id),
+                "recording": live_lessons.recording_info(lesson.id),
             }
         )
     return web.json_response({"lessons": lessons, "at": time.time()})

@@ -1,4 +1,5 @@
-"""The live WHIP/WHEP sessions: which peer a Location URL names, and who is in a lesson."""
+"""The WHIP/WHEP sessions of one live lesson: which peer a Location URL names, and who is in
+the lesson."""
 
 from __future__ import annotations
 
@@ -40,39 +41,31 @@ class Sessions:
     def remove(self, session_id: str) -> Session | None:
         return self._by_id.pop(session_id, None)
 
-    def of_lesson(self, lesson_id: str, kind: str | None = None) -> list[Session]:
-        return [
-            s
-            for s in self._by_id.values()
-            if s.lesson_id == lesson_id and (kind is None or s.kind == kind)
-        ]
+    def of_kind(self, kind: str | None = None) -> list[Session]:
+        return [s for s in self._by_id.values() if kind is None or s.kind == kind]
 
-    def classrooms(self, lesson_id: str) -> int:
-        return sum(1 for s in self.of_lesson(lesson_id, "whep") if s.role is Role.CLASSROOM)
+    def classrooms(self) -> int:
+        return sum(1 for s in self.of_kind("whep") if s.role is Role.CLASSROOM)
 
-    def classroom(self, lesson_id: str, name: str) -> Session | None:
+    def classroom(self, name: str) -> Session | None:
         """The WHEP session of the classroom called ``name``, if it is in the lesson."""
         return next(
-            (
-                s
-                for s in self.of_lesson(lesson_id, "whep")
-                if s.role is Role.CLASSROOM and s.name == name
-            ),
+            (s for s in self.of_kind("whep") if s.role is Role.CLASSROOM and s.name == name),
             None,
         )
 
-    def is_classroom(self, lesson_id: str, name: str, client: str | None) -> bool:
+    def is_classroom(self, name: str, client: str | None) -> bool:
         """Whether ``client`` is the classroom called ``name`` (the one watching as it)."""
-        session = self.classroom(lesson_id, name)
+        session = self.classroom(name)
         return session is not None and client is not None and session.client == client
 
-    def sources(self, lesson_id: str) -> list[str]:
+    def sources(self) -> list[str]:
         """What the teacher publishes (camera, courseware), sorted."""
-        return sorted({s.name for s in self.of_lesson(lesson_id, "whip") if s.role is Role.ORIGIN})
+        return sorted({s.name for s in self.of_kind("whip") if s.role is Role.ORIGIN})
 
-    def feeds(self, lesson_id: str) -> set[str]:
+    def feeds(self) -> set[str]:
         """The classrooms that send their return feed."""
-        return {s.name for s in self.of_lesson(lesson_id, "whip") if s.role is Role.CLASSROOM}
+        return {s.name for s in self.of_kind("whip") if s.role is Role.CLASSROOM}
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -9,23 +9,19 @@ from aiohttp import web
 
 from media.offer import MAX_OFFER_BYTES, OfferError, describe_offer
 from media.peer import NegotiationError, Peer
-from media.publisher import Publisher
-from media.subscriber import Subscriber
 
 from .auth import grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error, read_body
-from .hooks import hooks_of
-from .interaction import apply_stage
-from .keys import CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
-from .sessions import Session, Sessions
+from .keys import LESSONS, STORE
+from .live_lesson import LiveLesson
+from .stage import SLOTS
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "courseware")
 FEED = "feed"  # ?source=feed: a classroom's return feed
-RETRY_FULL_S = 5  # how soon a classroom turned away from a full lesson should ask again
 
 
 def _lesson(request: web.Request, lesson_id: str) -> Lesson:
@@ -54,8 +50,7 @@ async def _offer(request: web.Request) -> str:
 
 
 async def _negotiate(
-    request: web.Request,
-    lesson: Lesson,
+    live: LiveLesson,
     peer: Peer,
     offer: str,
     kind: str,
@@ -73,82 +68,17 @@ async def _negotiate(
         raise http_error(406, exc.reason, str(exc)) from exc
     except Exception:
         await peer.close()
-        logger.exception("lesson %s: negotiation of %s failed", lesson.id, peer.id)
+        logger.exception("lesson %s: negotiation of %s failed", live.id, peer.id)
         raise http_error(
             500, "negotiation_failed", "the server could not answer this offer"
         ) from None
-    if peer.closed:  # the lesson ended while we were negotiating
-        raise http_error(410, "lesson_ended", "this lesson has ended")
-    sessions, events = request.app[SESSIONS], request.app[EVENTS]
-    attends = role is Role.CLASSROOM and kind == "whep"
-    replaced = None
-    if attends:
-        try:  # again: others may have joined while this one negotiated
-            replaced = _returning(sessions, lesson.id, peer.label, client)
-            if max_classrooms is not None:
-                _check_room(sessions, lesson.id, replaced, max_classrooms)
-        except web.HTTPException:
-            await peer.close()
-            raise
-    session = Session(peer.id, lesson.id, role, kind, peer.label, peer, client)
-    sessions.add(session)
-    classrooms = request.app[CLASSROOMS]
-    if attends:
-        classrooms.arrived(lesson.id, peer.label)
-    events.publish(lesson.id)
-    if replaced is not None:
-        # the same classroom back after its network dropped: its old connection goes
-        logger.info("lesson %s: %s is back, replacing session %s", lesson.id, peer.label, replaced)
-        await replaced.peer.close()
-
-    def forget(_: Peer) -> None:
-        _forget(sessions, session)
-        if attends and classrooms.departed(lesson.id, session.name):
-            apply_stage(request.app, lesson.id)
-        events.publish(lesson.id)
-
-    peer.on_close(forget)
-    location = f"/{kind}/{lesson.id}/{session.id}"
-    logger.info(
-        "lesson %s: %s %s joined (%s, session %s)",
-        lesson.id,
-        role.value,
-        peer.label,
-        kind,
-        session.id,
-    )
+    session = await live.admit(peer, role, kind, max_classrooms, client)
     return web.Response(
         status=201,
         text=answer,
         content_type="application/sdp",
-        headers={"Location": location},
+        headers={"Location": f"/{kind}/{live.id}/{session.id}"},
     )
-
-
-def _returning(sessions: Sessions, lesson_id: str, name: str, client: str | None) -> Session | None:
-    """The session this classroom still has in the lesson when it comes back after its
-    network dropped (same name, same client id): it is to be replaced. Another classroom
-    already using the name gets 409."""
-    session = sessions.classroom(lesson_id, name)
-    if session is None:
-        return None
-    if client is not None and session.client == client:
-        return session
-    raise http_error(409, "name_taken", f"a classroom named {name!r} is already in this lesson")
-
-
-def _check_room(
-    sessions: Sessions, lesson_id: str, replaced: Session | None, max_classrooms: int
-) -> None:
-    """409 with Retry-After when the lesson is full (a classroom coming back takes its own
-    place)."""
-    if sessions.classrooms(lesson_id) - (replaced is not None) >= max_classrooms:
-        raise http_error(
-            409,
-            "lesson_full",
-            f"this lesson already has {max_classrooms} classrooms",
-            {"Retry-After": str(RETRY_FULL_S)},
-        )
 
 
 def _client(request: web.Request) -> str | None:
@@ -167,25 +97,13 @@ def _unnamed() -> str:
     return f"classroom {secrets.token_hex(3)}"
 
 
-def _forget(sessions: Sessions, session: Session) -> None:
-    if sessions.remove(session.id) is not None:
-        logger.info(
-            "lesson %s: %s %s left (%s, session %s)",
-            session.lesson_id,
-            session.role.value,
-            session.name,
-            session.kind,
-            session.id,
-        )
-
-
 async def whip_post(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
     source = request.query.get("source", "camera")
     if source == FEED:
         return await _feed_post(request, lesson_id)
     grant_for(request, lesson_id, {Role.ORIGIN})
-    lesson = _lesson(request, lesson_id)
+    _lesson(request, lesson_id)
     if source not in SOURCES:
         raise http_error(
             400,
@@ -193,19 +111,11 @@ async def whip_post(request: web.Request) -> web.Response:
             f"source must be one of {', '.join((*SOURCES, FEED))}, not {source[:40]!r}",
         )
     offer = await _offer(request)
-    lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
-    sfu = request.app[SFU]
-    peer = Publisher(Sessions.new_id(), sfu.router(lesson_id), sfu.network, source, source)
-    response = await _negotiate(request, lesson, peer, offer, "whip", Role.ORIGIN)
-    store = request.app[STORE]
-    latest = store.get(lesson_id)
-    if latest is not None and latest.state is LessonState.SCHEDULED:
-        store.set_state(lesson_id, LessonState.LIVE)
-        request.app[EVENTS].publish(lesson_id)
-        logger.info("lesson %s is live", lesson_id)
-    current = store.get(lesson_id)
-    if current is not None and current.state is LessonState.LIVE:
-        hooks_of(request.app).on_live(current)  # every publication: a recording resumes too
+    _lesson(request, lesson_id)  # again: it may have ended while the offer came in
+    live = request.app[LESSONS].open(lesson_id)
+    peer = live.new_publisher(source, source)
+    response = await _negotiate(live, peer, offer, "whip", Role.ORIGIN)
+    live.went_live()
     return response
 
 
@@ -217,7 +127,8 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
     client = _client(request)
     # all classrooms share one link: the feed must come from the browser that watches as
     # this classroom, or any classroom could show its camera in another's name
-    if not request.app[SESSIONS].is_classroom(lesson_id, name, client):
+    live = request.app[LESSONS].get(lesson_id)
+    if live is None or not live.sessions.is_classroom(name, client):
         raise http_error(
             409,
             "not_joined",
@@ -225,10 +136,10 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
             "join first, then send the feed",
         )
     offer = await _offer(request)
-    lesson = _lesson(request, lesson_id)
-    sfu = request.app[SFU]
-    peer = Publisher(Sessions.new_id(), sfu.router(lesson_id), sfu.network, feed_source(name), name)
-    return await _negotiate(request, lesson, peer, offer, "whip", Role.CLASSROOM)
+    _lesson(request, lesson_id)
+    live = request.app[LESSONS].open(lesson_id)
+    peer = live.new_publisher(feed_source(name), name)
+    return await _negotiate(live, peer, offer, "whip", Role.CLASSROOM)
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -238,22 +149,22 @@ async def whep_post(request: web.Request) -> web.Response:
     source = request.query.get("source")
     if source is not None:
         return await _feed_watch(request, lesson, source, grant.role)
-    sessions = request.app[SESSIONS]
     client = _client(request)
     if grant.role is Role.CLASSROOM:
         name = classroom_name(request.query.get("name") or _unnamed())
-        replaced = _returning(sessions, lesson_id, name, client)
-        _check_room(sessions, lesson_id, replaced, lesson.max_classrooms)
+        live = request.app[LESSONS].get(lesson_id)
+        if live is not None:
+            replaced = live.returning(name, client)
+            live.check_room(replaced, lesson.max_classrooms)
         excluded = feed_source(name)  # on stage, it does not get its own feed back
     else:
         name, excluded = "teacher", None
     offer = await _offer(request)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
-    sfu = request.app[SFU]
-    router = sfu.router(lesson_id)
-    peer = Subscriber(Sessions.new_id(), router, sfu.network, name, excluded_source=excluded)
+    live = request.app[LESSONS].open(lesson_id)
+    peer = live.new_subscriber(name, SLOTS, excluded)
     limit = lesson.max_classrooms if grant.role is Role.CLASSROOM else None
-    return await _negotiate(request, lesson, peer, offer, "whep", grant.role, limit, client)
+    return await _negotiate(live, peer, offer, "whep", grant.role, limit, client)
 
 
 async def _feed_watch(
@@ -267,24 +178,21 @@ async def _feed_watch(
             400, "bad_source", f"source must be feed:<classroom name>, not {source[:40]!r}"
         )
     offer = await _offer(request)
-    lesson = _lesson(request, lesson.id)
-    sfu = request.app[SFU]
-    peer = Subscriber(
-        Sessions.new_id(),
-        sfu.router(lesson.id),
-        sfu.network,
-        f"teacher watching {source}",
-        sources={"video": (source,), "audio": (source,)},
+    _lesson(request, lesson.id)
+    live = request.app[LESSONS].open(lesson.id)
+    peer = live.new_subscriber(
+        f"teacher watching {source}", {"video": (source,), "audio": (source,)}
     )
-    return await _negotiate(request, lesson, peer, offer, "whep", Role.ORIGIN)
+    return await _negotiate(live, peer, offer, "whep", Role.ORIGIN)
 
 
 async def session_delete(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
     kind = request.path.split("/", 2)[1]
     grant = grant_for(request, lesson_id, {Role.CLASSROOM, Role.ORIGIN})
-    session = request.app[SESSIONS].get(request.match_info["session_id"])
-    if session is None or session.lesson_id != lesson_id or session.kind != kind:
+    live = request.app[LESSONS].get(lesson_id)
+    session = live.sessions.get(request.match_info["session_id"]) if live else None
+    if session is None or session.kind != kind:
         raise http_error(404, "no_such_session", "this session does not exist (any more)")
     if kind == "whip" and session.role is Role.ORIGIN and grant.role is not Role.ORIGIN:
         # a classroom may leave and stop its own return feed, not the teacher's publication

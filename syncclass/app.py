@@ -10,32 +10,19 @@ from pathlib import Path
 from aiohttp import web
 
 from media.network import NetworkConfig
-from media.sfu import Sfu
-from signaling import accounts_api, audit_api, events, lessons_api, reports_api, whip
-from signaling.classrooms import Classrooms
+from signaling import accounts_api, audit_api, events_socket, lessons_api, reports_api, whip
 from signaling.cors import setup_cors
-from signaling.keys import (
-    ACCOUNTS,
-    AUDIT,
-    AUTHORITY,
-    CLASSROOMS,
-    EVENTS,
-    JOURNAL,
-    SESSIONS,
-    SFU,
-    STORE,
-)
-from signaling.lesson_events import LessonEvents
+from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE
+from signaling.live_lessons import LiveLessons
 from signaling.quality import QualityMonitor
 from signaling.rate_limits import Rate, RateLimits, setup_rate_limits
-from signaling.sessions import Sessions
 
 from . import metrics, pages, status
 from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import Config
 from .journal import SqliteLessonJournal
-from .recording import setup_recording
+from .recorder_wiring import setup_recording
 from .security_headers import setup_security_headers
 from .store import DATABASE_FILE, SqliteLessonStore
 from .tokens import (
@@ -93,28 +80,24 @@ def create_app(config: Config) -> web.Application:
     app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     app[AUDIT] = SqliteAuditLog(store)
-    app[SFU] = Sfu(
-        NetworkConfig(
-            bind=config.ice_bind,
-            announce=config.ice_announce,
-            ports=config.ice_ports,
-            shared_port=None if config.ice_ports is not None else config.ice_port,
-            consent_timeout_s=config.ice_consent_timeout_s,
-        )
-    )
-    app[SESSIONS] = Sessions()
-    journal = SqliteLessonJournal(app[STORE])
+    journal = SqliteLessonJournal(store)
     journal.close_open_visits()  # cut short by a stop or a crash
     app[JOURNAL] = journal
-    app[CLASSROOMS] = Classrooms(journal)
-    app[EVENTS] = LessonEvents(app[STORE], app[SESSIONS], app[CLASSROOMS], config.max_on_stage)
+    network = NetworkConfig(
+        bind=config.ice_bind,
+        announce=config.ice_announce,
+        ports=config.ice_ports,
+        shared_port=None if config.ice_ports is not None else config.ice_port,
+        consent_timeout_s=config.ice_consent_timeout_s,
+    )
+    app[LESSONS] = LiveLessons(store, journal, network, config.max_on_stage)
     app[QUALITY] = QualityMonitor(app)
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
-    events.add_routes(app)
+    events_socket.add_routes(app)
     reports_api.add_routes(app)
     metrics.add_routes(app)
     status.add_routes(app)
@@ -133,8 +116,7 @@ def create_app(config: Config) -> web.Application:
         await asyncio.gather(task, return_exceptions=True)
 
     app.cleanup_ctx.append(journal_retention)
-    app.on_shutdown.append(_close_events)
-    app.on_shutdown.append(_close_media)
+    app.on_shutdown.append(_close_lessons)
     app.on_cleanup.append(_close_store)
     return app
 
@@ -144,7 +126,7 @@ class MediaPortError(Exception):
 
 
 async def _open_media_ports(app: web.Application) -> None:
-    network = app[SFU].network
+    network = app[LESSONS].network
     try:
         await network.open()
     except OSError as exc:
@@ -161,15 +143,8 @@ async def _stop_quality(app: web.Application) -> None:
     await app[QUALITY].stop()
 
 
-async def _close_events(app: web.Application) -> None:
-    await app[EVENTS].close()
-
-
-async def _close_media(app: web.Application) -> None:
-    sfu = app[SFU]
-    if sfu.routers:
-        logger.info("closing %d lesson(s)", len(sfu.routers))
-    await sfu.close()
+async def _close_lessons(app: web.Application) -> None:
+    await app[LESSONS].close()
 
 
 async def _close_store(app: web.Application) -> None:

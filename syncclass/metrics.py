@@ -16,10 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from media.router import Router
 from signaling.contracts import LessonState
-from signaling.hooks import hooks_of
-from signaling.keys import CLASSROOMS, EVENTS, SESSIONS, SFU, STORE
+from signaling.keys import LESSONS, STORE
+from signaling.live_lesson import LiveLesson
 
 MAX_LESSON_SERIES = 200
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -54,34 +53,37 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         app = self._app
-        sessions, classrooms = app[SESSIONS], app[CLASSROOMS]
+        lessons = app[LESSONS]
         live = [lesson for lesson in app[STORE].list() if lesson.state is LessonState.LIVE]
+        held = {lesson.id: lessons.get(lesson.id) for lesson in live}
 
         yield _gauge("syncclass_lessons_live", "lessons being taught now", len(live))
         yield _gauge(
             "syncclass_classrooms_connected",
             "receiving classrooms connected, over all lessons",
-            sum(sessions.classrooms(lesson.id) for lesson in live),
+            sum(_classrooms(held[lesson.id]) for lesson in live),
         )
-        feeds = sum(len(sessions.feeds(lesson.id)) for lesson in live)
+        feeds = sum(len(h.sessions.feeds()) for h in held.values() if h)
         yield _gauge("syncclass_return_feeds", "classrooms sending their camera", feeds)
         yield _gauge(
-            "syncclass_peers", "WebRTC peer connections", sum(len(r.peers) for r in _routers(app))
+            "syncclass_peers",
+            "WebRTC peer connections",
+            sum(len(r.peers) for r in lessons.routers()),
         )
         yield _gauge(
             "syncclass_event_sockets",
             "open lesson event WebSockets",
-            sum(app[EVENTS].listeners(lesson.id) for lesson in live),
+            sum(lessons.events.listeners(lesson.id) for lesson in live),
         )
 
-        traffic = app[SFU].traffic()
+        traffic = lessons.traffic()
         for name, help_text, attribute in _TRAFFIC:
             counter = CounterMetricFamily(f"syncclass_{name}", help_text)
             counter.add_metric([], getattr(traffic, attribute))
             yield counter
 
         recordings = Counter(
-            (hooks_of(app).recording_info(lesson.id) or {}).get("state", "none") for lesson in live
+            (lessons.recording_info(lesson.id) or {}).get("state", "none") for lesson in live
         )
         states = GaugeMetricFamily(
             "syncclass_live_recordings", "live lessons by recording state", labels=["state"]
@@ -105,11 +107,11 @@ class _Collector:
             labels=["lesson", "grade"],
         )
         for lesson in per_lesson:
-            rooms.add_metric([lesson.id], sessions.classrooms(lesson.id))
+            rooms.add_metric([lesson.id], _classrooms(held[lesson.id]))
             caps.add_metric([lesson.id], lesson.max_classrooms)
-            grades = Counter(
-                c.quality.grade for c in classrooms.view(lesson.id).present() if c.quality
-            )
+            here = held[lesson.id]
+            present = here.room.present() if here else []
+            grades = Counter(c.quality.grade for c in present if c.quality)
             for grade in ("good", "fair", "poor"):
                 quality.add_metric([lesson.id, grade], grades.get(grade, 0))
         yield rooms
@@ -117,8 +119,8 @@ class _Collector:
         yield quality
 
 
-def _routers(app: web.Application) -> list[Router]:
-    return list(app[SFU].routers.values())
+def _classrooms(live: LiveLesson | None) -> int:
+    return live.sessions.classrooms() if live else 0
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

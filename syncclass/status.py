@@ -11,7 +11,7 @@ from aiohttp import web
 from media.drops import DROPPED
 from media.udp_mux import SharedPort
 from signaling.auth import require_teacher
-from signaling.keys import SESSIONS, SFU
+from signaling.keys import LESSONS
 
 STARTED_AT = web.AppKey("started_at", float)
 
@@ -64,8 +64,9 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
 
 async def status(request: web.Request) -> web.Response:
     require_teacher(request)
-    sfu = request.app[SFU]
-    routers = list(sfu.routers.values())
+    lessons = request.app[LESSONS]
+    routers = lessons.routers()
+    shared = lessons.network.shared
     return web.json_response(
         {
             "uptime_s": round(time.time() - request.app[STARTED_AT], 1),
@@ -73,14 +74,11 @@ async def status(request: web.Request) -> web.Response:
             "peers": sum(len(r.peers) for r in routers),
             "producers": sum(len(r.producers) for r in routers),
             "consumers": sum(len(r.consumers()) for r in routers),
-            "sessions": len(request.app[SESSIONS]),
+            "sessions": lessons.sessions(),
             "tasks": len(asyncio.all_tasks()),
             "udp_sockets": _udp_sockets(),
             # the one UDP port per address that every peer shares (none with --ice-ports)
-            "shared_ports": [
-                _shared_port(port)
-                for port in (sfu.network.shared.opened() if sfu.network.shared else [])
-            ],
+            "shared_ports": [_shared_port(port) for port in (shared.opened() if shared else [])],
             "fds": _file_descriptors(),
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),

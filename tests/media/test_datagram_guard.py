@@ -37,7 +37,7 @@ async def publish(sfu: Sfu) -> tuple[Publisher, RTCPeerConnection]:
     pc.addTransceiver(PacedTrack(encode_vp8_clip(1.0), "video"), direction="sendonly")
     pc.addTransceiver(PacedTrack(encode_opus_clip(1.0), "audio"), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    publisher = Publisher("p", sfu.router("lesson"), sfu.network, "camera", "teacher")
+    publisher = sfu.router("lesson").new_publisher("p", "camera", "teacher")
     answer = await publisher.negotiate(pc.localDescription.sdp)
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     for _ in range(100):

@@ -9,12 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
+from media.router import Router
 from recorder.catalog import Recording, RecordingState
 from recorder.recorder import Recorder, RecordingBusy
 from signaling import recordings_api
 from signaling.contracts import Lesson, LessonState, LessonStore
-from signaling.hooks import HOOKS, LIBRARY, RecordingBusyError
-from signaling.keys import EVENTS, SFU, STORE
+from signaling.keys import LESSONS, STORE
+from signaling.recording_port import LIBRARY, RecordingBusyError
 
 from .config import Config
 from .store import SqliteLessonStore, SqliteRecordingCatalog
@@ -62,14 +63,14 @@ def recording_json(recording: Recording) -> dict[str, Any]:
 
 
 class RecordingService:
-    """`signaling.hooks.LessonHooks` and `RecordingLibrary` on top of the recorder."""
+    """`signaling.recording_port.RecordingHooks` and `RecordingLibrary` on top of the recorder."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
-    def on_live(self, lesson: Lesson) -> None:
+    def on_live(self, lesson: Lesson, router: Router) -> None:
         if lesson.record:
-            self.recorder.lesson_live(lesson.id)
+            self.recorder.lesson_live(lesson.id, router)
 
     def on_ended(self, lesson: Lesson) -> None:
         self.recorder.lesson_ended(lesson.id)
@@ -111,13 +112,12 @@ def setup_recording(app: web.Application, config: Config, data_dir: Path) -> Non
                 recording.lesson_id,
                 recording.error,
             )
-        app[EVENTS].send(
+        app[LESSONS].tell(
             recording.lesson_id, {"type": "recording", "recording": recording_json(recording)}
         )
 
     recorder = Recorder(
         config.recordings_dir or data_dir / "recordings",
-        app[SFU],
         SqliteRecordingCatalog(store),
         lambda lesson_id: _lesson_over(store, lesson_id),
         min_free_bytes=config.record_min_free_mb * 1_000_000,
@@ -126,7 +126,7 @@ def setup_recording(app: web.Application, config: Config, data_dir: Path) -> Non
     )
     service = RecordingService(recorder)
     app[RECORDER] = recorder
-    app[HOOKS] = service
+    app[LESSONS].recording = service
     app[LIBRARY] = service
     recordings_api.add_routes(app)
     app.on_startup.append(_start)

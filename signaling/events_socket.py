@@ -21,9 +21,9 @@ from .auth import credential_of, grant_of, key_manages
 from .classrooms import classroom_name, valid_client
 from .contracts import LessonState, Role
 from .errors import http_error
+from .events_hub import TEACHER, Participant
 from .interaction import error as _error
-from .keys import EVENTS, STORE
-from .lesson_events import TEACHER, Participant
+from .keys import LESSONS, STORE
 from .rate_limits import CLOSE_RATE_LIMITED, message_gate
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ async def lesson_events(request: web.Request) -> web.StreamResponse:
         participant = await _authenticate(request, socket, lesson_id)
         if participant is None:
             return socket
-    events = request.app[EVENTS]
+    events = request.app[LESSONS].events
     snapshot = events.snapshot(lesson_id, participant)
     if snapshot is None or not events.add(lesson_id, socket, participant):
         await socket.close(code=WSCloseCode.GOING_AWAY)

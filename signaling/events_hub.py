@@ -13,11 +13,11 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 
-from .classrooms import Classrooms
+from .classrooms import Room
 from .contracts import LessonStore, Role
 from .sessions import Sessions
 
@@ -44,19 +44,27 @@ class Participant:
 TEACHER = Participant(Role.ORIGIN)
 
 
-class LessonEvents:
+class LiveView(Protocol):
+    """What the hub reads of a live lesson (``signaling.live_lesson.LiveLesson``)."""
+
+    @property
+    def sessions(self) -> Sessions: ...
+
+    @property
+    def room(self) -> Room: ...
+
+
+class EventsHub:
     """Owns the event sockets of every lesson; closing a lesson closes its sockets."""
 
     def __init__(
         self,
         store: LessonStore,
-        sessions: Sessions,
-        classrooms: Classrooms,
+        live: Callable[[str], LiveView | None],
         max_on_stage: int = 1,
     ) -> None:
         self._store = store
-        self._sessions = sessions
-        self._classrooms = classrooms
+        self._live = live
         self.max_on_stage = max_on_stage
         self._sockets: dict[str, dict[web.WebSocketResponse, Participant]] = {}
         self._dirty: set[str] = set()
@@ -74,25 +82,30 @@ class LessonEvents:
         lesson = self._store.get(lesson_id)
         if lesson is None:
             return None
-        room = self._classrooms.view(lesson_id)
+        live = self._live(lesson_id)
         return {
             "type": "lesson",
             "title": lesson.title,
             "state": lesson.state.value,
-            "classrooms": self._sessions.classrooms(lesson_id),
+            "classrooms": live.sessions.classrooms() if live else 0,
             "max_classrooms": lesson.max_classrooms,
-            "sources": self._sessions.sources(lesson_id),
+            "sources": live.sessions.sources() if live else [],
             "max_on_stage": self.max_on_stage,
-            "on_stage": list(room.on_stage),
-            "hands": [{"classroom": c.name, "raised_at": c.hand_raised_at} for c in room.hands()],
+            "on_stage": list(live.room.on_stage) if live else [],
+            "hands": [
+                {"classroom": c.name, "raised_at": c.hand_raised_at}
+                for c in (live.room.hands() if live else [])
+            ],
         }
 
     def _for(
         self, lesson_id: str, base: dict[str, Any], participant: Participant
     ) -> dict[str, Any]:
-        room = self._classrooms.view(lesson_id)
+        live = self._live(lesson_id)
         if participant.is_teacher:
-            feeds = self._sessions.feeds(lesson_id)
+            if live is None:
+                return {**base, "roster": []}
+            room, feeds = live.room, live.sessions.feeds()
             roster = [
                 {
                     "name": c.name,
@@ -108,11 +121,11 @@ class LessonEvents:
             return {**base, "roster": roster}
         if participant.name is None:
             return base
-        classroom = room.classrooms.get(participant.name)
+        classroom = live.room.get(participant.name) if live else None
         you = {
             "name": participant.name,
             "hand_raised": classroom is not None and classroom.hand_raised_at is not None,
-            "on_stage": participant.name in room.on_stage,
+            "on_stage": live is not None and participant.name in live.room.on_stage,
         }
         return {**base, "you": you}
 

@@ -25,7 +25,7 @@ FLUSH_INTERVAL_S = 0.5
 FSYNC_EVERY = 2  # flushes: what a kill -9 can lose is one flush interval, a power cut ~1 s
 
 
-class LessonRecording:
+class LessonCapture:
     """Owns the sinks and log files of one lesson while it is live."""
 
     def __init__(
@@ -35,7 +35,7 @@ class LessonRecording:
         router: Router,
         writer: LogWriter,
         min_free_bytes: int,
-        on_stopped: Callable[[LessonRecording, str], None],
+        on_stopped: Callable[[LessonCapture, str], None],
     ) -> None:
         self.lesson_id = lesson_id
         self.directory = directory

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from media.router import Router
+
 from .contracts import Lesson
 
 
@@ -19,10 +21,10 @@ class RecordingBusyError(Exception):
     """The recording is being made or finalised and cannot be changed that way now."""
 
 
-class LessonHooks(Protocol):
-    def on_live(self, lesson: Lesson) -> None:
-        """The origin published a source (called on every publication, so after a restart
-        too); a lesson to be recorded is recorded from now on."""
+class RecordingHooks(Protocol):
+    def on_live(self, lesson: Lesson, router: Router) -> None:
+        """The origin published a source into ``router`` (called on every publication, so
+        after a restart too); a lesson to be recorded is recorded from now on."""
         ...
 
     def on_ended(self, lesson: Lesson) -> None:
@@ -48,10 +50,10 @@ class RecordingLibrary(Protocol):
         ...
 
 
-class _NoHooks:
+class _NoRecording:
     """For an application without a recorder: lessons are never recorded."""
 
-    def on_live(self, lesson: Lesson) -> None:
+    def on_live(self, lesson: Lesson, router: Router) -> None:
         pass
 
     def on_ended(self, lesson: Lesson) -> None:
@@ -61,10 +63,5 @@ class _NoHooks:
         return None
 
 
-NO_HOOKS: LessonHooks = _NoHooks()
-HOOKS = web.AppKey("lesson_hooks", LessonHooks)
+NO_RECORDING: RecordingHooks = _NoRecording()
 LIBRARY = web.AppKey("recording_library", RecordingLibrary)
-
-
-def hooks_of(app: web.Application) -> LessonHooks:
-    return app.get(HOOKS, NO_HOOKS)

@@ -1,0 +1,211 @@
+"""One lesson while it is held: its media router, its WHIP/WHEP sessions, its room (the
+classrooms present, their hands, the stage), and what its recording is told. ``close`` ends
+all of it, whoever asks: the lesson's end, the server's shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from media.consumer import Consumer
+from media.peer import Peer
+from media.producer import Sink
+from media.router import Router
+from media.sfu import Sfu
+from media.subscriber import Subscriber
+
+from .classrooms import Room
+from .contracts import LessonJournal, LessonState, LessonStore, Role
+from .errors import http_error
+from .events_hub import EventsHub
+from .recording_port import RecordingHooks
+from .sessions import Session, Sessions
+from .stage import stage_source
+
+logger = logging.getLogger(__name__)
+
+RETRY_FULL_S = 5  # how soon a classroom turned away from a full lesson should ask again
+
+
+class LiveLesson:
+    """Made by ``LiveLessons`` (which hands it ``closed``, to forget it once it closes)."""
+
+    def __init__(
+        self,
+        lesson_id: str,
+        sfu: Sfu,
+        store: LessonStore,
+        journal: LessonJournal,
+        events: EventsHub,
+        recording: RecordingHooks,
+        closed: Callable[[LiveLesson], None],
+    ) -> None:
+        self.id = lesson_id
+        self.sessions = Sessions()
+        self.room = Room(lesson_id, journal)
+        self.closed = False
+        self._sfu = sfu
+        self._store = store
+        self._events = events
+        self._recording = recording
+        self._closed = closed
+        self._router: Router | None = None  # made with the first peer
+
+    # media
+
+    @property
+    def router(self) -> Router | None:
+        return self._router
+
+    def _media(self) -> Router:
+        if self.closed:
+            raise http_error(410, "lesson_ended", "this lesson has ended")
+        if self._router is None:
+            self._router = self._sfu.router(self.id, self._stage_source)
+        return self._router
+
+    def _stage_source(self, sink: Sink) -> str | None:
+        return stage_source(sink, self.room.on_stage)
+
+    def new_publisher(self, source: str, label: str) -> Peer:
+        return self._media().new_publisher(Sessions.new_id(), source, label)
+
+    def new_subscriber(
+        self, label: str, slots: dict[str, tuple[str, ...]], excluded_source: str | None = None
+    ) -> Peer:
+        return self._media().new_subscriber(
+            Sessions.new_id(), label, slots, excluded_source=excluded_source
+        )
+
+    def apply_stage(self) -> None:
+        """Make the lesson's media follow who is on stage now."""
+        if self._router is not None and not self._router.closed:
+            self._router.reselect()
+
+    def receivers(self) -> dict[str, list[Consumer]]:
+        """Each classroom watching: the consumers of its WHEP session."""
+        return {
+            s.name: s.peer.consumers
+            for s in self.sessions.of_kind("whep")
+            if s.role is Role.CLASSROOM and isinstance(s.peer, Subscriber)
+        }
+
+    # sessions
+
+    def returning(self, name: str, client: str | None) -> Session | None:
+        """The session this classroom still has in the lesson when it comes back after its
+        network dropped (same name, same client id): it is to be replaced. Another classroom
+        already using the name gets 409."""
+        session = self.sessions.classroom(name)
+        if session is None:
+            return None
+        if client is not None and session.client == client:
+            return session
+        raise http_error(409, "name_taken", f"a classroom named {name!r} is already in this lesson")
+
+    def check_room(self, replaced: Session | None, max_classrooms: int) -> None:
+        """409 with Retry-After when the lesson is full (a classroom coming back takes its own
+        place)."""
+        if self.sessions.classrooms() - (replaced is not None) >= max_classrooms:
+            raise http_error(
+                409,
+                "lesson_full",
+                f"this lesson already has {max_classrooms} classrooms",
+                {"Retry-After": str(RETRY_FULL_S)},
+            )
+
+    async def admit(
+        self,
+        peer: Peer,
+        role: Role,
+        kind: str,
+        max_classrooms: int | None = None,
+        client: str | None = None,
+    ) -> Session:
+        """A peer has negotiated: it becomes a session of the lesson (a classroom watching also
+        arrives in the room) until it closes. 410 if the lesson ended meanwhile, 409 if a
+        classroom's place was taken meanwhile."""
+        if peer.closed:  # the lesson ended while we were negotiating
+            raise http_error(410, "lesson_ended", "this lesson has ended")
+        attends = role is Role.CLASSROOM and kind == "whep"
+        replaced = None
+        if attends:
+            try:  # again: others may have joined while this one negotiated
+                replaced = self.returning(peer.label, client)
+                if max_classrooms is not None:
+                    self.check_room(replaced, max_classrooms)
+            except Exception:
+                await peer.close()
+                raise
+        session = Session(peer.id, self.id, role, kind, peer.label, peer, client)
+        self.sessions.add(session)
+        if attends:
+            self.room.arrived(peer.label)
+        self.changed()
+        if replaced is not None:
+            # the same classroom back after its network dropped: its old connection goes
+            logger.info(
+                "lesson %s: %s is back, replacing session %s", self.id, peer.label, replaced
+            )
+            await replaced.peer.close()
+
+        def forget(_: Peer) -> None:
+            if self.sessions.remove(session.id) is not None:
+                logger.info(
+                    "lesson %s: %s %s left (%s, session %s)",
+                    self.id,
+                    session.role.value,
+                    session.name,
+                    session.kind,
+                    session.id,
+                )
+            if attends and self.room.departed(session.name):
+                self.apply_stage()
+            self.changed()
+
+        peer.on_close(forget)
+        logger.info(
+            "lesson %s: %s %s joined (%s, session %s)",
+            self.id,
+            role.value,
+            peer.label,
+            kind,
+            peer.id,
+        )
+        return session
+
+    # what others are told
+
+    def changed(self) -> None:
+        """Something about the lesson changed: its event sockets get a fresh snapshot."""
+        self._events.publish(self.id)
+
+    def went_live(self) -> None:
+        """The origin published a source: a scheduled lesson is live now, and a lesson to be
+        recorded is recorded from now on (every publication, so after a restart too)."""
+        lesson = self._store.get(self.id)
+        if lesson is not None and lesson.state is LessonState.SCHEDULED:
+            lesson = self._store.set_state(self.id, LessonState.LIVE)
+            self.changed()
+            logger.info("lesson %s is live", self.id)
+        if lesson is not None and lesson.state is LessonState.LIVE and self._router is not None:
+            self._recording.on_live(lesson, self._router)
+
+    async def close(self) -> None:
+        """Close the lesson's media: every peer (their sessions go as they close). If the
+        lesson has ended, the classrooms still present leave, the recording is finalised and
+        the event sockets are told "ended" and closed; on a server shutdown the lesson stays
+        live in the store, and its recording is recovered at the next start."""
+        if self.closed:
+            return
+        self.closed = True
+        self._closed(self)
+        if self._router is not None:
+            await self._router.close()
+        lesson = self._store.get(self.id)
+        if lesson is None or lesson.state is not LessonState.ENDED:
+            return
+        self.room.end()
+        self._recording.on_ended(lesson)
+        await self._events.end(self.id)
