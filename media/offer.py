@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 MAX_OFFER_BYTES = 64 * 1024
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+KINDS = ("audio", "video", "application")
 
 
 class OfferError(ValueError):
@@ -52,6 +53,13 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
             parts = line[2:].split()
             if len(parts) < 4 or not parts[1].split("/", 1)[0].isdigit():
                 raise OfferError(f"malformed SDP media line: {line[:60]!r}")
+            if parts[0] not in KINDS:
+                # aiortc makes no transport for such a section, and one bundled onto it
+                # would be left without any
+                raise OfferError(
+                    f"unsupported media section {parts[0][:20]!r} "
+                    f"(a section is one of {', '.join(KINDS)})"
+                )
             if parts[0] in ("audio", "video") and not all(f.isdigit() for f in parts[3:]):
                 raise OfferError(f"malformed payload types in SDP media line: {line[:60]!r}")
             undirected.add(len(media))

@@ -28,12 +28,26 @@ async def test_malformed_offers(server: Server) -> None:
         re.sub(r"(m=audio \S+ \S+) (\d+)", r"\1 opus", good): "malformed_sdp",
         good.replace("a=rtpmap:", "a=rtpmap:x"): "malformed_sdp",
         good + "m=\r\n": "malformed_sdp",
+        good.replace("m=audio", "m=aUdio", 1): "malformed_sdp",
     }
     for offer, code in bad_offers.items():
         result = await post_offer(lesson["whip_url"], lesson["whip_token"], offer)
         assert result.status == 400, (offer[-80:], result.text)
         assert error(result) == code
         assert json.loads(result.text)["message"]
+    status = server.status()
+    assert status["peers"] == 0 and status["sessions"] == 0
+
+
+async def test_unknown_media_section_bundled_with_others(server: Server) -> None:
+    """aiortc makes no transport for a section of an unknown kind, and the sections bundled
+    onto it would be left without one: the offer is refused before a peer is made."""
+    lesson = server.create_lesson("Unknown section")
+    offer = (await recvonly_offer()).replace("m=video", "m=vVdeo", 1)
+    result = await post_offer(lesson["whep_url"], lesson["whep_token"], offer)
+    assert result.status == 400, result.text
+    assert error(result) == "malformed_sdp"
+    assert "vVdeo" in json.loads(result.text)["message"]
     status = server.status()
     assert status["peers"] == 0 and status["sessions"] == 0
 
