@@ -29,7 +29,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from playwright.async_api import Page, Request, Route
@@ -90,15 +90,14 @@ class Profile:
     rtt: float = 0.0
     loss: Loss = field(default_factory=Loss)
     rate: float | None = None
-    uplink_rate: float | None | str = "same"
+    uplink_rate: float | None | Literal["same"] = "same"
     jitter: float = 0.0
     queue: float = 0.15
 
     def lane(self, downlink: bool) -> tuple[float | None, float]:
         """The rate (bit/s or None) and the queue size in bytes of one direction."""
         rate = self.rate if downlink or self.uplink_rate == "same" else self.uplink_rate
-        assert not isinstance(rate, str)
-        if rate is None:
+        if rate is None or isinstance(rate, str):
             return None, float("inf")
         return rate, max(rate * self.queue / 8, 3000.0)  # at least two full-size datagrams
 
@@ -204,17 +203,19 @@ class Lane:
         if self._lost(profile.loss):
             stats.lost += 1
             return
-        now = asyncio.get_running_loop().time()
-        start = max(now, self._free_at)
-        rate, queue_bytes = profile.lane(self.downlink)
-        if rate is not None:
-            if (start - now) * rate / 8 + size > queue_bytes:
-                stats.overflow += 1
-                return
-            self._free_at = start + size * 8 / rate
         if len(self._queue) >= self.max_datagrams:  # bounds memory on an unlimited link
             stats.overflow += 1
             return
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._free_at)  # when the bottleneck starts sending this one
+        rate, queue_bytes = profile.lane(self.downlink)
+        if rate is None:
+            sent = start = now
+        else:
+            if (start - now) * rate / 8 + size > queue_bytes:  # the backlog, in bytes
+                stats.overflow += 1
+                return
+            sent = self._free_at = start + size * 8 / rate
         wait = start - now
         stats.queued += 1
         stats.queue_delay_sum += wait
@@ -222,8 +223,7 @@ class Lane:
         one_way = profile.rtt / 2
         if profile.jitter:
             one_way = max(0.0, one_way + self._random.uniform(-profile.jitter, profile.jitter))
-        at = max(self._free_at if rate is not None else now, now) + one_way
-        at = max(at, self._last_delivery)  # FIFO: never overtake the datagram ahead
+        at = max(sent + one_way, self._last_delivery)  # FIFO: never overtake the one ahead
         self._last_delivery = at
         if not self._queue and at <= now:
             self._deliver(transport, data, to)
