@@ -14,7 +14,8 @@ other by rewriting the ICE candidates of the offer and the answer, so no kernel 
    never leaves before the one ahead of it in the same direction).
 
 Every datagram's delivery time is known when it arrives (the bottleneck is FIFO), so a lane
-keeps one queue of datagrams in delivery order and one timer (``loop.call_at``) for its head.
+keeps one queue of datagrams in delivery order and one timer (``loop.call_at``) for its head;
+a memory cap (``max_datagrams`` per direction) bounds it on a link without a rate limit.
 
 Directions: *downlink* is server → peer (what a classroom receives), *uplink* is
 peer → server (what a teacher publishes). All sessions routed through one emulator share its
@@ -24,9 +25,10 @@ two lanes, as the sessions of one classroom share its one link.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 import re
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -82,8 +84,9 @@ class Profile:
 
     ``rate`` limits the downlink (server → peer), ``uplink_rate`` the uplink; by default the
     uplink gets the same rate (a rural line is rarely better upstream), ``None`` means no
-    limit. ``queue`` is the bottleneck's buffer as seconds at its rate (drop-tail). ``jitter``
-    is the half-width of the uniform spread around the one-way delay (``rtt / 2``).
+    limit. ``queue`` is the bottleneck's buffer as seconds at its rate, or ``queue_bytes`` in
+    bytes (drop-tail). ``jitter`` is the half-width of the uniform spread around the one-way
+    delay (``rtt / 2``); a datagram never overtakes the one ahead of it unless ``reorder``.
     """
 
     name: str
@@ -93,12 +96,16 @@ class Profile:
     uplink_rate: float | None | Literal["same"] = "same"
     jitter: float = 0.0
     queue: float = 0.15
+    queue_bytes: int | None = None
+    reorder: bool = False
 
     def lane(self, downlink: bool) -> tuple[float | None, float]:
         """The rate (bit/s or None) and the queue size in bytes of one direction."""
         rate = self.rate if downlink or self.uplink_rate == "same" else self.uplink_rate
         if rate is None or isinstance(rate, str):
             return None, float("inf")
+        if self.queue_bytes is not None:
+            return rate, float(self.queue_bytes)
         return rate, max(rate * self.queue / 8, 3000.0)  # at least two full-size datagrams
 
 
@@ -179,8 +186,11 @@ class Lane:
         self._bad = False
         self._free_at = 0.0  # when the bottleneck has sent everything let in so far
         self._last_delivery = 0.0
-        self._queue: deque[tuple[float, asyncio.DatagramTransport, bytes, Address]] = deque()
+        # datagrams on their way, by delivery time (then arrival): FIFO unless reordering
+        self._queue: list[tuple[float, int, asyncio.DatagramTransport, bytes, Address]] = []
+        self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def _lost(self, loss: Loss) -> bool:
         chance = self._random.random
@@ -223,14 +233,22 @@ class Lane:
         one_way = profile.rtt / 2
         if profile.jitter:
             one_way = max(0.0, one_way + self._random.uniform(-profile.jitter, profile.jitter))
-        at = max(sent + one_way, self._last_delivery)  # FIFO: never overtake the one ahead
-        self._last_delivery = at
+        at = sent + one_way
+        if not profile.reorder:
+            at = max(at, self._last_delivery)  # FIFO: never overtake the one ahead
+            self._last_delivery = at
         if not self._queue and at <= now:
             self._deliver(transport, data, to)
             return
-        self._queue.append((at, transport, data, to))
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_at(at, self._wake)
+        heapq.heappush(self._queue, (at, next(self._order), transport, data, to))
+        if self._timer is None or at < self._timer_at:  # a new head (only when reordering)
+            self._schedule(at)
+
+    def _schedule(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(at, self._wake)
+        self._timer_at = at
 
     def _deliver(self, transport: asyncio.DatagramTransport, data: bytes, to: Address) -> None:
         if self.link.cut:
@@ -247,10 +265,10 @@ class Lane:
         queue = self._queue
         # the loop may wake a little early or late; deliver what is due within 0.5 ms
         while queue and queue[0][0] <= now + 0.0005:
-            _, transport, data, to = queue.popleft()
+            _, _, transport, data, to = heapq.heappop(queue)
             self._deliver(transport, data, to)
         if queue:
-            self._timer = loop.call_at(queue[0][0], self._wake)
+            self._schedule(queue[0][0])
 
     def close(self) -> None:
         if self._timer is not None:

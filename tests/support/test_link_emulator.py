@@ -5,6 +5,7 @@ changes during a run; and a classroom watches a lesson through it on the "rural"
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import struct
 import time
@@ -157,7 +158,10 @@ async def test_a_flood_leaves_at_the_link_rate_after_the_queue_fills(path_of) ->
     assert stats.overflow > sent / 2
     assert stats.lost > 0
     assert latencies[0] < POOR.rtt / 2 + POOR.jitter + 0.03
-    assert min(latencies[len(latencies) // 2 :]) > POOR.queue * 0.8 + POOR.rtt / 2 - POOR.jitter
+    # once full, the queue's delay is what most datagrams see (a stalled sender, on a busy
+    # machine, lets it drain a little now and then)
+    queued = statistics.median(latencies[len(latencies) // 2 :])
+    assert queued > POOR.queue * 0.9 + POOR.rtt / 2 - POOR.jitter
     assert len(got) == stats.delivered
     assert stats.delivered + stats.dropped == stats.datagrams_in
 
@@ -219,8 +223,10 @@ async def test_ping_pong_round_trip_is_the_profiles_rtt(path_of) -> None:  # typ
     assert min(rtts) >= RURAL.rtt - 2 * RURAL.jitter
 
 
-async def test_jitter_never_reorders_a_direction(path_of) -> None:  # type: ignore[no-untyped-def]
-    jittery = Profile("jittery", rtt=0.100, jitter=0.040)  # ±40 ms on 50 ms, 1 ms apart
+@pytest.mark.parametrize("reorder", [False, True], ids=["fifo", "reordering"])
+async def test_jitter_reorders_a_direction_only_when_asked(path_of, reorder: bool) -> None:  # type: ignore[no-untyped-def]
+    # ±40 ms on 50 ms, datagrams 1 ms apart: jitter alone would reorder most of them
+    jittery = Profile("jittery", rtt=0.100, jitter=0.040, reorder=reorder)
     path: Path = await path_of(jittery)
     sent = await paced(
         lambda seq: path.peer.send(seq, path.relay.address_for_peer),
@@ -231,10 +237,18 @@ async def test_jitter_never_reorders_a_direction(path_of) -> None:  # type: igno
     await asyncio.sleep(0.2)
     order = [seq for seq, *_ in path.server.got]
     latencies = [at - sent_at for _, sent_at, at, _ in path.server.got]
-    print(f"{sent} datagrams, latency {min(latencies) * 1000:.1f}..{max(latencies) * 1000:.1f} ms")
-    assert order == list(range(sent))
+    overtaken = sum(1 for a, b in itertools.pairwise(order) if b < a)
+    print(
+        f"{sent} datagrams, latency {min(latencies) * 1000:.1f}..{max(latencies) * 1000:.1f} "
+        f"ms, {overtaken} overtaken"
+    )
+    assert sorted(order) == list(range(sent))
     assert max(latencies) - min(latencies) > 0.030  # the jitter is there
     assert min(latencies) >= 0.010 - 0.001
+    if reorder:
+        assert overtaken > sent / 10
+    else:
+        assert overtaken == 0
 
 
 async def test_a_new_profile_applies_mid_run_and_collapse_comes_back(path_of) -> None:  # type: ignore[no-untyped-def]
