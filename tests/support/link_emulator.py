@@ -10,8 +10,8 @@ other by rewriting the ICE candidates of the offer and the answer, so no kernel 
 2. a bottleneck: datagrams are sent on at the link rate, behind the ones already waiting; a
    datagram that would push the backlog over the queue size is dropped (drop-tail), so
    queueing delay grows before loss appears;
-3. propagation: half the profile's RTT, plus uniform jitter, never reordering (a datagram
-   never leaves before the one ahead of it in the same direction).
+3. propagation: half the profile's RTT, plus uniform jitter, without reordering by default
+   (a datagram never leaves before the one ahead of it in the same direction).
 
 Every datagram's delivery time is known when it arrives (the bottleneck is FIFO), so a lane
 keeps one queue of datagrams in delivery order and one timer (``loop.call_at``) for its head;
