@@ -12,19 +12,17 @@ path is what ICE has to notice by itself).
   browser gets names the relay instead of the server, and the relay forwards datagrams
   between them unless the path is cut. Neither side learns the other's real address, so no
   packet goes around it. This needs no kernel packet filter (iptables/nftables), which a
-  test sandbox may lack.
+  test sandbox may lack. It is the link emulator of ``link_emulator.py`` with a plain
+  profile (no delay, no rate limit, optional random loss); ``cut`` is the emulator's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-import re
-from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection
-from playwright.async_api import Page, Request, Route
+
+from .link_emulator import LinkEmulator, Loss, Profile
 
 
 class PathCut:
@@ -70,136 +68,11 @@ class PathCut:
 # ---------------------------------------------------------------------------------------------
 # Chromium
 
-_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ )(\S+)( \d+ )(\S+) (\d+)( typ .*)$", re.IGNORECASE)
 
-
-def _candidates(sdp: str, replace: Callable[[re.Match[str]], str | None]) -> str:
-    """``sdp`` with each candidate line replaced by ``replace(match)``, or left out on None."""
-    lines = []
-    for line in sdp.split("\r\n"):
-        match = _CANDIDATE.match(line)
-        if match is None:
-            lines.append(line)
-        elif (new := replace(match)) is not None:
-            lines.append(new)
-    return "\r\n".join(lines)
-
-
-class _Forward(asyncio.DatagramProtocol):
-    def __init__(self, relay: _Relay, from_browser: bool) -> None:
-        self.relay = relay
-        self.from_browser = from_browser
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.relay.forward(data, addr, self.from_browser)
-
-
-class _Relay:
-    """Two sockets: one the browser talks to, one the server talks to."""
-
-    def __init__(self, path: BrowserPath) -> None:
-        self.path = path
-        self.browser: tuple[str, int] | None = None
-        self.server: tuple[str, int] | None = None
-        self.to_browser: asyncio.DatagramTransport | None = None
-        self.to_server: asyncio.DatagramTransport | None = None
-
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.to_browser, _ = await loop.create_datagram_endpoint(
-            lambda: _Forward(self, True), local_addr=("127.0.0.1", 0)
-        )
-        self.to_server, _ = await loop.create_datagram_endpoint(
-            lambda: _Forward(self, False), local_addr=("127.0.0.1", 0)
-        )
-
-    @staticmethod
-    def _port(transport: asyncio.DatagramTransport | None) -> int:
-        assert transport is not None
-        return int(transport.get_extra_info("sockname")[1])
-
-    def forward(self, data: bytes, addr: tuple[str, int], from_browser: bool) -> None:
-        if self.path.cut or (self.path.loss and self.path.chance.random() < self.path.loss):
-            self.path.dropped += 1
-            return
-        if from_browser:
-            self.browser = addr
-            if self.server is not None and self.to_server is not None:
-                self.to_server.sendto(data, self.server)
-        elif self.browser is not None and self.to_browser is not None:
-            self.to_browser.sendto(data, self.browser)
-
-    def offer(self, sdp: str) -> str:
-        """The browser's offer with its UDP candidate replaced by the relay's (TCP dropped)."""
-        port = self._port(self.to_server)
-        seen: set[str] = set()
-
-        def replace(match: re.Match[str]) -> str | None:
-            if match.group(2).lower() != "udp":
-                return None
-            if self.browser is None:
-                self.browser = (match.group(4), int(match.group(5)))
-            line = f"{match.group(1)}udp{match.group(3)}127.0.0.1 {port}{match.group(6)}"
-            if line in seen:
-                return None
-            seen.add(line)
-            return line
-
-        return _candidates(sdp, replace)
-
-    def answer(self, sdp: str) -> str:
-        """The server's answer with its candidate replaced by the relay's."""
-        port = self._port(self.to_browser)
-
-        def replace(match: re.Match[str]) -> str | None:
-            server = (match.group(4), int(match.group(5)))
-            if self.server not in (None, server):
-                raise AssertionError("the relay handles one server candidate per session")
-            self.server = server
-            head, protocol, priority, _, _, tail = match.groups()
-            return f"{head}{protocol}{priority}127.0.0.1 {port}{tail}"
-
-        return _candidates(sdp, replace)
-
-    def close(self) -> None:
-        for transport in (self.to_browser, self.to_server):
-            if transport is not None:
-                transport.close()
-
-
-class BrowserPath:
-    """The media path of one page's WHEP sessions, which a test can cut and restore, or make
-    lossy: ``loss`` is the share of datagrams dropped at random, each way."""
+class BrowserPath(LinkEmulator):
+    """The media path of one page's WHIP/WHEP sessions, which a test can cut and restore, or
+    make lossy: ``loss`` is the share of datagrams dropped at random, each way. A link
+    emulator (tests/support/link_emulator.py) with no delay and no rate limit."""
 
     def __init__(self, loss: float = 0.0) -> None:
-        self.cut = False
-        self.loss = loss
-        self.chance = random.Random(5)  # the same losses on every run
-        self.dropped = 0
-        self.sessions = 0  # WHIP/WHEP sessions set up through the relay
-        self._relays: list[_Relay] = []
-
-    async def route(self, page: Page) -> BrowserPath:
-        """Send ``page``'s WHIP and WHEP offers and answers through this path (call before
-        it connects): everything the page sends or receives over UDP."""
-        await page.route(re.compile(r"/(whip|whep)/[^/?]+(\?.*)?$"), self._handle)
-        return self
-
-    async def _handle(self, route: Route, request: Request) -> None:
-        if request.method != "POST" or request.post_data is None:
-            await route.continue_()
-            return
-        relay = _Relay(self)
-        await relay.open()
-        self._relays.append(relay)
-        response = await route.fetch(post_data=relay.offer(request.post_data))
-        body = await response.text()
-        if response.status == 201:
-            body = relay.answer(body)
-            self.sessions += 1
-        await route.fulfill(response=response, body=body)
-
-    def close(self) -> None:
-        for relay in self._relays:
-            relay.close()
-        self._relays.clear()
+        super().__init__(Profile("path", loss=Loss.random(loss)), seed=5)

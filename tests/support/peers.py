@@ -34,6 +34,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCapabilities, RTCRtpCodecCapability
 from yarl import URL
 
+from .link_emulator import LinkEmulator
 from .media import EncodedFrame, PacedTrack, PlaybackClock, read_marker
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,24 @@ async def delete_session(
         return response.status
 
 
+async def _exchange(
+    url: str, token: str, pc: RTCPeerConnection, link: LinkEmulator | None
+) -> tuple[HttpResult, str]:
+    """POST ``pc``'s offer; return the result and the answer ``pc`` should apply. Through a
+    ``link``, the offer names the emulator's relay instead of ``pc`` and the answer names it
+    instead of the server."""
+    offer = pc.localDescription.sdp
+    if link is None:
+        result = await post_offer(url, token, offer)
+        return result, result.text
+    relay = await link.open_relay()
+    result = await post_offer(url, token, relay.offer(offer))
+    if result.status != 201:
+        return result, result.text
+    link.sessions += 1
+    return result, relay.answer(result.text)
+
+
 async def _wait_connected(pc: RTCPeerConnection, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while pc.connectionState != "connected":
@@ -220,13 +239,16 @@ async def whip_publish(
     codec: str = "VP8",
     loop: bool = True,
     check: bool = True,
+    link: LinkEmulator | None = None,
 ) -> Publisher:
     """Publish pre-encoded ``video`` (``codec``: VP8 or H264) and Opus ``audio`` over WHIP.
 
     Transceivers are sendonly, video first then audio, each restricted to one codec. Returns
     as soon as the answer is applied; call :meth:`Publisher.wait_connected` to wait for ICE and
     DTLS. On a non-201 answer raises :class:`SignalingError`, or with ``check=False`` returns a
-    closed :class:`Publisher` whose ``status`` tells what happened.
+    closed :class:`Publisher` whose ``status`` tells what happened. ``link`` sends the media
+    through a link emulator (tests/support/link_emulator.py), the teacher's uplink being its
+    ``uplink``.
     """
     if video is None and audio is None:
         raise ValueError("nothing to publish")
@@ -242,7 +264,7 @@ async def whip_publish(
             transceiver = pc.addTransceiver(audio_track, direction="sendonly")
             transceiver.setCodecPreferences(_codec_preferences("audio", "opus"))
         await pc.setLocalDescription(await pc.createOffer())
-        result = await post_offer(whip_url, token, pc.localDescription.sdp)
+        result, answer = await _exchange(whip_url, token, pc, link)
         if result.status != 201:
             await pc.close()
             if check:
@@ -253,7 +275,7 @@ async def whip_publish(
         publisher = Publisher(
             pc, token, result.status, result.location, video_track, audio_track, result.text
         )
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=result.text, type="answer"))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     except BaseException:
         await pc.close()
         raise
@@ -536,6 +558,7 @@ async def whep_subscribe(
     seed: int = 0,
     video_codecs: Sequence[str] | None = None,
     check: bool = True,
+    link: LinkEmulator | None = None,
 ) -> Classroom:
     """Subscribe over WHEP with ``videos`` then ``audios`` recvonly transceivers.
 
@@ -546,7 +569,8 @@ async def whep_subscribe(
     the classroom in messages. ``video_codecs`` (e.g. ``["H264"]``) limits what the video
     transceivers offer; by default aiortc offers VP8 then H.264. On a non-201 answer raises
     :class:`SignalingError`, or with ``check=False`` returns a closed :class:`Classroom` whose
-    ``status`` tells what happened.
+    ``status`` tells what happened. ``link`` routes the session through a link emulator
+    (tests/support/link_emulator.py): what the classroom receives crosses its ``downlink``.
     """
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError("drop_rate must be in [0, 1)")
@@ -561,10 +585,10 @@ async def whep_subscribe(
             pc.addTransceiver("audio", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
         # Attached even at drop_rate 0 so media_packets is always counted.
-        link = _LossyLink(drop_rate, seed)
-        link.attach(pc)
+        lossy = _LossyLink(drop_rate, seed)
+        lossy.attach(pc)
         started_at = time.monotonic()
-        result = await post_offer(whep_url, token, pc.localDescription.sdp)
+        result, answer = await _exchange(whep_url, token, pc, link)
         if result.status != 201:
             await pc.close()
             if check:
@@ -580,13 +604,13 @@ async def whep_subscribe(
             result.location,
             started_at,
             answer_sdp=result.text,
-            _link=link,
+            _link=lossy,
         )
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=result.text, type="answer"))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         # Receivers register with their router only once DTLS is up, i.e. after this.
         _route_like_a_browser(pc)
         # A non-bundled answer gives later transceivers their own ICE connection.
-        link.attach(pc)
+        lossy.attach(pc)
     except BaseException:
         await pc.close()
         raise
