@@ -6,15 +6,34 @@ unusable offer is answered with what is wrong instead of a stack trace.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MAX_OFFER_BYTES = 64 * 1024
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 KINDS = ("audio", "video", "application")
 
+# What one media section may hold. aiortc's work (and memory) for an offer grows with each
+# of these, and a 64 KiB offer could otherwise carry hundreds of sections or thousands of
+# codecs. Real offers stay far below: Chrome's video section lists ~20 codecs (rtpmap) and
+# ~15 header extensions, and ~150 attribute lines with its candidates; Firefox, OBS and
+# FFmpeg offer fewer.
+MAX_CODECS = 64  # a=rtpmap lines per section (payload types are 0..127 anyway)
+MAX_EXTENSIONS = 32  # a=extmap lines per section
+MAX_ATTRIBUTES = 512  # a= lines per section, and at session level
+
 
 class OfferError(ValueError):
-    """The offer cannot be used; the message says why."""
+    """The offer cannot be used; the message says why, and ``code`` is the error's short
+    name for the API."""
+
+    def __init__(self, message: str, code: str = "malformed_sdp") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _too_complex(message: str) -> OfferError:
+    return OfferError(message, "offer_too_complex")
 
 
 @dataclass
@@ -32,7 +51,11 @@ class OfferedMedia:
         return self.direction in ("sendrecv", "recvonly")
 
 
-def describe_offer(sdp: str) -> list[OfferedMedia]:
+def describe_offer(sdp: str, sections: Mapping[str, int] | None = None) -> list[OfferedMedia]:
+    """The offer's media sections, or an ``OfferError``. ``sections`` bounds how many
+    sections of each kind the endpoint can use (a kind it does not name: none); the count
+    is checked as the offer is read, so an offer of hundreds of sections costs no more to
+    refuse than a small one."""
     if not sdp.strip():
         raise OfferError("the SDP offer is empty")
     if len(sdp.encode("utf-8", "replace")) > MAX_OFFER_BYTES:
@@ -46,6 +69,8 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
     mids: list[str | None] = []  # each section's a=mid
     bundle: list[str] = []
     undirected: set[int] = set()  # sections without a direction of their own
+    counts = {kind: 0 for kind in KINDS}
+    attributes = extensions = 0  # in the current section (or at session level)
     for line in lines:
         if len(line) < 2 or line[1] != "=":
             raise OfferError(f"malformed SDP line: {line[:60]!r}")
@@ -62,11 +87,31 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
                 )
             if parts[0] in ("audio", "video") and not all(f.isdigit() for f in parts[3:]):
                 raise OfferError(f"malformed payload types in SDP media line: {line[:60]!r}")
+            counts[parts[0]] += 1
+            if sections is not None and counts[parts[0]] > sections.get(parts[0], 0):
+                allowed = ", ".join(f"{n} {kind}" for kind, n in sections.items() if n)
+                raise OfferError(
+                    f"the SDP offer has more {parts[0]} sections than this endpoint can use "
+                    f"(at most {allowed})",
+                    "too_many_media_sections",
+                )
+            attributes = extensions = 0
             undirected.add(len(media))
             media.append(OfferedMedia(kind=parts[0], direction=session_direction))
             mids.append(None)
         elif line.startswith("a="):
             attribute = line[2:]
+            attributes += 1
+            if attributes > MAX_ATTRIBUTES:
+                raise _too_complex(
+                    f"an SDP section has more than {MAX_ATTRIBUTES} attribute lines (a=)"
+                )
+            if attribute.startswith("extmap:"):
+                extensions += 1
+                if extensions > MAX_EXTENSIONS:
+                    raise _too_complex(
+                        f"an SDP section offers more than {MAX_EXTENSIONS} header extensions"
+                    )
             if attribute in DIRECTIONS:
                 if media:
                     media[-1].direction = attribute
@@ -89,6 +134,8 @@ def describe_offer(sdp: str) -> list[OfferedMedia]:
                 parts = attribute[7:].split()
                 if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 127:
                     raise OfferError(f"malformed SDP rtpmap: {line[:60]!r}")
+                if len(media[-1].codecs) >= MAX_CODECS:
+                    raise _too_complex(f"an SDP section offers more than {MAX_CODECS} codecs")
                 media[-1].codecs.append(parts[1].split("/", 1)[0])
     av = [m for m in media if m.kind in ("audio", "video")]
     if not av:

@@ -23,6 +23,14 @@ logger = logging.getLogger(__name__)
 SOURCES = ("camera", "courseware")
 FEED = "feed"  # ?source=feed: a classroom's return feed
 
+# The media sections each endpoint can use, by kind: more are refused before a peer is made.
+# A publisher (the teacher's camera or courseware, OBS, FFmpeg, a classroom's return feed)
+# sends one picture and one sound. A watcher receives the stage's slots; one data channel
+# section is let through for WHEP players that open one (the classroom page does not).
+PUBLISH_SECTIONS = {"audio": 1, "video": 1}
+WATCH_SECTIONS = {"video": len(SLOTS["video"]), "audio": len(SLOTS["audio"]), "application": 1}
+FEED_WATCH_SECTIONS = {"audio": 1, "video": 1, "application": 1}
+
 
 def _lesson(request: web.Request, lesson_id: str) -> Lesson:
     lesson = request.app[STORE].get(lesson_id)
@@ -33,7 +41,7 @@ def _lesson(request: web.Request, lesson_id: str) -> Lesson:
     return lesson
 
 
-async def _offer(request: web.Request) -> str:
+async def _offer(request: web.Request, sections: dict[str, int]) -> str:
     if request.content_type != "application/sdp":
         raise http_error(
             415, "unsupported_media_type", "the offer must be sent as Content-Type: application/sdp"
@@ -41,11 +49,11 @@ async def _offer(request: web.Request) -> str:
     body = await read_body(request, MAX_OFFER_BYTES, "offer_too_large", "the offer")
     try:
         offer = body.decode("utf-8")
-        describe_offer(offer)  # before a peer connection (keys, sockets) is made for it
+        describe_offer(offer, sections)  # before a peer (keys, sockets) is made for it
     except UnicodeDecodeError as exc:
         raise http_error(400, "malformed_sdp", "the offer is not UTF-8 text") from exc
     except OfferError as exc:
-        raise http_error(400, "malformed_sdp", str(exc)) from exc
+        raise http_error(400, exc.code, str(exc)) from exc
     return offer
 
 
@@ -62,7 +70,7 @@ async def _negotiate(
         answer = await peer.negotiate(offer)
     except OfferError as exc:
         await peer.close()
-        raise http_error(400, "malformed_sdp", str(exc)) from exc
+        raise http_error(400, exc.code, str(exc)) from exc
     except NegotiationError as exc:
         await peer.close()
         raise http_error(406, exc.reason, str(exc)) from exc
@@ -110,7 +118,7 @@ async def whip_post(request: web.Request) -> web.Response:
             "bad_source",
             f"source must be one of {', '.join((*SOURCES, FEED))}, not {source[:40]!r}",
         )
-    offer = await _offer(request)
+    offer = await _offer(request, PUBLISH_SECTIONS)
     _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(source, source)
@@ -135,7 +143,7 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
             f"no classroom named {name!r} watches this lesson from here (?client=); "
             "join first, then send the feed",
         )
-    offer = await _offer(request)
+    offer = await _offer(request, PUBLISH_SECTIONS)
     _lesson(request, lesson_id)
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(feed_source(name), name)
@@ -159,7 +167,7 @@ async def whep_post(request: web.Request) -> web.Response:
         excluded = feed_source(name)  # on stage, it does not get its own feed back
     else:
         name, excluded = "teacher", None
-    offer = await _offer(request)
+    offer = await _offer(request, WATCH_SECTIONS)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_subscriber(name, SLOTS, excluded)
@@ -177,7 +185,7 @@ async def _feed_watch(
         raise http_error(
             400, "bad_source", f"source must be feed:<classroom name>, not {source[:40]!r}"
         )
-    offer = await _offer(request)
+    offer = await _offer(request, FEED_WATCH_SECTIONS)
     _lesson(request, lesson.id)
     live = request.app[LESSONS].open(lesson.id)
     peer = live.new_subscriber(
