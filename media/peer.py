@@ -56,6 +56,8 @@ class Peer:
         self._network = network
         self._released = released
         self._on_close: list[Callable[[Peer], None]] = []
+        self._on_connected: list[Callable[[Peer], None]] = []
+        self.connected = False  # ICE and DTLS have connected (at least once)
         self._close_task: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._connection_state_changed)
 
@@ -65,6 +67,13 @@ class Peer:
 
     def on_close(self, callback: Callable[[Peer], None]) -> None:
         self._on_close.append(callback)
+
+    def on_connected(self, callback: Callable[[Peer], None]) -> None:
+        """``callback`` once ICE and DTLS have connected (at once if they have)."""
+        if self.connected:
+            callback(self)
+        else:
+            self._on_connected.append(callback)
 
     async def negotiate(self, offer: str) -> str:
         """Apply the offer and return the answer, with every candidate in it."""
@@ -90,6 +99,14 @@ class Peer:
     def _connection_state_changed(self) -> None:
         state = self.pc.connectionState
         logger.info("lesson %s %s %s %s: %s", self.router_id, self.role, self.id, self.label, state)
+        if state == "connected" and not self.connected and not self.closed:
+            self.connected = True
+            callbacks, self._on_connected = self._on_connected, []
+            for callback in callbacks:
+                try:
+                    callback(self)
+                except Exception:
+                    logger.exception("connected callback of peer %s failed", self.id)
         if state in ("failed", "closed") and not self.closed and self._close_task is None:
             self._close_task = asyncio.ensure_future(self.close())
 

@@ -90,6 +90,8 @@ def handle(
         return _chat(app, lesson_id, live, who, message)
     if kind == "stats":
         return _stats(app, lesson_id, live, who, message)
+    if kind == "remove":
+        return _remove(app, lesson_id, live, who, message)
     return error("unknown_type", f"unknown message type {kind[:40]!r}")
 
 
@@ -158,6 +160,28 @@ def _stage(
         live.apply_stage()
         live.changed()
         logger.info("lesson %s: %s %s stage", lesson_id, name, "on" if on else "off")
+    return None
+
+
+def _remove(
+    app: web.Application,
+    lesson_id: str,
+    live: LiveLesson | None,
+    who: Participant,
+    message: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The teacher removes a classroom (移出): its sessions close, and its name may not join
+    again until the join link is rotated."""
+    if not who.is_teacher:
+        return _forbidden("remove classrooms")
+    name = _classroom_of(message)
+    if isinstance(name, dict):
+        return name
+    if live is None:
+        return error("no_such_classroom", f"no classroom named {name[:64]!r} is in this lesson")
+    note = {"type": "removed", "classroom": name, "at": time.time()}
+    app[LESSONS].tell(lesson_id, note, _to_classroom(live, name))
+    live.remove_classroom(name)
     return None
 
 

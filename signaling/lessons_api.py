@@ -170,6 +170,9 @@ async def rotate_link(request: web.Request) -> web.Response:
     if lesson.state is LessonState.ENDED:
         raise http_error(410, "lesson_ended", "this lesson has ended; it has no links")
     lesson = request.app[STORE].rotate_link(lesson_id)
+    live = request.app[LESSONS].get(lesson_id)
+    if live is not None:
+        live.link_rotated()  # the classrooms the teacher removed may join with the new link
     audit(request, AuditAction.LINK_ROTATED, lesson_id, f"generation {lesson.link_generation}")
     logger.info("lesson %s: classroom link replaced", lesson_id)
     return web.json_response(lesson_json(request, lesson, with_links=True))

@@ -5,8 +5,11 @@ all of it, whoever asks: the lesson's end, the server's shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from media.consumer import Consumer
 from media.peer import Peer
@@ -40,6 +43,7 @@ class LiveLesson:
         events: EventsHub,
         recording: RecordingHooks,
         closed: Callable[[LiveLesson], None],
+        connect_timeout_s: float = 15.0,
     ) -> None:
         self.id = lesson_id
         self.sessions = Sessions()
@@ -51,6 +55,9 @@ class LiveLesson:
         self._recording = recording
         self._closed = closed
         self._router: Router | None = None  # made with the first peer
+        self._connect_timeout_s = connect_timeout_s
+        self._removed: set[str] = set()  # classroom names the teacher removed, until rotate
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # media
 
@@ -104,6 +111,36 @@ class LiveLesson:
             return session
         raise http_error(409, "name_taken", f"a classroom named {name!r} is already in this lesson")
 
+    def check_removed(self, name: str) -> None:
+        """403 for a classroom the teacher removed, until the join link is rotated."""
+        if name in self._removed:
+            raise http_error(
+                403,
+                "removed",
+                f"the teacher removed {name!r} from this lesson; a new join link is needed",
+            )
+
+    def remove_classroom(self, name: str) -> bool:
+        """The teacher removes a classroom: its sessions (watching, its feed) close, and its
+        name is refused until the join link is rotated. Whether it had any session."""
+        self._removed.add(name)
+        sessions = self.sessions.named(name)
+        for session in sessions:
+            self._spawn(session.peer.close())
+        logger.info(
+            "lesson %s: the teacher removed %s (%d session(s))", self.id, name, len(sessions)
+        )
+        return bool(sessions)
+
+    def link_rotated(self) -> None:
+        """A new join link: the classrooms removed so far may join with it."""
+        self._removed.clear()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def check_room(self, replaced: Session | None, max_classrooms: int) -> None:
         """409 with Retry-After when the lesson is full (a classroom coming back takes its own
         place)."""
@@ -123,15 +160,18 @@ class LiveLesson:
         max_classrooms: int | None = None,
         client: str | None = None,
     ) -> Session:
-        """A peer has negotiated: it becomes a session of the lesson (a classroom watching also
-        arrives in the room) until it closes. 410 if the lesson ended meanwhile, 409 if a
-        classroom's place was taken meanwhile."""
+        """A peer has negotiated: it becomes a session of the lesson until it closes, and is
+        closed if it has not connected within the connect timeout. A classroom watching
+        arrives in the room once it connects (and is closed then if its place or name was
+        taken by another that connected first). 410 if the lesson ended meanwhile, 409 if a
+        classroom's place was taken meanwhile, 403 if the teacher removed it meanwhile."""
         if peer.closed:  # the lesson ended while we were negotiating
             raise http_error(410, "lesson_ended", "this lesson has ended")
         attends = role is Role.CLASSROOM and kind == "whep"
         replaced = None
         if attends:
             try:  # again: others may have joined while this one negotiated
+                self.check_removed(peer.label)
                 replaced = self.returning(peer.label, client)
                 if max_classrooms is not None:
                     self.check_room(replaced, max_classrooms)
@@ -140,9 +180,10 @@ class LiveLesson:
                 raise
         session = Session(peer.id, self.id, role, kind, peer.label, peer, client)
         self.sessions.add(session)
-        if attends:
-            self.room.arrived(peer.label)
-        self.changed()
+        lapse = asyncio.get_running_loop().call_later(
+            self._connect_timeout_s, self._connect_lapsed, session
+        )
+        peer.on_connected(lambda _: self._connected(session, attends, max_classrooms))
         if replaced is not None:
             # the same classroom back after its network dropped: its old connection goes
             logger.info(
@@ -151,6 +192,7 @@ class LiveLesson:
             await replaced.peer.close()
 
         def forget(_: Peer) -> None:
+            lapse.cancel()
             if self.sessions.remove(session.id) is not None:
                 logger.info(
                     "lesson %s: %s %s left (%s, session %s)",
@@ -160,9 +202,10 @@ class LiveLesson:
                     session.kind,
                     session.id,
                 )
-            if attends and self.room.departed(session.name):
+            if attends and session.connected and self.room.departed(session.name):
                 self.apply_stage()
-            self.changed()
+            if session.connected:
+                self.changed()
 
         peer.on_close(forget)
         logger.info(
@@ -174,6 +217,61 @@ class LiveLesson:
             peer.id,
         )
         return session
+
+    def _connected(self, session: Session, attends: bool, max_classrooms: int | None) -> None:
+        """ICE and DTLS connected: the session counts from now on; a classroom arrives in
+        the room, unless another took its place or its name while it connected."""
+        if session.peer.closed or self.sessions.get(session.id) is not session:
+            return
+        if attends:
+            other = self.sessions.classroom(session.name)
+            returning = (
+                other is not None and session.client is not None and other.client == session.client
+            )
+            refusal = None
+            if session.name in self._removed:
+                refusal = "was removed by the teacher"
+            elif other is not None and not returning:
+                refusal = "has a name another classroom took meanwhile"
+            elif (
+                other is None
+                and max_classrooms is not None
+                and self.sessions.classrooms() >= max_classrooms
+            ):
+                refusal = "connected after the lesson filled up"
+            if refusal is not None:
+                logger.info("lesson %s: %s %s: closed", self.id, session.name, refusal)
+                self._spawn(session.peer.close())
+                return
+            if returning and other is not None:
+                self._spawn(other.peer.close())
+        session.connected = True
+        logger.info(
+            "lesson %s: %s %s connected after %.2f s (%s, session %s)",
+            self.id,
+            session.role.value,
+            session.name,
+            time.time() - session.created_at,
+            session.kind,
+            session.id,
+        )
+        if attends:
+            self.room.arrived(session.name)
+        self.changed()
+
+    def _connect_lapsed(self, session: Session) -> None:
+        if session.connected or session.peer.closed:
+            return
+        logger.info(
+            "lesson %s: %s %s did not connect within %g s (%s, session %s): closed",
+            self.id,
+            session.role.value,
+            session.name,
+            self._connect_timeout_s,
+            session.kind,
+            session.id,
+        )
+        self._spawn(session.peer.close())
 
     # what others are told
 

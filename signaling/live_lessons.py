@@ -30,11 +30,13 @@ class LiveLessons:
         journal: LessonJournal,
         network: NetworkConfig,
         max_on_stage: int = 1,
+        connect_timeout_s: float = 15.0,
     ) -> None:
         self._store = store
         self._journal = journal
         self._sfu = Sfu(network)
         self._lessons: dict[str, LiveLesson] = {}
+        self.connect_timeout_s = connect_timeout_s
         self.events = EventsHub(store, self.get, max_on_stage)
         # what a lesson's recording is told; the application wires the recorder in
         self.recording: RecordingHooks = NO_RECORDING
@@ -62,6 +64,7 @@ class LiveLessons:
             self.events,
             self.recording,
             self._forget,
+            self.connect_timeout_s,
         )
         return live
 

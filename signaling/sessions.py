@@ -22,6 +22,9 @@ class Session:
     peer: Peer
     client: str | None = None  # the id a classroom page keeps, to be known again on return
     created_at: float = field(default_factory=time.time)
+    # ICE and DTLS have connected: only then is a classroom counted in the lesson (a session
+    # that never connects is closed after the connect timeout)
+    connected: bool = False
 
 
 class Sessions:
@@ -45,14 +48,25 @@ class Sessions:
         return [s for s in self._by_id.values() if kind is None or s.kind == kind]
 
     def classrooms(self) -> int:
-        return sum(1 for s in self.of_kind("whep") if s.role is Role.CLASSROOM)
+        """The classrooms in the lesson: those whose WHEP session has connected."""
+        return sum(1 for s in self.of_kind("whep") if s.role is Role.CLASSROOM and s.connected)
 
     def classroom(self, name: str) -> Session | None:
-        """The WHEP session of the classroom called ``name``, if it is in the lesson."""
+        """The connected WHEP session of the classroom called ``name``, if it is in the
+        lesson."""
         return next(
-            (s for s in self.of_kind("whep") if s.role is Role.CLASSROOM and s.name == name),
+            (
+                s
+                for s in self.of_kind("whep")
+                if s.role is Role.CLASSROOM and s.name == name and s.connected
+            ),
             None,
         )
+
+    def named(self, name: str) -> list[Session]:
+        """Every session of the classroom called ``name`` (watching, its feed), connected
+        or not."""
+        return [s for s in self._by_id.values() if s.role is Role.CLASSROOM and s.name == name]
 
     def is_classroom(self, name: str, client: str | None) -> bool:
         """Whether ``client`` is the classroom called ``name`` (the one watching as it)."""

@@ -162,6 +162,7 @@ async def whep_post(request: web.Request) -> web.Response:
         name = classroom_name(request.query.get("name") or _unnamed())
         live = request.app[LESSONS].get(lesson_id)
         if live is not None:
+            live.check_removed(name)
             replaced = live.returning(name, client)
             live.check_room(replaced, lesson.max_classrooms)
         excluded = feed_source(name)  # on stage, it does not get its own feed back

@@ -90,7 +90,9 @@ def create_app(config: Config) -> web.Application:
         shared_port=None if config.ice_ports is not None else config.ice_port,
         consent_timeout_s=config.ice_consent_timeout_s,
     )
-    app[LESSONS] = LiveLessons(store, journal, network, config.max_on_stage)
+    app[LESSONS] = LiveLessons(
+        store, journal, network, config.max_on_stage, config.connect_timeout_s
+    )
     app[QUALITY] = QualityMonitor(app)
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)

@@ -29,6 +29,7 @@ class Config:
     ice_ports: tuple[int, int] | None = None  # a port per peer from this range
     ice_port: int = 0  # without ice_ports: the one UDP port every peer shares (0: a free one)
     ice_consent_timeout_s: float = CONSENT_TIMEOUT_S  # a peer unheard of this long is closed
+    connect_timeout_s: float = 15.0  # a session not connected (ICE + DTLS) by then is closed
     tls_cert: Path | None = None
     tls_key: Path | None = None
     token_ttl_s: float = 43200.0
@@ -110,6 +111,17 @@ def _port_range(text: str) -> tuple[int, int]:
     if high - low + 1 < 2:
         raise ValueError(f"range {low}-{high} must span at least 2 ports")
     return low, high
+
+
+def _connect_timeout(text: str) -> float:
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    # ICE + DTLS take a few round trips: ~2.5 s on a 600 ms satellite link, with its losses
+    if not (math.isfinite(seconds) and 0.5 <= seconds <= 120):
+        raise ValueError(f"must be from 0.5 to 120 seconds, got {text!r}")
+    return seconds
 
 
 def _consent_timeout(text: str) -> float:
@@ -328,6 +340,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "close a peer's session when nothing authenticated came from it for this long "
         "(ICE consent, RFC 7675; 1 to 30)",
         _consent_timeout,
+    ),
+    _Option(
+        "--connect-timeout",
+        "connect_timeout_s",
+        "SECONDS",
+        "close a WHIP/WHEP session that has not connected (ICE and DTLS) this long after its "
+        "offer; until it connects a classroom is not counted in the lesson (0.5 to 120)",
+        _connect_timeout,
     ),
     _Option(
         "--tls-cert", "tls_cert", "FILE", "TLS certificate (PEM); needs --tls-key", _existing_file

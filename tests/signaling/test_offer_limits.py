@@ -74,8 +74,7 @@ async def test_whep_refuses_more_sections_than_the_stage_has(server: Server) -> 
         )
     # hundreds, as an attacker would send: refused just the same, before any peer
     small = "".join(
-        f"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:y{n}\r\na=recvonly\r\n"
-        "a=rtpmap:96 VP8/90000\r\n"
+        f"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:y{n}\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n"
         for n in range(300)
     )
     await _refused(server, url, token, offer + small, "too_many_media_sections")
