@@ -248,6 +248,16 @@ async def test_feeds_hands_in_order_stage_and_chat_between_teacher_and_classroom
     )
     assert errors == []
 
+    # the teacher removes a classroom (移出, after confirming): it leaves the wall and the count
+    await expect(teacher.locator("#classroom-count")).to_have_text("2")
+    teacher.once("dialog", lambda dialog: dialog.accept())
+    await teacher.click(f".tile[data-classroom='{FIRST}'] .tile-remove")
+    await expect(teacher.locator(f".tile[data-classroom='{FIRST}']")).to_have_count(0)
+    await expect(teacher.locator("#classroom-count")).to_have_text("1")
+    await expect(teacher.locator(f".tile[data-classroom='{SECOND}'] .tile-remove")).to_have_text(
+        "移出"
+    )
+
 
 async def test_a_fourth_classroom_waits_on_the_full_screen_and_gets_in_when_one_leaves(
     server: Server, browser: Browser, artifacts: Path

@@ -3,7 +3,7 @@
 // quality, its raised hand, and the button that calls it on stage or sends it back.
 
 import { FrameWatch } from './frames.js';
-import { setText } from './i18n.js';
+import { setText, t } from './i18n.js';
 import { FEED_SLOTS, WhepPlayer } from './whep.js';
 
 const RETRY_MS = 3000;
@@ -49,7 +49,14 @@ class FeedTile {
     this.stageButton = element('button', 'tile-stage');
     this.stageButton.type = 'button';
     this.stageButton.addEventListener('click', () => grid.onStage(name, !this.onStage));
-    actions.append(this.figures, this.stageButton);
+    this.removeButton = element('button', 'tile-remove');
+    this.removeButton.type = 'button';
+    setText(this.removeButton, 'teach.tile.remove');
+    this.removeButton.addEventListener('click', () => {
+      // its name is refused until the join link is replaced: ask before doing it
+      if (window.confirm(t('teach.tile.removeConfirm', { name }))) grid.onRemove(name);
+    });
+    actions.append(this.figures, this.stageButton, this.removeButton);
     root.append(screen, bar, actions);
     this.root = root;
     this.entry = {};
@@ -196,12 +203,14 @@ class FeedTile {
 }
 
 export class FeedGrid {
-  /** `onStage(name, on)` asks for a classroom on stage (or off). */
-  constructor(box, lessonId, token, { onStage }) {
+  /** `onStage(name, on)` asks for a classroom on stage (or off); `onRemove(name)` removes
+   * it from the lesson. */
+  constructor(box, lessonId, token, { onStage, onRemove }) {
     this.box = box;
     this.lessonId = lessonId;
     this.token = token;
     this.onStage = onStage;
+    this.onRemove = onRemove;
     this.tiles = new Map();
     this.qualities = new Map();
     this.closed = false;

@@ -59,6 +59,8 @@ const INTERACTION = {
     'teach.tile.figures': '丢包 {loss}% · 往返 {rtt} ms',
     'teach.tile.callOnStage': '请上台',
     'teach.tile.offStage': '下台',
+    'teach.tile.remove': '移出',
+    'teach.tile.removeConfirm': '将「{name}」移出本课？更换加入链接之前，它不能再以这个名称加入。',
     'teach.error.stage_full': '台上已满：请先让台上的教室下台。',
     'teach.error.no_feed': '这个教室没有发送画面，还不能上台。',
     'teach.error.no_such_classroom': '这个教室已经离开了。',
@@ -189,6 +191,9 @@ const INTERACTION = {
     'teach.tile.figures': 'loss {loss}% · RTT {rtt} ms',
     'teach.tile.callOnStage': 'Call on stage',
     'teach.tile.offStage': 'Off stage',
+    'teach.tile.remove': 'Remove',
+    'teach.tile.removeConfirm':
+      'Remove "{name}" from the lesson? It cannot join again under this name until the join link is replaced.',
     'teach.error.stage_full': 'The stage is full: send a classroom off stage first.',
     'teach.error.no_feed': 'This classroom sends no picture, so it cannot go on stage yet.',
     'teach.error.no_such_classroom': 'That classroom has left.',

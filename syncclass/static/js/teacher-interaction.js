@@ -21,6 +21,9 @@ export class TeacherInteraction {
     this.errorTimer = null;
     this.grid = new FeedGrid($('feeds'), lessonId, token, {
       onStage: (name, on) => this.stage(name, on),
+      onRemove: (name) => {
+        if (!this.send({ type: 'remove', classroom: name })) this.error({ error: 'offline' });
+      },
     });
     this.handsList = new HandsList({
       list: $('hands'),
