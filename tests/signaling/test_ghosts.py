@@ -19,6 +19,7 @@ import pytest
 from tests.server import Server, start_server
 from tests.signaling.test_interaction import client_of, events_url, join, snapshot, until
 from tests.signaling.test_tokens_http import recvonly_offer
+from tests.support.link_emulator import SATELLITE, LinkEmulator
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import post_offer, whep_subscribe, whip_publish
 
@@ -196,3 +197,35 @@ def test_connect_timeout_is_validated(tmp_path: Path) -> None:
         timeout=30,
     ).stdout
     assert "--connect-timeout" in help_text
+
+
+async def test_classrooms_on_a_satellite_link_connect_well_within_the_default_grace(
+    tmp_path: Path,
+) -> None:
+    """What the default --connect-timeout (15 s) must leave room for: ICE and DTLS over a
+    600 ms round trip with 1 % loss take a few round trips."""
+    server = start_server(tmp_path / "satellite")
+    links = [LinkEmulator(SATELLITE, seed=seed) for seed in range(1, 5)]
+    rooms = []
+    try:
+        lesson = server.create_lesson("Satellite")
+        took = []
+        for n, link in enumerate(links):
+            room = await whep_subscribe(
+                f"{lesson['whep_url']}?name=Island{n}&client={client_of(f'Island{n}')}",
+                lesson["whep_token"],
+                link=link,
+            )
+            rooms.append(room)
+            await room.wait_connected(timeout=15)
+            took.append(time.monotonic() - room.started_at)
+        await settles(lambda: classrooms(server, lesson) == len(links), 5)
+        print(f"satellite: offer to connected {', '.join(f'{s:.2f}' for s in took)} s")
+        print(f"satellite: server side {connect_times(server)} s")
+        assert max(took) < 15 / 2
+    finally:
+        for room in rooms:
+            await room.close()
+        for link in links:
+            link.close()
+        server.stop()
