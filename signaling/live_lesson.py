@@ -95,7 +95,7 @@ class LiveLesson:
         return {
             s.name: s.peer.consumers
             for s in self.sessions.of_kind("whep")
-            if s.role is Role.CLASSROOM and isinstance(s.peer, Subscriber)
+            if s.role is Role.CLASSROOM and s.connected and isinstance(s.peer, Subscriber)
         }
 
     # sessions

@@ -74,12 +74,14 @@ class Sessions:
         return session is not None and client is not None and session.client == client
 
     def sources(self) -> list[str]:
-        """What the teacher publishes (camera, courseware), sorted."""
-        return sorted({s.name for s in self.of_kind("whip") if s.role is Role.ORIGIN})
+        """What the teacher publishes (camera, courseware) over connected sessions, sorted."""
+        return sorted(
+            {s.name for s in self.of_kind("whip") if s.role is Role.ORIGIN and s.connected}
+        )
 
     def feeds(self) -> set[str]:
-        """The classrooms that send their return feed."""
-        return {s.name for s in self.of_kind("whip") if s.role is Role.CLASSROOM}
+        """The classrooms that send their return feed (connected)."""
+        return {s.name for s in self.of_kind("whip") if s.role is Role.CLASSROOM and s.connected}
 
     def __len__(self) -> int:
         return len(self._by_id)
