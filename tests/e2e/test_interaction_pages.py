@@ -254,6 +254,11 @@ async def test_feeds_hands_in_order_stage_and_chat_between_teacher_and_classroom
     await teacher.click(f".tile[data-classroom='{FIRST}'] .tile-remove")
     await expect(teacher.locator(f".tile[data-classroom='{FIRST}']")).to_have_count(0)
     await expect(teacher.locator("#classroom-count")).to_have_text("1")
+    # its page, trying to join again, is told it was removed
+    await expect(first.locator("body")).to_have_attribute("data-screen", "removed", timeout=30000)
+    await expect(first.locator("#message-title")).to_have_text(
+        "老师已将本教室移出这节课。如需重新加入，请向老师索取新的链接。"
+    )
     await expect(teacher.locator(f".tile[data-classroom='{SECOND}'] .tile-remove")).to_have_text(
         "移出"
     )

@@ -26,7 +26,7 @@ const view = {
   title: '',
   lessonState: 'scheduled',
   sources: null, // what the teacher publishes, while the events socket knows it
-  problem: null, // 'invalid' or 'full'
+  problem: null, // 'invalid', 'removed' or 'full'
   connection: 'connecting', // 'connected' or 'reconnecting'
   camera: false, // pictures are arriving
   courseware: false,
@@ -75,6 +75,7 @@ function render() {
   $('message-screen').hidden = current === 'playing';
   if (current === 'ended') message('join.ended.title', 'join.ended.text');
   else if (current === 'invalid') message('join.invalid', null);
+  else if (current === 'removed') message('join.removed', null);
   else if (current === 'full') {
     const n = view.maxClassrooms ?? '';
     message('join.full', 'join.fullText', { spinner: true, vars: { n } });
@@ -172,6 +173,11 @@ async function connect() {
       return renamed(error.code);
     }
     if (error instanceof ApiError && error.status === 409) return lessonFull(error);
+    if (error instanceof ApiError && error.code === 'removed') {
+      view.problem = 'removed'; // until the teacher gives out a new link
+      render();
+      return;
+    }
     if (error instanceof ApiError && [401, 403, 404].includes(error.status)) {
       view.problem = 'invalid';
       render();
