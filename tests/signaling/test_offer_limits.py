@@ -4,8 +4,10 @@ before a peer connection is made for it; real offers still work beside it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 
 from media.offer import MAX_ATTRIBUTES, MAX_CODECS, MAX_EXTENSIONS
 from tests.server import Server
@@ -116,6 +118,16 @@ async def test_whip_and_feeds_take_one_picture_and_one_sound(server: Server) -> 
     )
     try:
         await classroom.wait_connected()
+        # a feed is taken from a classroom the server has seen connect
+        deadline = time.monotonic() + 5
+        while (
+            server.request("GET", f"/api/lessons/{lesson['id']}", token=server.teacher_key)[1][
+                "classrooms"
+            ]
+            != 1
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
         before = server.status()
         result = await post_offer(
             f"{lesson['whip_url']}?source=feed&name=A&client=client-aaaa",
