@@ -97,7 +97,7 @@ def create_app(config: Config) -> web.Application:
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
-    events_socket.add_routes(app)
+    events_socket.add_routes(app, config.event_sockets_per_address)
     reports_api.add_routes(app)
     metrics.add_routes(app)
     status.add_routes(app)
