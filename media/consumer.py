@@ -5,14 +5,30 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from .codec import Codec, HeaderExtension, extension_id_map, match_codec
+from .packet_cache import DEFAULT_CAPACITY
 from .producer import Producer
 from .rtp_packet import RtpPacket, rewrite, seq_newer, wrap_rtx
 
 logger = logging.getLogger(__name__)
+
+# A packet is resent to a classroom at most once per round trip: a NACK for it that comes
+# sooner was sent before the retransmission could have arrived (or is a flood). The round
+# trip is the classroom's, from its receiver reports; until one is known, this default.
+NACK_DEFAULT_RTT_S = 0.1
+NACK_MIN_INTERVAL_S = 0.005  # however short the measured round trip
+# Retransmissions to one classroom stream are bounded by a budget in payload bytes: a share
+# of what it is sent, plus a floor for streams that send little (audio, a paused picture),
+# saved up to a burst (a lost keyframe). A real classroom never comes near it: random loss
+# that retransmission repairs is a few percent. The weak-links issue replaces this fixed cap
+# with the classroom's own bandwidth estimate (its share of the link).
+RETRANSMIT_SHARE = 0.5
+RETRANSMIT_FLOOR_BPS = 16_000  # bytes per second
+RETRANSMIT_BURST = 128_000  # bytes
 
 
 class RtpLink(Protocol):
@@ -54,7 +70,15 @@ class ReceiverQuality:
 
 
 class ConsumerStats:
-    __slots__ = ("packets", "octets", "retransmitted", "nacks", "keyframe_requests", "unanswered")
+    __slots__ = (
+        "packets",
+        "octets",
+        "retransmitted",
+        "nacks",
+        "keyframe_requests",
+        "unanswered",
+        "nacks_suppressed",
+    )
 
     def __init__(self) -> None:
         self.packets = 0
@@ -63,6 +87,9 @@ class ConsumerStats:
         self.nacks = 0
         self.keyframe_requests = 0
         self.unanswered = 0  # NACKed packets no longer in the cache
+        # NACKed packets not resent: named again within a round trip (or twice in one NACK),
+        # or over the retransmission budget
+        self.nacks_suppressed = 0
 
 
 class Consumer:
@@ -90,6 +117,12 @@ class Consumer:
         "_last_ts",
         "_last_time",
         "_rtx_seq",
+        "_resent_seq",
+        "_resent_at",
+        "_budget",
+        "_budget_octets",
+        "_budget_at",
+        "_now",
     )
 
     def __init__(
@@ -99,6 +132,7 @@ class Consumer:
         source: str,
         codecs: list[Codec],
         excluded_source: str | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = consumer_id
         self.kind = kind
@@ -126,6 +160,16 @@ class Consumer:
         self._last_ts = 0
         self._last_time = 0.0
         self._rtx_seq = random.randrange(0x8000)
+        # when each recent packet was last resent, by ingress sequence number, in a ring as
+        # large as the producer's cache (made on the first NACK that finds something to send)
+        self._resent_seq: list[int] | None = None
+        self._resent_at: list[float] = []
+        # the retransmission budget: bytes left, and the payload octets and time it was
+        # last topped up at
+        self._budget = float(RETRANSMIT_BURST)
+        self._budget_octets = 0
+        self._now = now
+        self._budget_at = now()
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -205,6 +249,7 @@ class Consumer:
         self._seq_offset = (seq - packet.sequence_number) & 0xFFFF
         self._ts_offset = (ts - packet.timestamp) & 0xFFFFFFFF
         self._first_seq = seq
+        self._resent_seq = None  # a new producer numbers its packets anew
         return self._seq_offset
 
     # the per-packet path
@@ -236,21 +281,48 @@ class Consumer:
     def on_nack(self, sequence_numbers: list[int]) -> None:
         producer = self.producer
         link = self._link
-        self.stats.nacks += 1
+        stats = self.stats
+        stats.nacks += 1
         if producer is None or link is None or self._seq_offset is None:
             return
         params = self._params
         codec = self._codec
         assert params is not None and codec is not None
+        # each packet once, in the order asked (aiortc does not wrap the numbers it reads)
+        distinct = dict.fromkeys(seq & 0xFFFF for seq in sequence_numbers)
+        stats.nacks_suppressed += len(sequence_numbers) - len(distinct)
+        now = self._now()
+        rtt_ms = self.quality.rtt_ms
+        interval = NACK_DEFAULT_RTT_S if rtt_ms is None else rtt_ms / 1000
+        interval = max(interval, NACK_MIN_INTERVAL_S)
+        budget = self._top_up_budget(now)
+        resent_seq = self._resent_seq
+        resent_at = self._resent_at
+        mask = DEFAULT_CAPACITY - 1
+        cache = producer.cache
         missing = []
-        for seq in sequence_numbers:
+        for seq in distinct:
             if seq_newer(self._first_seq, seq):
                 continue  # sent before the current producer: nothing to resend from
             ingress_seq = (seq - self._seq_offset) & 0xFFFF
-            packet = producer.cache.get(ingress_seq)
+            packet = cache.get(ingress_seq)
             if packet is None:
                 missing.append(ingress_seq)
                 continue
+            slot = ingress_seq & mask
+            if resent_seq is None:
+                resent_seq = self._resent_seq = [-1] * DEFAULT_CAPACITY
+                resent_at = self._resent_at = [0.0] * DEFAULT_CAPACITY
+            elif resent_seq[slot] == ingress_seq and now - resent_at[slot] < interval:
+                stats.nacks_suppressed += 1
+                continue
+            size = packet.payload_end - packet.payload_offset
+            if size > budget:
+                stats.nacks_suppressed += 1
+                continue
+            budget -= size
+            resent_seq[slot] = ingress_seq
+            resent_at[slot] = now
             timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
             if codec.rtx_payload_type is not None:
                 data = wrap_rtx(
@@ -268,10 +340,22 @@ class Consumer:
                     packet, codec.payload_type, seq, timestamp, params.ssrc, self._extension_ids
                 )
             link.send_rtp(data)
-            self.stats.retransmitted += 1
+            stats.retransmitted += 1
+        self._budget = budget
         if missing:
-            self.stats.unanswered += len(missing)
+            stats.unanswered += len(missing)
             producer.request_retransmission(missing)
+
+    def _top_up_budget(self, now: float) -> float:
+        """The retransmission budget now: what was left, plus a share of the payload sent
+        since and the floor for the time since, up to the burst. Worked out on a NACK, so that
+        the per-packet path pays nothing for it."""
+        octets = self.stats.octets
+        earned = (octets - self._budget_octets) * RETRANSMIT_SHARE
+        earned += (now - self._budget_at) * RETRANSMIT_FLOOR_BPS
+        self._budget_octets = octets
+        self._budget_at = now
+        return min(self._budget + max(earned, 0.0), RETRANSMIT_BURST)
 
     def on_keyframe_request(self) -> None:
         self.stats.keyframe_requests += 1

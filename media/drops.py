@@ -14,6 +14,7 @@ REASONS = (
     "unauthenticated",  # SRTP/SRTCP that fails authentication or replay protection
     "stun_rejected",  # STUN requests refused (wrong credentials, not a binding request)
     "unrouted",  # authenticated RTP that belongs to none of the peer's streams
+    "malformed_rtcp",  # authenticated RTCP that cannot be read (e.g. a REMB cut short)
     "overflow",  # more datagrams queued for one peer than it can take
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -11,7 +12,7 @@ from typing import Protocol
 from .codec import Codec, HeaderExtension
 from .drops import DROPPED
 from .keyframe import keyframe_detector
-from .nack import LossTracker
+from .nack import MAX_MISSING, LossTracker
 from .packet_cache import PacketCache
 from .rtp_packet import RtpError, RtpPacket, seq_newer, unwrap_rtx
 from .sender_clock import SenderClock
@@ -21,6 +22,11 @@ logger = logging.getLogger(__name__)
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
 # A classroom still waiting this long after a request asks again (the keyframe may be lost).
 KEYFRAME_RETRY_S = 1.0
+# A classroom's NACK for a packet the server never got is passed on to the publisher once at
+# most, and only once the server's own request for it (sent when it found the gap) has had
+# this long to be answered: every classroom that misses the packet asks for it, again and
+# again, and the publisher needs to be asked once.
+UPSTREAM_NACK_RETRY_S = 0.2
 
 
 class Upstream(Protocol):
@@ -63,7 +69,7 @@ class ProducerStats:
         self.bytes = 0
         self.keyframes = 0
         self.keyframe_requests = 0  # sent upstream, after throttling
-        self.nacks = 0  # sequence numbers asked for again upstream
+        self.nacks = 0  # sequence numbers asked for again upstream (found lost, or passed on)
         self.malformed = 0
 
 
@@ -107,8 +113,11 @@ class Producer:
         self._keyframes_at_request = 0
         # where the newest keyframe starts, to let a classroom joining just after it begin there
         self._keyframe_seq: int | None = None
-        self._keyframe_at = 0.0
+        self._keyframe_at = -1e9
         self._losses = LossTracker() if self.kind == "video" else None
+        # for each packet found lost upstream: from when a classroom's NACK for it may be
+        # passed on (infinity once it has been)
+        self._pass_on_after: dict[int, float] = {}
         self.codec = media[0]
         self._is_keyframe = keyframe_detector(self.codec.mime_type)
 
@@ -142,6 +151,7 @@ class Producer:
             if lost:
                 self.stats.nacks += len(lost)
                 self._upstream.send_nack(packet.ssrc, lost)
+                self._found_lost(lost)
         self.stats.packets += 1
         self.stats.bytes += len(packet.data)
         self.cache.put(packet)
@@ -186,26 +196,35 @@ class Producer:
     # feedback
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per interval however often called."""
+        """Ask the publisher for a keyframe, at most once per interval however often called.
+
+        The interval runs from the last request and from the start of the last keyframe,
+        whether asked for or the publisher's own: a classroom that joins within it starts on
+        that keyframe from the cache (replay_keyframe), and one that asks all the time would
+        otherwise add two keyframes a second to those of the publisher's encoder."""
         if self.kind != "video" or self.closed:
             return
         now = self._now()
-        wait = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - now
+        wait = self._next_request_at() - now
         if wait <= 0:
             self._send_keyframe_request(now)
         else:
             # Deferred, not dropped: whoever asked must still get a keyframe.
             self._defer_keyframe_request(wait)
 
+    def _next_request_at(self) -> float:
+        return max(self._last_keyframe_request, self._keyframe_at) + KEYFRAME_REQUEST_INTERVAL_S
+
     def _defer_keyframe_request(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
+        # what the deferred request waits for: a keyframe that starts after this request (one
+        # that came after an earlier request, before this one, does not answer it)
+        self._keyframes_at_request = self.stats.keyframes
         pending = self._pending_keyframe_request
         if pending is not None:
             if pending.when() <= loop.time() + delay:
                 return
             pending.cancel()  # a sooner request supersedes a later retry
-        else:
-            self._keyframes_at_request = self.stats.keyframes
         self._pending_keyframe_request = loop.call_later(delay, self._flush_keyframe_request)
 
     def _flush_keyframe_request(self) -> None:
@@ -215,7 +234,7 @@ class Producer:
         waiting = any(c.waiting_for_keyframe for c in self.consumers)
         if waiting or self.stats.keyframes == self._keyframes_at_request:
             now = self._now()
-            early = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL_S - now
+            early = self._next_request_at() - now
             if early > 0:  # timers may fire a little ahead: the interval is a promise
                 self._defer_keyframe_request(early)
                 return
@@ -249,9 +268,37 @@ class Producer:
                 sink.forward(packet, offset == 0)
         return True
 
-    def request_retransmission(self, sequence_numbers: list[int]) -> None:
-        if self.ssrc is not None and sequence_numbers:
-            self._upstream.send_nack(self.ssrc, sequence_numbers)
+    def _found_lost(self, lost: list[int]) -> None:
+        pass_on_after = self._pass_on_after
+        if len(pass_on_after) > 2 * MAX_MISSING and self._losses is not None:
+            missing = self._losses.missing
+            self._pass_on_after = pass_on_after = {
+                s: t for s, t in pass_on_after.items() if s in missing
+            }
+        after = self._now() + UPSTREAM_NACK_RETRY_S
+        for seq in lost:
+            pass_on_after[seq] = after
+
+    def request_retransmission(self, sequence_numbers: list[int]) -> int:
+        """Classrooms ask for packets that are not in the cache: pass on to the publisher
+        those the server never got and still waits for, each once at most (packets too old
+        for the cache, or not sent yet, the publisher is not asked for). Returns how many
+        were passed on."""
+        losses = self._losses
+        if self.ssrc is None or losses is None:
+            return 0
+        missing = losses.missing
+        pass_on_after = self._pass_on_after
+        now = self._now()
+        ask = []
+        for seq in sequence_numbers:
+            if seq in missing and pass_on_after.get(seq, now) <= now:
+                pass_on_after[seq] = math.inf
+                ask.append(seq)
+        if ask:
+            self.stats.nacks += len(ask)
+            self._upstream.send_nack(self.ssrc, ask)
+        return len(ask)
 
     # consumers
 
@@ -269,6 +316,9 @@ class Producer:
         self.codec = codec
         self._is_keyframe = keyframe_detector(codec.mime_type)
         self.cache.clear()
+        # the last keyframe was in the other codec: it serves nobody now
+        self._keyframe_seq = None
+        self._keyframe_at = -1e9
         for consumer in self.consumers:
             consumer.bind(self)  # matches the new codec and waits for its first keyframe
 

@@ -20,6 +20,7 @@ class TrafficTotals:
     retransmitted: int = 0
     nacks_received: int = 0
     unanswered_nacks: int = 0
+    suppressed_nacks: int = 0
     keyframe_requests_received: int = 0
     keyframe_requests_upstream: int = 0
     nacks_upstream: int = 0
@@ -38,6 +39,7 @@ class TrafficTotals:
         self.retransmitted += stats.retransmitted
         self.nacks_received += stats.nacks
         self.unanswered_nacks += stats.unanswered
+        self.suppressed_nacks += stats.nacks_suppressed
         self.keyframe_requests_received += stats.keyframe_requests
 
     def add(self, other: TrafficTotals) -> None:

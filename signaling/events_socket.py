@@ -6,6 +6,10 @@ WebSocket) or as the first message ``{"type": "auth", "token": ...}``. The serve
 it closes the socket of an ended lesson. A classroom says its name as ``?name=`` (or in the auth
 message) to take part: raise its hand, chat, report its quality. The messages are in
 docs/interaction.md and handled by ``signaling.interaction``.
+
+A token given with the request is checked before the upgrade, so a bad one gets the 4xx JSON
+of the other routes; a socket that brings its token as the first message must send it within
+``AUTH_TIMEOUT_S``. How many sockets may be open is in ``signaling.event_socket_limits``.
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ from .auth import credential_of, grant_of, key_manages
 from .classrooms import classroom_name, valid_client
 from .contracts import LessonState, Role
 from .errors import http_error
+from .event_socket_limits import EVENT_SOCKET_LIMITS, PER_ADDRESS, EventSocketLimits, Place
 from .events_hub import TEACHER, Participant
 from .interaction import error as _error
 from .keys import LESSONS, STORE
-from .rate_limits import CLOSE_RATE_LIMITED, message_gate
+from .rate_limits import CLOSE_RATE_LIMITED, client_of, message_gate
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096
-AUTH_TIMEOUT_S = 10.0
+# a client that did not give its token with the request says it at once; waiting longer only
+# lets anonymous sockets pile up
+AUTH_TIMEOUT_S = 2.0
 HEARTBEAT_S = 20.0
 ROLES = {Role.ORIGIN, Role.CLASSROOM}
 # Close codes 4000-4999 are the application's; 4000 + the HTTP status it stands for.
@@ -70,7 +77,7 @@ def _parse(data: str) -> dict[str, Any] | tuple[str, str]:
 
 async def _refuse(socket: web.WebSocketResponse, code: str, message: str, close: int) -> None:
     await socket.send_json(_error(code, message))
-    await socket.close(code=close, message=b"unauthorized")
+    await socket.close(code=close, message=code.encode()[:100])
 
 
 async def _authenticate(
@@ -102,6 +109,12 @@ async def _authenticate(
         )
 
 
+def _kind(participant: Participant | None) -> str:
+    if participant is None:
+        return "pending"
+    return "teacher" if participant.is_teacher else "classroom"
+
+
 async def lesson_events(request: web.Request) -> web.StreamResponse:
     lesson_id = request.match_info["lesson_id"]
     token = credential_of(request)
@@ -111,13 +124,42 @@ async def lesson_events(request: web.Request) -> web.StreamResponse:
         participant = _check(
             request, lesson_id, token, request.query.get("name"), request.query.get("client")
         )
-    if request.app[STORE].get(lesson_id) is None:
+    lesson = request.app[STORE].get(lesson_id)
+    if lesson is None:
         raise http_error(404, "no_such_lesson", f"there is no lesson {lesson_id!r}")
+    limits = request.app[EVENT_SOCKET_LIMITS]
+    # before the upgrade too: a refusal is a 429 or 503, and no socket is held for it
+    place = limits.admit(lesson_id, client_of(request), _kind(participant), lesson.max_classrooms)
+    try:
+        return await _serve(request, lesson_id, participant, limits, place)
+    finally:
+        limits.release(place)
+
+
+async def _serve(
+    request: web.Request,
+    lesson_id: str,
+    participant: Participant | None,
+    limits: EventSocketLimits,
+    place: Place,
+) -> web.WebSocketResponse:
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
     await socket.prepare(request)
     if participant is None:
         participant = await _authenticate(request, socket, lesson_id)
         if participant is None:
+            return socket
+        lesson = request.app[STORE].get(lesson_id)
+        try:
+            limits.settle(place, _kind(participant), lesson.max_classrooms if lesson else 0)
+        except web.HTTPException as exc:
+            body = json.loads(exc.text or "{}")
+            await _refuse(
+                socket,
+                body.get("error", "sockets_full"),
+                body.get("message", ""),
+                4000 + exc.status,
+            )
             return socket
     events = request.app[LESSONS].events
     snapshot = events.snapshot(lesson_id, participant)
@@ -170,5 +212,7 @@ def _handle(
         return _error("server_error", "the server could not handle this message")
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, per_address: int = PER_ADDRESS) -> None:
+    """The events route; ``per_address``: classroom sockets one client address may hold."""
+    app[EVENT_SOCKET_LIMITS] = EventSocketLimits(per_address)
     app.router.add_get("/api/lessons/{lesson_id}/events", lesson_events)

@@ -6,6 +6,10 @@ generous (30 classrooms joining within seconds pass); they stop one client from 
 server negotiate, store or relay without end. Over the limit an HTTP request gets ``429`` with
 ``Retry-After``, an event message gets ``{"type": "error", "error": "rate_limited"}``, and a
 socket that keeps sending regardless is closed.
+
+Requests whose credential does not authenticate (none, junk, expired) draw from buckets of
+their own: a device that sends junk from a school's address must not use up the requests of
+the classrooms and the teacher behind the same address.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
+from .auth import account_for, credential_of
+from .contracts import TokenError
 from .errors import http_error
+from .keys import AUTHORITY
 
 # Refusals in a row after which an event socket is closed: a client that reads its errors
 # slows down long before.
@@ -116,15 +123,16 @@ class RateLimits:
     """The limits of one server; ``None`` for a kind means unlimited."""
 
     def __init__(self, lessons: Rate | None, media: Rate | None, messages: Rate | None) -> None:
-        self._buckets = {
-            kind: Buckets(rate)
-            for kind, rate in (("lessons", lessons), ("media", media), ("messages", messages))
-            if rate is not None
-        }
+        rates = (("lessons", lessons), ("media", media), ("messages", messages))
+        self._buckets = {kind: Buckets(rate) for kind, rate in rates if rate is not None}
+        # for requests whose credential does not authenticate: kept apart, so that they
+        # never use up what the valid holders behind the same address may do
+        self._anonymous = {kind: Buckets(rate) for kind, rate in rates if rate is not None}
 
-    def check(self, kind: str, request: web.Request) -> None:
-        """Raise 429 if the client has used up its ``kind`` requests for now."""
-        buckets = self._buckets.get(kind)
+    def check(self, kind: str, request: web.Request, authenticated: bool = True) -> None:
+        """Raise 429 if the client has used up its ``kind`` requests for now (those with a
+        credential that authenticates, or those without, as ``authenticated`` says)."""
+        buckets = (self._buckets if authenticated else self._anonymous).get(kind)
         if buckets is None:
             return
         wait = buckets.take(client_of(request))
@@ -151,6 +159,22 @@ _LIMITED = {
 }
 
 
+def authenticates(request: web.Request) -> bool:
+    """Whether the request carries a credential that is a well-signed, unexpired lesson token
+    or an account key (for any lesson: the handler checks which; this only picks the bucket)."""
+    credential = credential_of(request)
+    if credential is None:
+        return False
+    authority = request.app.get(AUTHORITY)
+    if authority is not None:
+        try:
+            authority.verify(credential)
+            return True
+        except TokenError:
+            pass
+    return account_for(request, credential) is not None
+
+
 def limits_of(app: web.Application) -> RateLimits:
     return app.get(RATE_LIMITS, _UNLIMITED)
 
@@ -168,7 +192,7 @@ async def rate_limit(
     if resource is not None:
         kind = _LIMITED.get((request.method, resource.canonical))
         if kind is not None:
-            limits_of(request.app).check(kind, request)
+            limits_of(request.app).check(kind, request, authenticates(request))
     return await handler(request)
 
 

@@ -22,6 +22,7 @@ from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import Config
 from .journal import SqliteLessonJournal
+from .open_files import watch_open_files
 from .recorder_wiring import setup_recording
 from .security_headers import setup_security_headers
 from .store import DATABASE_FILE, SqliteLessonStore
@@ -99,7 +100,7 @@ def create_app(config: Config) -> web.Application:
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
-    events_socket.add_routes(app)
+    events_socket.add_routes(app, config.event_sockets_per_address)
     reports_api.add_routes(app)
     metrics.add_routes(app)
     status.add_routes(app)
@@ -118,6 +119,7 @@ def create_app(config: Config) -> web.Application:
         await asyncio.gather(task, return_exceptions=True)
 
     app.cleanup_ctx.append(journal_retention)
+    app.cleanup_ctx.append(watch_open_files)
     app.on_shutdown.append(_close_lessons)
     app.on_cleanup.append(_close_store)
     return app

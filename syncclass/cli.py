@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import admin_cli, certificate
+from . import admin_cli, certificate, open_files
 from .config import Config, add_serve_arguments, resolve_serve_config
 from .logs import configure_logging
 from .tokens import ADMIN_KEY_FILE, TEACHER_KEY_FILE
@@ -65,6 +65,9 @@ def serve(config: Config) -> None:
     from .app import MediaPortError, admin_key, create_app, teacher_key
 
     configure_logging(config)
+    # each classroom holds sockets (HTTP, events, media): let the server have all the system
+    # allows, and say how many that is
+    logger.info("open files: up to %d", open_files.raise_limit())
     try:
         import uvloop
 

@@ -46,6 +46,7 @@ class Config:
     rate_limit_lessons: tuple[int, float] | None = (120, 60.0)
     rate_limit_media: tuple[int, float] | None = (300, 60.0)
     rate_limit_messages: tuple[int, float] | None = (600, 10.0)
+    event_sockets_per_address: int = 64  # classroom event sockets one client address may hold
     self_signed: bool = False
     attendance_retain_days: float | None = 365.0  # None: keep attendance and quality samples
 
@@ -69,6 +70,13 @@ def _int(text: str) -> int:
         return int(text.strip())
     except ValueError:
         raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    number = _int(text)
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number}")
+    return number
 
 
 def _ip(text: str) -> str:
@@ -396,6 +404,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "lesson event messages per client address, or off",
         _rate,
         "600/10",
+    ),
+    _Option(
+        "--max-event-sockets-per-address",
+        "event_sockets_per_address",
+        "N",
+        "classroom event sockets one client address may hold over all lessons (a school "
+        "behind NAT is one address); the teacher's do not count",
+        _positive,
     ),
     _Option("--token-ttl", "token_ttl_s", "SECONDS", "lifetime of issued access tokens", _ttl),
     _Option(

@@ -33,6 +33,11 @@ _TRAFFIC = (
     ("nacks_answered", "packets retransmitted in answer to NACKs", "retransmitted"),
     ("nacks_unanswered", "NACKed packets no longer in the cache", "unanswered_nacks"),
     (
+        "nacks_suppressed",
+        "NACKed packets not resent: again within a round trip, or over budget",
+        "suppressed_nacks",
+    ),
+    (
         "keyframe_requests_received",
         "keyframe requests (PLI/FIR) received from receivers",
         "keyframe_requests_received",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ from aiortc.rtp import (
 from ..codec import HeaderExtension
 from ..consumer import EgressParameters, RtpLink
 from ..sender_clock import unix_to_ntp
+from .rtcp_guard import guard_rtcp
 from .rtp_writer import DtlsLink
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class EgressRtcp:
         """aiortc's ``send``, then the sink is given the link and what was negotiated."""
         sender = self._sender
         await self._send(parameters)
+        guard_rtcp(sender.transport)
         link = DtlsLink(sender.transport)
         self._link = link
         extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
@@ -177,7 +180,7 @@ class EgressRtcp:
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
-            except ValueError:
+            except (ValueError, struct.error):
                 return
             if ssrc in ssrcs:
                 sink.on_remb(bitrate)

@@ -31,6 +31,7 @@ from ..drops import DROPPED
 from ..rtp_packet import RtpError, RtpPacket, parse_rtp
 from ..sender_clock import NTP_EPOCH_OFFSET, ntp_to_unix
 from .codecs import codecs_of
+from .rtcp_guard import guard_rtcp
 from .rtp_writer import DtlsLink
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def install_ingress(
                 rtx_ssrcs[encoding.rtx.ssrc] = encoding.ssrc
         receiver._RTCRtpReceiver__rtx_ssrc.update(rtx_ssrcs)
         dtls = receiver.transport
+        guard_rtcp(dtls)
         link = DtlsLink(dtls)
         upstream = _Upstream(receiver, link)
         codecs = codecs_of(parameters.codecs)

@@ -152,6 +152,22 @@ def test_rtp_reader_hooks() -> None:
     assert "packet.timestamp" in source(StreamStatistics.add)
 
 
+def test_rtcp_guard_hooks() -> None:
+    """aiortc's RTCP path still ends the transport on an exception it does not catch (what
+    the guard is for), and still parses, routes and hands packets over as the guard does."""
+    recv = source(RTCDtlsTransport._recv_next)
+    assert "await self._handle_rtcp_data(data)" in recv
+    run = source(RTCDtlsTransport._RTCDtlsTransport__run)
+    assert "except Exception" in run and "self._set_state(State.CLOSED)" in run
+    handle = source(RTCDtlsTransport._handle_rtcp_data)
+    assert "RtcpPacket.parse(data)" in handle
+    assert "self._rtp_router.route_rtcp(packet)" in handle
+    assert "await recipient._handle_rtcp_packet(packet)" in handle
+    assert "def route_rtcp(self, packet" in source(RtpRouter)
+    # the REMB reading that raises struct.error, not ValueError, on a short SSRC list
+    assert 'unpack_from("!L", data, pos)' in source(aiortc.rtp.unpack_remb_fci)
+
+
 def test_rtp_writer_hooks() -> None:
     """The fast path protects in place in the session's own buffer, and looks up the
     transport's state, SRTP session and ICE pair only when they change."""

@@ -6,6 +6,7 @@ import asyncio
 import struct
 from typing import Any
 
+from media import consumer as consumer_module
 from media.codec import Codec
 from media.consumer import Consumer, EgressParameters
 from media.nack import LossTracker
@@ -195,4 +196,123 @@ async def test_classroom_joining_just_after_a_keyframe_starts_there_without_a_re
     late.bind(producer)
     assert late.waiting_for_keyframe and late_link.sent == []
     assert len(upstream.keyframe_requests) == 1
+    producer.close()
+
+
+def clocked_consumer(name: str, clock: Clock) -> tuple[Consumer, Link]:
+    c = Consumer(
+        name,
+        "video",
+        "camera",
+        [Codec("video/VP8", 90000, 100, rtx_payload_type=101)],
+        now=clock,
+    )
+    link = Link()
+    c.attach(link, EgressParameters(ssrc=0xAAAA, rtx_ssrc=0xBBBB, extensions=[]))
+    return c, link
+
+
+async def test_a_packet_is_resent_once_per_round_trip_however_often_it_is_named() -> None:
+    clock = Clock()
+    producer = Producer("p", "camera", [VP8], [], Publisher(), SenderClock(), now=clock)
+    c, link = clocked_consumer("c", clock)
+    c.bind(producer)
+    for seq in range(100, 110):
+        producer.on_rtp(rtp(seq, KEY if seq == 100 else DELTA), 0.0)
+    first = parse_rtp(link.sent[0]).sequence_number
+    named = [(first + 3) & 0xFFFF, (first + 5) & 0xFFFF]
+    c.on_nack(named * 200)  # each listed 200 times in one NACK
+    assert c.stats.retransmitted == 2
+    assert c.stats.nacks_suppressed == 398
+    clock.now += 0.05  # within the default round trip (no receiver report yet)
+    c.on_nack(named)
+    assert c.stats.retransmitted == 2
+    clock.now += 0.06
+    c.on_nack(named)
+    assert c.stats.retransmitted == 4
+    # a satellite classroom: its own round trip counts
+    c.on_receiver_report(0, 0, 0, 0.6)
+    clock.now += 0.5
+    c.on_nack(named)
+    assert c.stats.retransmitted == 4
+    clock.now += 0.11
+    c.on_nack(named)
+    assert c.stats.retransmitted == 6
+    assert len(link.sent) == 10 + 6
+    producer.close()
+
+
+async def test_a_classroom_s_retransmissions_stay_within_its_budget() -> None:
+    clock = Clock()
+    producer = Producer("p", "camera", [VP8], [], Publisher(), SenderClock(), now=clock)
+    c, link = clocked_consumer("c", clock)
+    c.bind(producer)
+    payload = DELTA + bytes(1000)
+    seq = 1000
+    producer.on_rtp(rtp(seq, KEY + bytes(1000)), 0.0)
+    first = parse_rtp(link.sent[0]).sequence_number
+    # ten seconds of 100 packets a second, and every 0.2 s a NACK naming the last 500 sent
+    for _ in range(50):
+        for _ in range(20):
+            seq += 1
+            producer.on_rtp(rtp(seq, payload), 0.0)
+        clock.now += 0.2
+        newest = (first + seq - 1000) & 0xFFFF
+        c.on_nack([(newest - i) & 0xFFFF for i in range(500)])
+    resent = sum(len(p) - 12 - 2 for p in link.sent[seq - 1000 + 1 :])
+    allowed = (
+        consumer_module.RETRANSMIT_BURST
+        + consumer_module.RETRANSMIT_SHARE * c.stats.octets
+        + consumer_module.RETRANSMIT_FLOOR_BPS * 10
+    )
+    assert c.stats.retransmitted == len(link.sent) - (seq - 1000 + 1)
+    assert resent <= allowed, (resent, allowed)
+    assert c.stats.nacks_suppressed > 10_000
+    producer.close()
+
+
+async def test_nacks_for_packets_lost_upstream_are_passed_on_once() -> None:
+    upstream = Publisher()
+    clock = Clock()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock(), now=clock)
+    consumers = [clocked_consumer(f"c{i}", clock) for i in range(3)]
+    for c, _ in consumers:
+        c.bind(producer)
+    producer.on_rtp(rtp(10, KEY), 0.0)
+    producer.on_rtp(rtp(13), 0.0)  # 11 and 12 never come
+    producer.on_rtp(rtp(14), 0.0)
+    assert upstream.nacks == [[11, 12]]  # the server's own request, when it finds the gap
+    first = parse_rtp(consumers[0][1].sent[0]).sequence_number
+    hole = (first + 1) & 0xFFFF  # 11, in the first classroom's numbering
+    future = (first + 40) & 0xFFFF
+    consumers[0][0].on_nack([hole] * 50 + [future])
+    assert upstream.nacks == [[11, 12]]  # too soon: that request may still be answered
+    clock.now += 0.25
+    for c, link in consumers:
+        base = parse_rtp(link.sent[0]).sequence_number
+        for _ in range(5):
+            c.on_nack([(base + 1) & 0xFFFF, (base + 2) & 0xFFFF, (base + 40) & 0xFFFF])
+        clock.now += 0.3
+    assert upstream.nacks == [[11, 12], [11, 12]]  # once more, for all of them
+    assert producer.stats.nacks == 4
+    producer.close()
+
+
+async def test_a_keyframe_request_right_after_a_keyframe_waits_for_the_interval() -> None:
+    upstream = Publisher()
+    clock = Clock()
+    producer = Producer("p", "camera", [VP8], [], upstream, SenderClock(), now=clock)
+    c, link = clocked_consumer("c", clock)
+    c.bind(producer)
+    assert len(upstream.keyframe_requests) == 0  # nothing received yet: no SSRC to ask
+    clock.now += 1
+    producer.on_rtp(rtp(1, KEY), 0.0)  # the publisher's own keyframe
+    assert not c.waiting_for_keyframe
+    clock.now += 0.1
+    for _ in range(100):
+        c.on_keyframe_request()
+    assert upstream.keyframe_requests == []  # deferred: a keyframe has just started
+    clock.now += 0.45
+    await asyncio.sleep(KEYFRAME_REQUEST_INTERVAL_S)
+    assert len(upstream.keyframe_requests) == 1  # deferred, not dropped
     producer.close()
