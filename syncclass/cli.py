@@ -66,8 +66,8 @@ def serve(config: Config) -> None:
 
     configure_logging(config)
     # each classroom holds sockets (HTTP, events, media): let the server have all the system
-    # allows, and say how many that is
-    logger.info("open files: up to %d", open_files.raise_limit())
+    # allows, and say how many that is (after the banner, whose first line is the address)
+    open_files_limit = open_files.raise_limit()
     try:
         import uvloop
 
@@ -85,6 +85,7 @@ def serve(config: Config) -> None:
     if key[0] == admin[0]:
         sys.exit("syncclass: the admin key and the teacher key must differ")
     _banner(config, key, admin, tls is not None)
+    logger.info("open files: up to %d", open_files_limit)
     app = create_app(dataclasses.replace(config, teacher_key=key[0], admin_key=admin[0]))
     try:
         web.run_app(
