@@ -3,8 +3,8 @@ Authorization header (or ``?token=`` where a browser cannot send headers), and w
 lets them act on a lesson.
 
 A teacher manages only the lessons their account created; the admin manages all. A lesson
-token works for its own lesson and role only; a classroom token stops working when the
-teacher replaces the link, and origin and classroom tokens stop working when the lesson ends
+token works for its own lesson and role only; a classroom or origin token stops working when
+the teacher replaces that link, and origin and classroom tokens stop working when the lesson ends
 (replay tokens, for the recording, do not).
 """
 
@@ -153,8 +153,8 @@ def grant_of(
 ) -> Grant:
     """``token``'s grant on ``lesson_id``, for tokens that do not come in a header.
 
-    401 for a missing, malformed, tampered or expired token and for a classroom link the
-    teacher replaced; 403 for a token of another lesson or role; 410 for an origin or
+    401 for a missing, malformed, tampered or expired token and for a classroom or origin
+    link the teacher replaced; 403 for a token of another lesson or role; 410 for an origin or
     classroom token once the lesson has ended, unless its role is in ``after_end``: what
     reads the record a lesson leaves (its report, its recording) lets the origin through.
     """
@@ -189,6 +189,13 @@ def grant_of(
             401,
             "token_revoked",
             "the teacher replaced this classroom link with a new one; ask for the new link",
+            _CHALLENGE,
+        )
+    if grant.role is Role.ORIGIN and grant.generation != lesson.origin_generation:
+        raise http_error(
+            401,
+            "token_revoked",
+            "the teacher replaced this teacher link with a new one",
             _CHALLENGE,
         )
     return grant

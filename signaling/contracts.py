@@ -38,6 +38,8 @@ class Lesson:
     # bumped when the teacher replaces the classroom link: older classroom tokens stop working
     link_generation: int = 0
     keep_chat: bool = False  # chat is relayed, not stored, unless the lesson asks for it
+    # bumped when the teacher replaces their own (origin) link: older origin tokens stop working
+    origin_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,9 @@ class Grant:
     lesson_id: str
     role: Role
     expires_at: float
-    generation: int = 0  # the lesson's link generation when the token was issued
+    # the lesson's link generation when the token was issued: for an origin token, the origin
+    # link's; for a classroom token, the classroom link's
+    generation: int = 0
 
 
 class TokenError(Exception):
@@ -75,11 +79,22 @@ class LessonStore(Protocol):
         """Bump the lesson's link generation (KeyError if there is no such lesson)."""
         ...
 
+    def rotate_origin_link(self, lesson_id: str) -> Lesson:
+        """Bump the lesson's origin link generation (KeyError if there is no such lesson)."""
+        ...
+
 
 class Authority(Protocol):
     """Lesson tokens; who holds an account key is `Accounts`' business."""
 
-    def issue(self, lesson_id: str, role: Role, generation: int = 0) -> str: ...
+    def issue(
+        self,
+        lesson_id: str,
+        role: Role,
+        generation: int = 0,
+        *,
+        not_after: float | None = None,
+    ) -> str: ...
 
     def verify(self, token: str) -> Grant:
         """Return the grant of a well-signed, unexpired token; raise TokenError otherwise."""

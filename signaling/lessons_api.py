@@ -1,4 +1,4 @@
-"""REST API for lessons under /api/: create, list, read, end."""
+"""REST API for lessons under /api/: create, list, read, end, replace a link."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .audit_api import audit
 from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or_grant
-from .contracts import AuditAction, Lesson, LessonState, Role
+from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .keys import AUTHORITY, LESSONS, STORE
 
@@ -66,7 +66,13 @@ def _teacher_field(body: dict[str, Any]) -> str:
     return teacher.strip()
 
 
-def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> dict[str, Any]:
+def lesson_json(
+    request: web.Request, lesson: Lesson, *, with_links: bool, grant: Grant | None = None
+) -> dict[str, Any]:
+    """The lesson as the API answers it; ``with_links``: with the teacher's and classrooms'
+    links, which expire no later than ``grant`` (the origin token presented, if it was one):
+    only the teacher's key gets links of the full lifetime, so a leaked origin token cannot
+    renew itself."""
     lessons = request.app[LESSONS]
     live = lessons.get(lesson.id)
     data: dict[str, Any] = {
@@ -88,8 +94,13 @@ def lesson_json(request: web.Request, lesson: Lesson, *, with_links: bool) -> di
     if with_links and lesson.state is not LessonState.ENDED:
         authority = request.app[AUTHORITY]
         base = str(request.url.origin())
-        origin_token = authority.issue(lesson.id, Role.ORIGIN)
-        classroom_token = authority.issue(lesson.id, Role.CLASSROOM, lesson.link_generation)
+        not_after = grant.expires_at if grant is not None else None
+        origin_token = authority.issue(
+            lesson.id, Role.ORIGIN, lesson.origin_generation, not_after=not_after
+        )
+        classroom_token = authority.issue(
+            lesson.id, Role.CLASSROOM, lesson.link_generation, not_after=not_after
+        )
         data.update(
             teacher_url=f"{base}/lessons/{lesson.id}/teach?token={origin_token}",
             join_url=f"{base}/lessons/{lesson.id}/join?token={classroom_token}",
@@ -136,6 +147,7 @@ async def list_lessons(request: web.Request) -> web.Response:
 
 async def get_lesson(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
+    grant: Grant | None = None
     if is_teacher(request):
         full = True
     else:
@@ -145,7 +157,8 @@ async def get_lesson(request: web.Request) -> web.Response:
             request, lesson_id, {Role.ORIGIN, Role.CLASSROOM}, after_end={Role.ORIGIN}
         )
         full = grant.role is Role.ORIGIN
-    return web.json_response(lesson_json(request, _existing(request, lesson_id), with_links=full))
+    lesson = _existing(request, lesson_id)
+    return web.json_response(lesson_json(request, lesson, with_links=full, grant=grant))
 
 
 async def end_lesson(request: web.Request) -> web.Response:
@@ -161,21 +174,51 @@ async def end_lesson(request: web.Request) -> web.Response:
     return web.json_response(lesson_json(request, lesson, with_links=False))
 
 
+ROTATABLE_LINKS = ("classroom", "origin")
+
+
+async def _link_field(request: web.Request) -> str:
+    """Which link to replace: the optional body ``{"link": "classroom" | "origin"}``."""
+    if not request.body_exists:
+        return "classroom"
+    body = await json_object(request)
+    unknown = set(body) - {"link"}
+    if unknown:
+        raise http_error(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    link = body.get("link", "classroom")
+    if link not in ROTATABLE_LINKS:
+        raise http_error(400, "bad_link", 'link must be "classroom" or "origin"')
+    return str(link)
+
+
 async def rotate_link(request: web.Request) -> web.Response:
-    """A new classroom link: classroom tokens issued before stop working at once. Classrooms
-    connected now stay connected; a classroom that leaves needs the new link to come back."""
+    """A new classroom link (the default) or teacher link: tokens of that link issued before
+    stop working at once. Peers connected now stay connected; one that leaves needs the new
+    link to come back. Only the teacher's key replaces the teacher (origin) link: a leaked
+    origin token must not lock the teacher out."""
     lesson_id = request.match_info["lesson_id"]
-    teacher_or_grant(request, lesson_id, {Role.ORIGIN})
+    caller: Account | Grant = teacher_or_grant(request, lesson_id, {Role.ORIGIN})
+    link = await _link_field(request)
+    grant = caller if isinstance(caller, Grant) else None
+    if link == "origin" and grant is not None:
+        raise http_error(
+            403, "key_required", "only the teacher's key can replace the teacher's link"
+        )
     lesson = _existing(request, lesson_id)
     if lesson.state is LessonState.ENDED:
         raise http_error(410, "lesson_ended", "this lesson has ended; it has no links")
-    lesson = request.app[STORE].rotate_link(lesson_id)
-    live = request.app[LESSONS].get(lesson_id)
-    if live is not None:
-        live.link_rotated()  # the classrooms the teacher removed may join with the new link
-    audit(request, AuditAction.LINK_ROTATED, lesson_id, f"generation {lesson.link_generation}")
-    logger.info("lesson %s: classroom link replaced", lesson_id)
-    return web.json_response(lesson_json(request, lesson, with_links=True))
+    if link == "origin":
+        lesson = request.app[STORE].rotate_origin_link(lesson_id)
+        detail = f"teacher link, generation {lesson.origin_generation}"
+    else:
+        lesson = request.app[STORE].rotate_link(lesson_id)
+        live = request.app[LESSONS].get(lesson_id)
+        if live is not None:
+            live.link_rotated()  # the classrooms the teacher removed may join with the new link
+        detail = f"generation {lesson.link_generation}"
+    audit(request, AuditAction.LINK_ROTATED, lesson_id, detail)
+    logger.info("lesson %s: %s link replaced", lesson_id, link)
+    return web.json_response(lesson_json(request, lesson, with_links=True, grant=grant))
 
 
 def add_routes(app: web.Application) -> None:

@@ -120,12 +120,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX chat_messages_lesson ON chat_messages (lesson_id, at)",
     ),
+    ("ALTER TABLE lessons ADD COLUMN origin_generation INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _COLUMNS = (
     "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher, "
-    "owner, link_generation, keep_chat"
+    "owner, link_generation, keep_chat, origin_generation"
 )
 _ID_ATTEMPTS = 5
 
@@ -263,10 +264,16 @@ class SqliteLessonStore:
         return _to_lesson(row)
 
     def rotate_link(self, lesson_id: str) -> Lesson:
+        return self._bump(lesson_id, "link_generation")
+
+    def rotate_origin_link(self, lesson_id: str) -> Lesson:
+        return self._bump(lesson_id, "origin_generation")
+
+    def _bump(self, lesson_id: str, column: str) -> Lesson:
+        assert column in ("link_generation", "origin_generation")
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE lessons SET link_generation = link_generation + 1 WHERE id = ?",
-                (lesson_id,),
+                f"UPDATE lessons SET {column} = {column} + 1 WHERE id = ?", (lesson_id,)
             )
             if cursor.rowcount == 0:
                 raise KeyError(lesson_id)
@@ -294,6 +301,7 @@ def _to_lesson(row: tuple[Any, ...]) -> Lesson:
         owner,
         link_generation,
         keep_chat,
+        origin_generation,
     ) = row
     return Lesson(
         id=lesson_id,
@@ -308,6 +316,7 @@ def _to_lesson(row: tuple[Any, ...]) -> Lesson:
         owner=owner,
         link_generation=link_generation,
         keep_chat=bool(keep_chat),
+        origin_generation=origin_generation,
     )
 
 

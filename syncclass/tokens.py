@@ -47,12 +47,24 @@ class TokenAuthority:
         self._ttl_s = ttl_s
         self._clock = clock
 
-    def issue(self, lesson_id: str, role: Role, generation: int = 0) -> str:
+    def issue(
+        self,
+        lesson_id: str,
+        role: Role,
+        generation: int = 0,
+        *,
+        not_after: float | None = None,
+    ) -> str:
+        """A token of ``role`` for ``lesson_id``; ``not_after`` caps its expiry, so a token
+        issued to the holder of another never outlives the one presented."""
         role = Role(role)
+        expires_at = math.ceil(self._clock() + self._ttl_s)
+        if not_after is not None and math.isfinite(not_after):
+            expires_at = min(expires_at, math.floor(not_after))
         payload: dict[str, object] = {
             "l": lesson_id,
             "r": role.value,
-            "e": math.ceil(self._clock() + self._ttl_s),
+            "e": expires_at,
             # Two tokens for the same lesson and role differ, so one can be told from another
             # in logs without revealing either.
             "n": secrets.token_urlsafe(6),

@@ -5,6 +5,7 @@ link keeps opening the recording."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -150,3 +151,97 @@ async def test_ending_revokes_live_tokens_and_a_replay_link_keeps_the_recording(
         ("teacher", "recording_private"),
         ("teacher", "recording_deleted"),
     ]
+
+
+def expiry_of(token: str) -> float:
+    """The expiry written in a lesson token (its payload is plain base64url JSON)."""
+    payload = token.split(".")[0]
+    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["e"])
+
+
+async def test_an_origin_token_never_gets_a_longer_lived_link(server: Server) -> None:
+    lesson = await asyncio.to_thread(server.create_lesson, "No renewal")
+    lid, origin = lesson["id"], lesson["whip_token"]
+    # tokens carry whole seconds: a read a second later would be a second longer-lived
+    await asyncio.sleep(1.2)
+    status, read = await request(server, "GET", f"/api/lessons/{lid}", token=origin)
+    assert status == 200 and read["whip_token"]
+    assert expiry_of(read["whip_token"]) <= expiry_of(origin)
+    assert expiry_of(read["whep_token"]) <= expiry_of(origin)
+    assert read["teacher_url"].endswith(f"?token={read['whip_token']}")
+    # nor does replacing the join link with it
+    status, relinked = await request(server, "POST", f"/api/lessons/{lid}/rotate", token=origin)
+    assert status == 200
+    assert expiry_of(relinked["whip_token"]) <= expiry_of(origin)
+    assert expiry_of(relinked["whep_token"]) <= expiry_of(origin)
+    # the teacher's key still gets links of the full lifetime
+    status, fresh = await request(server, "GET", f"/api/lessons/{lid}", token=server.teacher_key)
+    assert status == 200 and expiry_of(fresh["whip_token"]) > expiry_of(origin)
+
+
+async def test_the_teacher_replaces_a_leaked_teacher_link(server: Server) -> None:
+    lesson = await asyncio.to_thread(server.create_lesson, "Leaked")
+    lid, leaked, classroom = lesson["id"], lesson["whip_token"], lesson["whep_token"]
+    publisher = await publish(lesson, 20.0)
+    room = await whep_subscribe(lesson["whep_url"], classroom, name="Room 1")
+    try:
+        await room.wait_for_frames(5, 10)
+        # the holder of the origin token cannot replace the teacher's link (nor lock them out)
+        status, body = await request(
+            server, "POST", f"/api/lessons/{lid}/rotate", token=leaked, body={"link": "origin"}
+        )
+        assert status == 403 and body["error"] == "key_required", body
+        status, body = await request(
+            server,
+            "POST",
+            f"/api/lessons/{lid}/rotate",
+            token=server.teacher_key,
+            body={"link": "nonsense"},
+        )
+        assert status == 400 and body["error"] == "bad_link"
+        status, relinked = await request(
+            server,
+            "POST",
+            f"/api/lessons/{lid}/rotate",
+            token=server.teacher_key,
+            body={"link": "origin"},
+        )
+        assert status == 200, relinked
+        new = relinked["whip_token"]
+        assert new != leaked and relinked["teacher_url"].endswith(f"?token={new}")
+        # the join link is not touched
+        assert relinked["whep_token"] != classroom  # a fresh token of the same link
+        status, body = await request(server, "GET", f"/api/lessons/{lid}", token=classroom)
+        assert status == 200
+
+        # the leaked token is refused everywhere, at once
+        for method, path in (
+            ("GET", f"/api/lessons/{lid}"),
+            ("POST", f"/api/lessons/{lid}/rotate"),
+            ("POST", f"/api/lessons/{lid}/end"),
+            ("GET", f"/api/lessons/{lid}/attendance"),
+        ):
+            status, body = await request(server, method, path, token=leaked)
+            assert status == 401 and body["error"] == "token_revoked", (path, body)
+        result = await post_offer(
+            lesson["whip_url"] + "?source=courseware", leaked, await sdp_offer("publish")
+        )
+        assert result.status == 401 and json.loads(result.text)["error"] == "token_revoked"
+        async with aiohttp.ClientSession() as http:
+            try:
+                await http.ws_connect(events_url(server, lid, leaked))
+                raise AssertionError("the leaked link opened the events socket")
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 401
+
+        # the lesson goes on: the classroom still receives, the new teacher link works
+        before = room.video_frames
+        await room.wait_for_frames(before + 15, 10)
+        status, body = await request(server, "GET", f"/api/lessons/{lid}", token=new)
+        assert status == 200 and body["state"] == "live" and body["classrooms"] == 1
+    finally:
+        await room.close()
+        await publisher.close()
+    _, audit = await request(server, "GET", f"/api/audit?lesson={lid}", token=admin_key(server))
+    rotations = [e for e in audit["entries"] if e["action"] == "link_rotated"]
+    assert [e["detail"] for e in rotations] == ["teacher link, generation 1"]

@@ -36,3 +36,27 @@ export function lessonFromLocation(location = window.location) {
     token: new URLSearchParams(location.search).get('token') || '',
   };
 }
+
+/**
+ * The lesson id and token of the teacher's page. The token leaves the visible address at once
+ * (a teacher who copies the address must not hand out the teacher's link) and is kept for
+ * this tab only, so a reload still works.
+ */
+export function teacherLessonFromLocation(location = window.location, storage = window.sessionStorage) {
+  const { id, token } = lessonFromLocation(location);
+  const slot = `syncclass.teach.${id}`;
+  let kept = '';
+  try {
+    if (token) storage.setItem(slot, token);
+    kept = storage.getItem(slot) || '';
+  } catch {
+    kept = token; // storage refused (a private window's quota): this load still works
+  }
+  if (token) {
+    const params = new URLSearchParams(location.search);
+    params.delete('token');
+    const query = params.toString();
+    window.history.replaceState(window.history.state, '', `${location.pathname}${query ? `?${query}` : ''}${location.hash}`);
+  }
+  return { id, token: token || kept };
+}

@@ -2,7 +2,7 @@
 // WHIP, the join link, the live classroom count, and starting and ending the lesson. The
 // classrooms' feeds, hands, stage and chat are in teacher-interaction.js.
 
-import { api, ApiError, lessonFromLocation } from './api.js';
+import { api, ApiError, teacherLessonFromLocation } from './api.js';
 import { fillDeviceSelect, openDevices, openTrack } from './devices.js';
 import { LessonEvents } from './events.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
@@ -12,7 +12,7 @@ import { Publication } from './publication.js';
 import { TeacherInteraction } from './teacher-interaction.js';
 
 const $ = (id) => document.getElementById(id);
-const { id: lessonId, token } = lessonFromLocation();
+const { id: lessonId, token } = teacherLessonFromLocation();
 const whipUrl = (source) => `/whip/${encodeURIComponent(lessonId)}?source=${source}`;
 
 const local = { video: null, audio: null, screen: null };
