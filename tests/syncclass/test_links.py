@@ -1,6 +1,7 @@
 """A lesson's links: replacing the classroom link stops the old one at once while connected
-classrooms carry on; ending the lesson revokes its origin and classroom tokens, and a replay
-link keeps opening the recording."""
+classrooms carry on; an origin token never gets a longer-lived link, and the teacher's key
+replaces a leaked teacher link; ending the lesson revokes its origin and classroom tokens,
+and a replay link keeps opening the recording."""
 
 from __future__ import annotations
 

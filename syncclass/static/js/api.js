@@ -60,3 +60,21 @@ export function teacherLessonFromLocation(location = window.location, storage = 
   }
   return { id, token: token || kept };
 }
+
+/**
+ * After the teacher replaced the teacher link, the page's own token is refused; with the
+ * teacher key this browser keeps (entered on the home page) it fetches the new one for this
+ * tab. Returns whether it did, so the page can reload with it.
+ */
+export async function renewTeacherToken(lessonId, storage = window.sessionStorage) {
+  const key = window.localStorage.getItem('syncclass.teacherKey');
+  if (!key) return false;
+  try {
+    const lesson = await api('GET', `/api/lessons/${encodeURIComponent(lessonId)}`, { credential: key });
+    if (!lesson.whip_token) return false;
+    storage.setItem(`syncclass.teach.${lessonId}`, lesson.whip_token);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -2,7 +2,7 @@
 // WHIP, the join link, the live classroom count, and starting and ending the lesson. The
 // classrooms' feeds, hands, stage and chat are in teacher-interaction.js.
 
-import { api, ApiError, teacherLessonFromLocation } from './api.js';
+import { api, ApiError, renewTeacherToken, teacherLessonFromLocation } from './api.js';
 import { fillDeviceSelect, openDevices, openTrack } from './devices.js';
 import { LessonEvents } from './events.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
@@ -216,6 +216,10 @@ async function main() {
   try {
     lesson = await api('GET', `/api/lessons/${encodeURIComponent(lessonId)}`, { credential: token });
   } catch (error) {
+    if (error instanceof ApiError && error.code === 'token_revoked' && (await renewTeacherToken(lessonId))) {
+      window.location.reload(); // the teacher replaced this link: carry on with the new one
+      return;
+    }
     if (error instanceof ApiError && [401, 403, 404].includes(error.status)) {
       lessonState = 'invalid';
       return refreshState();
