@@ -1,4 +1,5 @@
-"""Links in real Chromium: a replaced join link says it no longer works, and the pages of a
+"""Links in real Chromium: a replaced join link says it no longer works, the teacher page keeps
+its link out of the address bar and carries on when the teacher replaces it, and the pages of a
 lesson that has ended say so at once (the lesson's tokens are refused after its end)."""
 
 from __future__ import annotations
@@ -43,3 +44,38 @@ async def test_pages_of_an_ended_lesson_say_it_ended(server: Server, browser: Br
     await expect(room.locator("body")).to_have_attribute("data-screen", "ended")
     teacher = await open_page(browser, lesson["teacher_url"])
     await expect(teacher.locator("#state")).to_have_text("本节课已结束")
+
+
+async def test_the_teacher_page_keeps_its_link_out_of_the_address_bar(
+    server: Server, browser: Browser
+) -> None:
+    lesson = server.create_lesson("Hidden link")
+    teacher = await open_page(browser, lesson["teacher_url"])
+    await expect(teacher.locator("#state")).to_have_text("准备就绪，尚未开始上课")
+    assert teacher.url == f"{server.url}/lessons/{lesson['id']}/teach"
+    assert lesson["whip_token"] not in teacher.url
+    # kept for the tab: a reload still opens the lesson
+    await teacher.reload()
+    await expect(teacher.locator("#state")).to_have_text("准备就绪，尚未开始上课")
+    await expect(teacher.locator("#lesson-title")).to_have_text("Hidden link")
+
+    # the teacher replaces the link with their key; the leaked one opens nothing any more
+    status, relinked = server.request(
+        "POST",
+        f"/api/lessons/{lesson['id']}/rotate",
+        token=server.teacher_key,
+        body={"link": "origin"},
+    )
+    assert status == 200, relinked
+    leaked = await open_page(browser, lesson["teacher_url"])
+    await expect(leaked.locator("#state")).to_have_text("此授课链接无效或已过期。")
+    # the teacher's own browser keeps the key (from the home page): its page carries on
+    await teacher.evaluate(
+        "key => localStorage.setItem('syncclass.teacherKey', key)", server.teacher_key
+    )
+    await teacher.reload()
+    await expect(teacher.locator("#state")).to_have_text("准备就绪，尚未开始上课")
+    kept = await teacher.evaluate(f"sessionStorage.getItem('syncclass.teach.{lesson['id']}')")
+    assert kept != lesson["whip_token"]
+    status, _ = server.request("GET", f"/api/lessons/{lesson['id']}", token=kept)
+    assert status == 200
