@@ -85,6 +85,19 @@ def test_expired(authority: TokenAuthority, clock: FakeClock) -> None:
         authority.verify(token)
 
 
+def test_not_after_caps_the_expiry(authority: TokenAuthority, clock: FakeClock) -> None:
+    # a token issued to the holder of another never outlives the one presented
+    presented = authority.verify(authority.issue("lesson", Role.ORIGIN))
+    clock.now += 600
+    capped = authority.verify(
+        authority.issue("lesson", Role.ORIGIN, not_after=presented.expires_at)
+    )
+    assert capped.expires_at == presented.expires_at
+    # a later cap never lengthens the configured lifetime
+    longer = authority.issue("lesson", Role.CLASSROOM, not_after=clock.now + 10 * 3600)
+    assert authority.verify(longer).expires_at == clock.now + 3600
+
+
 def test_tampered_payload(authority: TokenAuthority) -> None:
     token = authority.issue("lesson", Role.CLASSROOM)
     payload_b64, sig_b64 = token.split(".")
