@@ -28,8 +28,10 @@ async def test_a_replaced_join_link_says_it_no_longer_works(
         "POST", f"/api/lessons/{lesson['id']}/rotate", token=server.teacher_key
     )
     assert status == 200
-    old = await _join(browser, lesson["join_url"])
+    # said at once, before the room is asked its name
+    old = await open_page(browser, lesson["join_url"])
     await expect(old.locator("body")).to_have_attribute("data-screen", "invalid")
+    await expect(old.locator("#name-screen")).to_be_hidden()
     new = await _join(browser, relinked["join_url"])
     await expect(new.locator("body")).to_have_attribute("data-screen", "waiting")
 
@@ -40,8 +42,9 @@ async def test_pages_of_an_ended_lesson_say_it_ended(server: Server, browser: Br
         "POST", f"/api/lessons/{lesson['id']}/end", token=lesson["whip_token"]
     )
     assert status == 200
-    room = await _join(browser, lesson["join_url"])
+    room = await open_page(browser, lesson["join_url"])
     await expect(room.locator("body")).to_have_attribute("data-screen", "ended")
+    await expect(room.locator("#name-screen")).to_be_hidden()
     teacher = await open_page(browser, lesson["teacher_url"])
     await expect(teacher.locator("#state")).to_have_text("本节课已结束")
 

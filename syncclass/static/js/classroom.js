@@ -372,13 +372,15 @@ function openEvents() {
 async function main() {
   mountLanguageSwitch($('lang'));
   renderFullscreenButton();
-  if (!localStorage.getItem(NAME_KEY)) await askName();
   render();
+  // a link that no longer works (expired, replaced) or a lesson that has ended is said at
+  // once: the room's name is asked only for a lesson it can still join
   const lesson = await loadLesson();
   if (!lesson) return;
+  if (lesson.state === 'ended') return ended();
+  if (!localStorage.getItem(NAME_KEY)) await askName();
   view.connection = 'connecting';
   render();
-  if (lesson.state === 'ended') return ended();
   openEvents();
   setInterval(pollFrames, POLL_MS);
   await connect();
