@@ -192,7 +192,7 @@ class SqliteLessonStore:
                 try:
                     self._db.execute(
                         f"INSERT INTO lessons ({_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, 0, ?)",
+                        "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, 0, ?, 0)",
                         (
                             lesson_id,
                             title,
