@@ -194,9 +194,10 @@ async def test_classroom_carries_on_through_a_teacher_reload_and_shows_the_end(
     await expect(teacher.locator("#closed")).to_be_visible()
     await room.screenshot(path=artifacts / "classroom-ended.png")
     await teacher.screenshot(path=artifacts / "teacher-ended.png")
-    # a classroom opening the link afterwards is told at once
-    late = await join(browser, lesson["join_url"], "迟到的教室")
+    # a classroom opening the link afterwards is told at once, without being asked its name
+    late = await open_page(browser, lesson["join_url"])
     await expect(late.locator("#message-title")).to_have_text("本节课已结束", timeout=5000)
+    await expect(late.locator("#name-screen")).to_be_hidden()
 
 
 async def test_both_pages_recover_by_themselves_after_the_network_drops(

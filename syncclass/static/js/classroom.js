@@ -72,7 +72,9 @@ function teacherAway() {
 function render() {
   const current = screen();
   document.body.dataset.screen = current;
-  $('message-screen').hidden = current === 'playing';
+  // while the room is asked its name, nothing covers the form (a waiting screen on top of
+  // 请换一个名称 would leave the page waiting forever)
+  $('message-screen').hidden = current === 'playing' || !$('name-screen').hidden;
   if (current === 'ended') message('join.ended.title', 'join.ended.text');
   else if (current === 'invalid') message('join.invalid', null);
   else if (current === 'removed') message('join.removed', null);
@@ -310,6 +312,7 @@ function askName(problem = null) {
     $('name-problem').hidden = !problem;
     if (problem) setText($('name-problem'), problem);
     $('name-screen').hidden = false;
+    render();
     $('name-input').value = localStorage.getItem(NAME_KEY) || '';
     $('name-input').focus();
     form.onsubmit = (event) => {
@@ -318,6 +321,7 @@ function askName(problem = null) {
       if (!name) return;
       localStorage.setItem(NAME_KEY, name);
       $('name-screen').hidden = true;
+      render();
       enterFullscreen(); // this click may also start sound and full screen
       resolve(name);
     };
