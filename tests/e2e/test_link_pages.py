@@ -82,3 +82,16 @@ async def test_the_teacher_page_keeps_its_link_out_of_the_address_bar(
     assert kept != lesson["whip_token"]
     status, _ = server.request("GET", f"/api/lessons/{lesson['id']}", token=kept)
     assert status == 200
+
+
+async def test_a_taken_name_is_asked_again_in_plain_sight(server: Server, browser: Browser) -> None:
+    lesson = server.create_lesson("Same name")
+    first = await _join(browser, lesson["join_url"])
+    await expect(first.locator("body")).to_have_attribute("data-screen", "waiting")
+    await expect(first.locator("#status")).to_be_hidden(timeout=15000)  # connected
+    second = await _join(browser, lesson["join_url"])  # another PC, the same name
+    await expect(second.locator("#name-problem")).to_contain_text("请换一个名称", timeout=15000)
+    await expect(second.locator("#message-screen")).to_be_hidden()
+    await second.fill("#name-input", "Room 2")
+    await second.click("#name-form [type=submit]", timeout=5000)
+    await expect(second.locator("#name-screen")).to_be_hidden()
