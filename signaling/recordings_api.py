@@ -26,6 +26,7 @@ from .auth import (
 )
 from .contracts import AuditAction, Lesson, Role, TokenError
 from .errors import http_error, json_object
+from .file_ranges import RangeFileResponse
 from .keys import AUTHORITY, LESSONS, STORE
 from .recording_port import LIBRARY, RecordingBusyError
 
@@ -233,8 +234,8 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     path = request.app[LIBRARY].file(lesson_id, name)
     if path is None:
         raise http_error(404, "no_such_file", "this recording has no such file")
-    # FileResponse answers Range requests (206), which is what lets a player seek
-    return web.FileResponse(path, headers={"Cache-Control": "private, no-cache"})
+    # range requests (206) are what let a player seek
+    return RangeFileResponse(path, headers={"Cache-Control": "private, no-cache"})
 
 
 def add_routes(app: web.Application) -> None:
