@@ -15,6 +15,7 @@ from .auth import grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error, read_body
+from .json_answers import json_response
 from .keys import LESSONS, STORE
 from .live_lesson import LiveLesson
 from .sessions import Session
@@ -239,7 +240,7 @@ async def session_delete(request: web.Request) -> web.Response:
             "a session may be ended only by whoever opened it, or by the teacher",
         )
     await session.peer.close()
-    return web.json_response({"deleted": session.id})
+    return json_response({"deleted": session.id})
 
 
 def add_routes(app: web.Application) -> None:

@@ -11,6 +11,7 @@ from aiohttp import web
 from media.drops import DROPPED
 from media.udp_mux import SharedPort
 from signaling.auth import require_teacher
+from signaling.json_answers import json_response
 from signaling.keys import LESSONS
 
 STARTED_AT = web.AppKey("started_at", float)
@@ -67,7 +68,7 @@ async def status(request: web.Request) -> web.Response:
     lessons = request.app[LESSONS]
     routers = lessons.routers()
     shared = lessons.network.shared
-    return web.json_response(
+    return json_response(
         {
             "uptime_s": round(time.time() - request.app[STARTED_AT], 1),
             "routers": len(routers),
