@@ -10,7 +10,7 @@ from aiohttp import web
 
 from media.drops import DROPPED
 from media.udp_mux import SharedPort
-from signaling.auth import require_teacher
+from signaling.auth import require_admin
 from signaling.json_answers import json_response
 from signaling.keys import LESSONS
 
@@ -64,7 +64,7 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
 
 
 async def status(request: web.Request) -> web.Response:
-    require_teacher(request)
+    require_admin(request)
     lessons = request.app[LESSONS]
     routers = lessons.routers()
     shared = lessons.network.shared
