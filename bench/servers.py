@@ -15,6 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER_KEY = "bench-teacher-key-0123456789"
+ADMIN_KEY = "bench-admin-key-0123456789"
 
 
 def free_port() -> int:
@@ -42,13 +43,21 @@ class Running:
     def pid(self) -> int:
         return self.process.pid
 
-    def api(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
-        """A JSON request to the server's API with the teacher key; its JSON answer."""
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 30,
+        key: str = TEACHER_KEY,
+    ) -> Any:
+        """A JSON request to the server's API with ``key`` (the teacher's unless told); its
+        JSON answer."""
         request = urllib.request.Request(
             self.url + path,
             method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {TEACHER_KEY}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -88,6 +97,8 @@ def start(kind: str, data_dir: Path, *options: str) -> Running:
             "127.0.0.1",
             "--teacher-key",
             TEACHER_KEY,
+            "--admin-key",
+            ADMIN_KEY,
             "--log-level",
             "warning",
             # every classroom of a benchmark joins from 127.0.0.1, faster than any school

@@ -106,7 +106,7 @@ class Workers:
 
 
 def sample(server: servers.Running, started: float) -> dict[str, Any]:
-    status = server.api("GET", "/api/status")
+    status = server.api("GET", "/api/status", key=servers.ADMIN_KEY)
     rss, _ = servers.rss_mib(server.pid)
     return {
         "t_s": round(time.monotonic() - started, 1),
@@ -210,7 +210,7 @@ def settle(server: servers.Running, within: float = 60.0) -> dict[str, Any]:
     """The idle server once every peer of the last lesson is gone."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        status = server.api("GET", "/api/status")
+        status = server.api("GET", "/api/status", key=servers.ADMIN_KEY)
         if status["peers"] == 0 and status["sessions"] == 0:
             break
         time.sleep(1.0)

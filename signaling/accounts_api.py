@@ -10,6 +10,7 @@ from .audit_api import audit
 from .auth import require_admin
 from .contracts import AccountExistsError, AuditAction
 from .errors import http_error, json_object
+from .json_answers import json_response
 from .keys import ACCOUNTS
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ async def add_teacher(request: web.Request) -> web.Response:
         raise http_error(409, "teacher_exists", str(exc)) from None
     audit(request, AuditAction.TEACHER_ADDED, detail=str(name))
     logger.info("teacher account %r added", name)
-    return web.json_response(
+    return json_response(
         {"name": name, "key": key},
         status=201,
         headers={"Location": f"/api/teachers/{name}", "Cache-Control": "no-store"},
@@ -42,7 +43,7 @@ async def add_teacher(request: web.Request) -> web.Response:
 
 async def list_teachers(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response(
+    return json_response(
         {
             "teachers": [
                 {"name": a.name, "built_in": a.built_in, "created_at": a.created_at}
@@ -64,7 +65,7 @@ async def remove_teacher(request: web.Request) -> web.Response:
         raise http_error(404, "no_such_teacher", f"there is no teacher account {name[:64]!r}")
     audit(request, AuditAction.TEACHER_REMOVED, detail=name)
     logger.info("teacher account %r removed", name)
-    return web.json_response({"deleted": name})
+    return json_response({"deleted": name})
 
 
 def add_routes(app: web.Application) -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 from .auth import actor_of, require_admin
 from .contracts import AuditAction
 from .errors import http_error
+from .json_answers import json_response
 from .keys import AUDIT
 
 MAX_LIMIT = 10_000
@@ -28,7 +29,7 @@ async def list_audit(request: web.Request) -> web.Response:
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise http_error(400, "bad_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     entries = request.app[AUDIT].entries(lesson_id, int(text))
-    return web.json_response(
+    return json_response(
         {
             "entries": [
                 {

@@ -7,12 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .json_answers import dumps
+
 
 def http_error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.HTTPException:
     """An exception to raise from a handler; aiohttp turns it into the response."""
-    body = json.dumps({"error": code, "message": message})
+    body = dumps({"error": code, "message": message})
     exc = web.HTTPException(text=body, content_type="application/json", headers=headers or {})
     exc.set_status(status)
     return exc

@@ -9,7 +9,6 @@ holds what concerns itself.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from aiohttp import WSCloseCode, web
 
 from .classrooms import Room
 from .contracts import LessonStore, Role
+from .json_answers import dumps
 from .sessions import Sessions
 
 logger = logging.getLogger(__name__)
@@ -183,13 +183,13 @@ class EventsHub:
                 continue
             await asyncio.gather(
                 *(
-                    self._send_one(socket, json.dumps(self._for(lesson_id, base, participant)))
+                    self._send_one(socket, dumps(self._for(lesson_id, base, participant)))
                     for socket, participant in list(self._sockets.get(lesson_id, {}).items())
                 )
             )
 
     async def _send(self, sockets: list[web.WebSocketResponse], message: dict[str, Any]) -> None:
-        text = json.dumps(message)
+        text = dumps(message)
         await asyncio.gather(*(self._send_one(socket, text) for socket in sockets))
 
     @staticmethod

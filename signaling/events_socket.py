@@ -28,6 +28,7 @@ from .errors import http_error
 from .event_socket_limits import EVENT_SOCKET_LIMITS, PER_ADDRESS, EventSocketLimits, Place
 from .events_hub import TEACHER, Participant
 from .interaction import error as _error
+from .json_answers import dumps
 from .keys import LESSONS, STORE
 from .rate_limits import CLOSE_RATE_LIMITED, client_of, message_gate
 
@@ -76,7 +77,7 @@ def _parse(data: str) -> dict[str, Any] | tuple[str, str]:
 
 
 async def _refuse(socket: web.WebSocketResponse, code: str, message: str, close: int) -> None:
-    await socket.send_json(_error(code, message))
+    await socket.send_json(_error(code, message), dumps=dumps)
     await socket.close(code=close, message=code.encode()[:100])
 
 
@@ -167,9 +168,9 @@ async def _serve(
         await socket.close(code=WSCloseCode.GOING_AWAY)
         return socket
     try:
-        await socket.send_json(snapshot)
+        await socket.send_json(snapshot, dumps=dumps)
         if snapshot["state"] == LessonState.ENDED.value:
-            await socket.send_json({"type": "ended"})
+            await socket.send_json({"type": "ended"}, dumps=dumps)
             await socket.close(code=WSCloseCode.OK, message=b"lesson ended")
             return socket
         gate = message_gate(request)
@@ -178,7 +179,7 @@ async def _serve(
                 break
             refusal = gate.refusal()
             if refusal is not None:
-                await socket.send_json(refusal)
+                await socket.send_json(refusal, dumps=dumps)
                 if gate.exhausted:
                     await socket.close(code=CLOSE_RATE_LIMITED, message=b"too many messages")
                     break
@@ -192,7 +193,7 @@ async def _serve(
             else:
                 reply = _error("bad_message", "only JSON text messages are understood")
             if reply is not None:
-                await socket.send_json(reply)
+                await socket.send_json(reply, dumps=dumps)
     except ConnectionError:
         pass  # the client went away mid-reply
     finally:

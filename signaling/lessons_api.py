@@ -11,6 +11,7 @@ from .audit_api import audit
 from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or_grant
 from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
+from .json_answers import json_response
 from .keys import AUTHORITY, LESSONS, STORE
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ async def create_lesson(request: web.Request) -> web.Response:
     )
     audit(request, AuditAction.LESSON_CREATED, lesson.id, lesson.title)
     logger.info("lesson %s created by %s: %r", lesson.id, account.name, lesson.title)
-    return web.json_response(
+    return json_response(
         lesson_json(request, lesson, with_links=True),
         status=201,
         headers={"Location": f"/api/lessons/{lesson.id}"},
@@ -140,7 +141,7 @@ async def create_lesson(request: web.Request) -> web.Response:
 async def list_lessons(request: web.Request) -> web.Response:
     account = require_teacher(request)
     lessons = [lesson for lesson in request.app[STORE].list() if may_manage(account, lesson)]
-    return web.json_response(
+    return json_response(
         {"lessons": [lesson_json(request, lesson, with_links=False) for lesson in lessons]}
     )
 
@@ -158,7 +159,7 @@ async def get_lesson(request: web.Request) -> web.Response:
         )
         full = grant.role is Role.ORIGIN
     lesson = _existing(request, lesson_id)
-    return web.json_response(lesson_json(request, lesson, with_links=full, grant=grant))
+    return json_response(lesson_json(request, lesson, with_links=full, grant=grant))
 
 
 async def end_lesson(request: web.Request) -> web.Response:
@@ -171,7 +172,7 @@ async def end_lesson(request: web.Request) -> web.Response:
         await request.app[LESSONS].end(lesson_id)
         audit(request, AuditAction.LESSON_ENDED, lesson_id)
         logger.info("lesson %s ended", lesson_id)
-    return web.json_response(lesson_json(request, lesson, with_links=False))
+    return json_response(lesson_json(request, lesson, with_links=False))
 
 
 ROTATABLE_LINKS = ("classroom", "origin")
@@ -218,7 +219,7 @@ async def rotate_link(request: web.Request) -> web.Response:
         detail = f"generation {lesson.link_generation}"
     audit(request, AuditAction.LINK_ROTATED, lesson_id, detail)
     logger.info("lesson %s: %s link replaced", lesson_id, link)
-    return web.json_response(lesson_json(request, lesson, with_links=True, grant=grant))
+    return json_response(lesson_json(request, lesson, with_links=True, grant=grant))
 
 
 def add_routes(app: web.Application) -> None:

@@ -26,6 +26,8 @@ from .auth import (
 )
 from .contracts import AuditAction, Lesson, Role, TokenError
 from .errors import http_error, json_object
+from .file_ranges import RangeFileResponse
+from .json_answers import json_response
 from .keys import AUTHORITY, LESSONS, STORE
 from .recording_port import LIBRARY, RecordingBusyError
 
@@ -153,7 +155,7 @@ async def list_recordings(request: web.Request) -> web.Response:
             continue
         token = authority.issue(lesson.id, Role.REPLAY) if mine else None
         entries.append(_entry(request, lesson, info, token))
-    return web.json_response({"recordings": entries, "total_size_bytes": total, "teacher": teacher})
+    return json_response({"recordings": entries, "total_size_bytes": total, "teacher": teacher})
 
 
 async def get_recording(request: web.Request) -> web.Response:
@@ -166,7 +168,7 @@ async def get_recording(request: web.Request) -> web.Response:
         token = request.app[AUTHORITY].issue(lesson_id, Role.REPLAY)
     elif who in ("origin", "replay"):
         token = credential_of(request)
-    return web.json_response(_entry(request, lesson, info, token))
+    return json_response(_entry(request, lesson, info, token))
 
 
 async def update_recording(request: web.Request) -> web.Response:
@@ -190,7 +192,7 @@ async def update_recording(request: web.Request) -> web.Response:
         lesson_id,
     )
     logger.info("lesson %s: recording made %s", lesson_id, "public" if public else "private")
-    return web.json_response(_entry(request, lesson, info, None))
+    return json_response(_entry(request, lesson, info, None))
 
 
 async def delete_recording(request: web.Request) -> web.Response:
@@ -203,7 +205,7 @@ async def delete_recording(request: web.Request) -> web.Response:
     if not deleted:
         raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
     audit(request, AuditAction.RECORDING_DELETED, lesson_id)
-    return web.json_response({"deleted": lesson_id})
+    return json_response({"deleted": lesson_id})
 
 
 async def replay_link(request: web.Request) -> web.Response:
@@ -216,7 +218,7 @@ async def replay_link(request: web.Request) -> web.Response:
     token = authority.issue(lesson_id, Role.REPLAY)
     expires_at = authority.verify(token).expires_at
     base = str(request.url.origin())
-    return web.json_response(
+    return json_response(
         {
             "url": f"{base}/recordings?lesson={lesson_id}&token={token}",
             "token": token,
@@ -233,8 +235,8 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     path = request.app[LIBRARY].file(lesson_id, name)
     if path is None:
         raise http_error(404, "no_such_file", "this recording has no such file")
-    # FileResponse answers Range requests (206), which is what lets a player seek
-    return web.FileResponse(path, headers={"Cache-Control": "private, no-cache"})
+    # range requests (206) are what let a player seek
+    return RangeFileResponse(path, headers={"Cache-Control": "private, no-cache"})
 
 
 def add_routes(app: web.Application) -> None:

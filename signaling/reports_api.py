@@ -14,6 +14,7 @@ from aiohttp import web
 from .auth import may_manage, require_teacher, teacher_or_grant
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
+from .json_answers import json_response
 from .keys import JOURNAL, LESSONS, STORE
 from .lessons_api import lesson_json
 
@@ -57,7 +58,7 @@ def attendance(request: web.Request, lesson: Lesson) -> list[dict[str, Any]]:
 
 async def attendance_json(request: web.Request) -> web.Response:
     lesson = _lesson_for_teacher(request)
-    return web.json_response({"lesson_id": lesson.id, "classrooms": attendance(request, lesson)})
+    return json_response({"lesson_id": lesson.id, "classrooms": attendance(request, lesson)})
 
 
 def _cell(text: str) -> str:
@@ -123,7 +124,7 @@ async def report(request: web.Request) -> web.Response:
     for sample in journal.quality_samples(lesson.id):
         quality[sample.pop("classroom")].append(sample)
     events = journal.events(lesson.id)
-    return web.json_response(
+    return json_response(
         {
             "lesson": lesson_json(request, lesson, with_links=False),
             "attendance": attendance(request, lesson),
@@ -163,7 +164,7 @@ async def live(request: web.Request) -> web.Response:
                 "recording": live_lessons.recording_info(lesson.id),
             }
         )
-    return web.json_response({"lessons": lessons, "at": time.time()})
+    return json_response({"lessons": lessons, "at": time.time()})
 
 
 def add_routes(app: web.Application) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -14,8 +15,10 @@ from .auth import grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error, read_body
+from .json_answers import json_response
 from .keys import LESSONS, STORE
 from .live_lesson import LiveLesson
+from .sessions import Session
 from .stage import SLOTS
 
 logger = logging.getLogger(__name__)
@@ -85,7 +88,32 @@ async def _negotiate(
         status=201,
         text=answer,
         content_type="application/sdp",
-        headers={"Location": f"/{kind}/{live.id}/{session.id}"},
+        headers={"Location": _session_url(live.id, session)},
+    )
+
+
+def _session_url(lesson_id: str, session: Session) -> str:
+    """The URL a session is left at. A classroom's carries who opened it (its name and
+    client id): all classrooms share one token, so the token alone cannot tell them apart."""
+    url = f"/{session.kind}/{lesson_id}/{session.id}"
+    if session.role is Role.CLASSROOM:
+        owner = {"name": session.name}
+        if session.client is not None:
+            owner["client"] = session.client
+        # a name read from undecodable bytes holds surrogate escapes: give back those bytes
+        url += "?" + urlencode(owner, quote_via=quote, errors="surrogateescape")
+    return url
+
+
+def _opened_by(request: web.Request, role: Role, session: Session) -> bool:
+    """Whether the caller may end ``session``: the teacher ends any; a classroom only one it
+    opened itself (a classroom's session, under its name and client id, as in its URL)."""
+    if role is Role.ORIGIN:
+        return True
+    return (
+        session.role is Role.CLASSROOM
+        and request.query.get("name") == session.name
+        and request.query.get("client") == session.client
     )
 
 
@@ -147,7 +175,7 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
     _lesson(request, lesson_id)
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(feed_source(name), name)
-    return await _negotiate(live, peer, offer, "whip", Role.CLASSROOM)
+    return await _negotiate(live, peer, offer, "whip", Role.CLASSROOM, client=client)
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -203,11 +231,16 @@ async def session_delete(request: web.Request) -> web.Response:
     session = live.sessions.get(request.match_info["session_id"]) if live else None
     if session is None or session.kind != kind:
         raise http_error(404, "no_such_session", "this session does not exist (any more)")
-    if kind == "whip" and session.role is Role.ORIGIN and grant.role is not Role.ORIGIN:
-        # a classroom may leave and stop its own return feed, not the teacher's publication
-        raise http_error(403, "wrong_role", "only the teacher may stop the teacher's publication")
+    if not _opened_by(request, grant.role, session):
+        # a classroom may leave and stop its own return feed, not another classroom's
+        # session nor the teacher's
+        raise http_error(
+            403,
+            "not_your_session",
+            "a session may be ended only by whoever opened it, or by the teacher",
+        )
     await session.peer.close()
-    return web.json_response({"deleted": session.id})
+    return json_response({"deleted": session.id})
 
 
 def add_routes(app: web.Application) -> None:

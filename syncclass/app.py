@@ -102,7 +102,7 @@ def create_app(config: Config) -> web.Application:
     whip.add_routes(app)
     events_socket.add_routes(app, config.event_sockets_per_address)
     reports_api.add_routes(app)
-    metrics.add_routes(app)
+    metrics.add_routes(app, config.metrics_lesson_ids)
     status.add_routes(app)
     pages.add_routes(app)
     setup_recording(app, config, data_dir)

@@ -48,6 +48,8 @@ class Config:
     rate_limit_messages: tuple[int, float] | None = (600, 10.0)
     event_sockets_per_address: int = 64  # classroom event sockets one client address may hold
     self_signed: bool = False
+    # label /metrics' per-lesson series with lesson ids (off: /metrics names no lesson)
+    metrics_lesson_ids: bool = False
     attendance_retain_days: float | None = 365.0  # None: keep attendance and quality samples
 
 
@@ -369,6 +371,15 @@ _OPTIONS: tuple[_Option, ...] = (
         "",
         "serve HTTPS with a self-signed certificate for this machine, made in DATA_DIR/tls "
         "if there is none (see syncclass cert)",
+        _switch,
+        switch=True,
+    ),
+    _Option(
+        "--metrics-lesson-ids",
+        "metrics_lesson_ids",
+        "",
+        "add per-lesson series, labelled with lesson ids, to /metrics (off: totals only, so "
+        "whoever reaches the port learns no lesson's id)",
         _switch,
         switch=True,
     ),

@@ -1,9 +1,13 @@
 """Prometheus metrics at ``/metrics``: lessons, classrooms, traffic, recordings.
 
 Values are read when Prometheus scrapes, straight from the SFU, the sessions and the lesson
-store, so nothing on the media path pays for them. Per-lesson series are labelled by lesson id
-and exist only for live lessons, at most ``MAX_LESSON_SERIES`` of them, so the label set stays
-bounded however many lessons the server has held.
+store, so nothing on the media path pays for them.
+
+``/metrics`` is open to whoever reaches the port, and a lesson's id opens its pages to anyone
+holding a token, so by default it names no lesson: totals only. With ``--metrics-lesson-ids``
+per-lesson series are added, labelled by lesson id; they exist only for live lessons, at most
+``MAX_LESSON_SERIES`` of them, so the label set stays bounded however many lessons the server
+has held.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from signaling.contracts import LessonState
+from signaling.contracts import Lesson, LessonState
 from signaling.keys import LESSONS, STORE
 from signaling.live_lesson import LiveLesson
 
 MAX_LESSON_SERIES = 200
+_GRADES = ("good", "fair", "poor")
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 # (metric name, help, TrafficTotals attribute)
@@ -53,8 +58,9 @@ _TRAFFIC = (
 
 
 class _Collector:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, lesson_ids: bool) -> None:
         self._app = app
+        self._lesson_ids = lesson_ids
 
     def collect(self) -> Iterator[Metric]:
         app = self._app
@@ -97,6 +103,28 @@ class _Collector:
             states.add_metric([state], count)
         yield states
 
+        grades = Counter(
+            c.quality.grade
+            for here in held.values()
+            if here
+            for c in here.room.present()
+            if c.quality
+        )
+        by_quality = GaugeMetricFamily(
+            "syncclass_classrooms_by_quality",
+            "classrooms of live lessons by how well they receive",
+            labels=["grade"],
+        )
+        for grade in _GRADES:
+            by_quality.add_metric([grade], grades.get(grade, 0))
+        yield by_quality
+
+        if self._lesson_ids:
+            yield from self._per_lesson(live, held)
+
+    def _per_lesson(
+        self, live: list[Lesson], held: dict[str, LiveLesson | None]
+    ) -> Iterator[Metric]:
         per_lesson = live[:MAX_LESSON_SERIES]
         rooms = GaugeMetricFamily(
             "syncclass_lesson_classrooms",
@@ -117,7 +145,7 @@ class _Collector:
             here = held[lesson.id]
             present = here.room.present() if here else []
             grades = Counter(c.quality.grade for c in present if c.quality)
-            for grade in ("good", "fair", "poor"):
+            for grade in _GRADES:
                 quality.add_metric([lesson.id, grade], grades.get(grade, 0))
         yield rooms
         yield caps
@@ -137,8 +165,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, lesson_ids: bool = False) -> None:
+    """``/metrics``; ``lesson_ids`` adds the per-lesson series, labelled with lesson ids."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(_Collector(app))  # type: ignore[arg-type]
+    registry.register(_Collector(app, lesson_ids))  # type: ignore[arg-type]
     app[REGISTRY] = registry
     app.router.add_get("/metrics", metrics)

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from media.drops import DROPPED
 from media.udp_mux import SharedPort
-from signaling.auth import require_teacher
+from signaling.auth import require_admin
+from signaling.json_answers import json_response
 from signaling.keys import LESSONS
 
 STARTED_AT = web.AppKey("started_at", float)
@@ -63,11 +64,11 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
 
 
 async def status(request: web.Request) -> web.Response:
-    require_teacher(request)
+    require_admin(request)
     lessons = request.app[LESSONS]
     routers = lessons.routers()
     shared = lessons.network.shared
-    return web.json_response(
+    return json_response(
         {
             "uptime_s": round(time.time() - request.app[STARTED_AT], 1),
             "routers": len(routers),

@@ -75,6 +75,15 @@ class Server:
     log_path: Path
     teacher_key: str = TEACHER_KEY
     _log: Any = field(default=None, repr=False)
+    _admin_key: str | None = field(default=None, repr=False)
+
+    @property
+    def admin_key(self) -> str:
+        """The admin key: the one given with ``--admin-key``, else the one the server made in
+        its data directory on first start."""
+        if self._admin_key is None:
+            self._admin_key = (self.data_dir / "admin.key").read_text().strip()
+        return self._admin_key
 
     def request(
         self,
@@ -110,7 +119,7 @@ class Server:
         return dict(lesson)
 
     def status(self) -> dict[str, Any]:
-        status, body = self.request("GET", "/api/status", token=self.teacher_key)
+        status, body = self.request("GET", "/api/status", token=self.admin_key)
         assert status == 200, body
         return dict(body)
 
@@ -159,7 +168,10 @@ def start_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
-    server = Server(f"http://127.0.0.1:{port}", process, data_dir, log_path, _log=log)
+    given = args[args.index("--admin-key") + 1] if "--admin-key" in args else None
+    server = Server(
+        f"http://127.0.0.1:{port}", process, data_dir, log_path, _log=log, _admin_key=given
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:

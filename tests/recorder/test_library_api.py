@@ -116,6 +116,29 @@ def test_files_answer_range_requests_and_sizes_add_up(
     assert _get(server, recording["thumbnail_url"], key)[2][:3] == b"\xff\xd8\xff"  # a JPEG
 
 
+def test_an_empty_suffix_is_416_and_an_unknown_range_unit_is_ignored(
+    library_server: Server, lesson: Recorded
+) -> None:
+    """RFC 9110 §14: ``bytes=-0`` selects no byte (416 with the file's size); a range in a
+    unit the server does not know is ignored (200, the whole file)."""
+    server, key = library_server, library_server.teacher_key
+    url = lesson.recording["url"]
+    whole = lesson.file.read_bytes()
+    for empty in ("bytes=-0", "bytes=-000", "BYTES=-0"):
+        status, headers, body = _get(server, url, key, {"Range": empty})
+        assert status == 416, (empty, status)
+        assert headers["Content-Range"] == f"bytes */{len(whole)}" and body == b""
+    for unknown in ("items=0-9", "pages=1-2", "seconds=-0"):
+        status, headers, body = _get(server, url, key, {"Range": unknown})
+        assert status == 200, (unknown, status)
+        assert body == whole and "Content-Range" not in headers
+    # what a player sends keeps working: a suffix, and an open end
+    status, headers, body = _get(server, url, key, {"Range": "bytes=-10"})
+    assert status == 206 and body == whole[-10:]
+    status, headers, body = _get(server, url, key, {"Range": "bytes=0-"})
+    assert status == 206 and body == whole
+
+
 def test_nothing_outside_the_recordings_is_ever_served(
     library_server: Server, recorded: dict[str, Recorded]
 ) -> None:

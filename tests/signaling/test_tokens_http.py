@@ -91,8 +91,18 @@ def test_teacher_routes_need_the_teacher_key(server: Server, path: str) -> None:
     for token in (None, "wrong", lesson["whip_token"]):
         status, body = server.request("GET", path, token=token)
         assert status == 401, body
-    status, _ = server.request("GET", path, token=server.teacher_key)
+    key = server.admin_key if path == "/api/status" else server.teacher_key
+    status, _ = server.request("GET", path, token=key)
     assert status == 200
+
+
+def test_the_server_status_is_the_admins_only(server: Server) -> None:
+    """What the process holds (peers, sockets, file descriptors, ports) is the operator's
+    business, not every teacher's."""
+    status, body = server.request("GET", "/api/status", token=server.teacher_key)
+    assert status == 403 and body["error"] == "admin_only", body
+    status, body = server.request("GET", "/api/status", token=server.admin_key)
+    assert status == 200 and "peers" in body
 
 
 def test_creating_lessons_needs_the_teacher_key(server: Server) -> None:

@@ -114,7 +114,7 @@ MATRIX: dict[tuple[str, str], list[Entry]] = {
         Entry(LESSON + "/report", "owner", _roles(ORIGIN), after_end=_roles(ORIGIN))
     ],
     ("GET", "/api/live"): [Entry("/api/live", "account")],
-    ("GET", "/api/status"): [Entry("/api/status", "account")],
+    ("GET", "/api/status"): [Entry("/api/status", "admin")],
     ("POST", "/whip/{lesson_id}"): [
         Entry("/whip/{lesson}", None, _roles(ORIGIN), body="publish"),
         Entry("/whip/{lesson}?source=feed&name=Room%201", None, _roles(CLASSROOM), body="publish"),
