@@ -281,11 +281,18 @@ class Recorder:
     def list(self) -> list[Recording]:
         return [r for r in (self.get(r.lesson_id) for r in self._catalog.list()) if r is not None]
 
-    def set_public(self, lesson_id: str, public: bool) -> Recording | None:
+    def set_public(
+        self, lesson_id: str, public: bool | None = None, public_stage: bool | None = None
+    ) -> Recording | None:
+        """Who may watch it without a link: ``public`` the teacher's camera, sound and
+        courseware; ``public_stage`` the stage file too, which only a public recording can
+        have (making it private makes the stage private as well)."""
         recording = self._catalog.get(lesson_id)
         if recording is None:
             return None
-        self._save(replace(recording, public=public))
+        public = recording.public if public is None else public
+        public_stage = recording.public_stage if public_stage is None else public_stage
+        self._save(replace(recording, public=public, public_stage=public and public_stage))
         return self.get(lesson_id)
 
     def file(self, lesson_id: str, name: str) -> Path | None:

@@ -121,6 +121,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX chat_messages_lesson ON chat_messages (lesson_id, at)",
     ),
     ("ALTER TABLE lessons ADD COLUMN origin_generation INTEGER NOT NULL DEFAULT 0",),
+    ("ALTER TABLE recordings ADD COLUMN public_stage INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -324,7 +325,8 @@ class SqliteRecordingCatalog:
     """`recorder.catalog.RecordingCatalog` in the lesson store's database."""
 
     _COLUMNS = (
-        "lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error"
+        "lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error, "
+        "public_stage"
     )
 
     def __init__(self, store: SqliteLessonStore) -> None:
@@ -349,7 +351,7 @@ class SqliteRecordingCatalog:
         with self._lock:
             self._db.execute(
                 f"INSERT OR REPLACE INTO recordings ({self._COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     recording.lesson_id,
                     recording.state.value,
@@ -360,6 +362,7 @@ class SqliteRecordingCatalog:
                     int(recording.public),
                     json.dumps(recording.details),
                     recording.error,
+                    int(recording.public_stage),
                 ),
             )
 
@@ -369,7 +372,18 @@ class SqliteRecordingCatalog:
 
 
 def _to_recording(row: tuple[Any, ...]) -> Recording:
-    lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error = row
+    (
+        lesson_id,
+        state,
+        started_at,
+        ended_at,
+        duration_s,
+        size_bytes,
+        public,
+        details,
+        error,
+        public_stage,
+    ) = row
     return Recording(
         lesson_id=lesson_id,
         state=RecordingState(state),
@@ -378,6 +392,7 @@ def _to_recording(row: tuple[Any, ...]) -> Recording:
         duration_s=duration_s,
         size_bytes=size_bytes,
         public=bool(public),
+        public_stage=bool(public_stage),
         details=json.loads(details),
         error=error,
     )
