@@ -132,6 +132,23 @@ _COLUMNS = (
 _ID_ATTEMPTS = 5
 
 
+class DamagedDatabaseError(Exception):
+    """The database file is not a database, or fails SQLite's integrity check."""
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick check (a pass over every page, without the index cross-checks of the
+    full one): a damaged file is refused at start, not found out by a failing lesson."""
+    try:
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchmany(3)]
+    except sqlite3.DatabaseError as exc:
+        raise DamagedDatabaseError(f"{path} is damaged ({exc}): restore it from a backup") from None
+    if problems != ["ok"]:
+        raise DamagedDatabaseError(
+            f"{path} is damaged ({'; '.join(problems)}): restore it from a backup"
+        )
+
+
 class SqliteLessonStore:
     """`LessonStore` on one SQLite connection in WAL mode."""
 
@@ -143,6 +160,7 @@ class SqliteLessonStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
+            _check_integrity(self._db, path)
             self._db.execute("PRAGMA journal_mode=WAL")
             # Writes are small and a few per second at most (lessons, accounts and audit, a
             # classroom joining or leaving, a hand, a batch of quality samples every 10 s), so
