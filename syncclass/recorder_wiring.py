@@ -18,6 +18,7 @@ from signaling.keys import LESSONS, STORE
 from signaling.recording_port import LIBRARY, RecordingBusyError
 
 from .config import Config
+from .disk_reserve import DISK_RESERVE
 from .store import SqliteLessonStore, SqliteRecordingCatalog
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def setup_recording(app: web.Application, config: Config, data_dir: Path) -> Non
         min_free_bytes=config.record_min_free_mb * 1_000_000,
         retain_days=config.retain_days,
         notify=notify,
+        on_disk_full=app[DISK_RESERVE].release,
     )
     service = RecordingService(recorder)
     app[RECORDER] = recorder

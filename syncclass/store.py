@@ -149,16 +149,43 @@ def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
         )
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that, when a write finds the disk full, asks ``on_full`` to make room
+    (the data directory's reserve) and tries the statement once more."""
+
+    on_full: Callable[[], bool] | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        in_transaction = self.in_transaction
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc) or self.on_full is None or not self.on_full():
+                raise
+            if in_transaction:  # SQLite rolled the whole transaction back: the caller retries
+                raise
+            return super().execute(sql, parameters)
+
+
 class SqliteLessonStore:
     """`LessonStore` on one SQLite connection in WAL mode."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_full: Callable[[], bool] | None = None,
+    ) -> None:
         self._clock = clock
         # The server may call in from executor threads; one connection guarded by a lock keeps
         # SQLite's single-writer rule trivially satisfied.
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+        self._db.on_full = on_full
         try:
             _check_integrity(self._db, path)
             self._db.execute("PRAGMA journal_mode=WAL")

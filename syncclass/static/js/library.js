@@ -167,7 +167,7 @@ function openRecording(recording) {
   const meta = [recording.teacher, date(recording.date), clock(recording.duration_s)].filter(Boolean);
   $('player-meta').textContent = meta.join(' · ');
   $('not-ready').hidden = Boolean(recording.url);
-  $('incomplete').hidden = recording.error !== 'low_disk_space';
+  $('incomplete').hidden = !['low_disk_space', 'disk_full', 'write_failed'].includes(recording.error);
   const main = $('main-video');
   main.src = recording.url || '';
   const screens = $('screens');
