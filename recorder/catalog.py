@@ -31,6 +31,9 @@ class Recording:
     duration_s: float | None = None
     size_bytes: int = 0
     public: bool = False
+    # the stage file (the classrooms called on stage: pupils' faces and voices) is public
+    # only when the teacher also chose this; making the recording private clears it
+    public_stage: bool = False
     # what the finaliser produced: files, main, thumbnail, chapters, warnings
     details: dict[str, Any] = field(default_factory=dict, hash=False)
     error: str | None = None  # why it failed or stopped early (a short code)

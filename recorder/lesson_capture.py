@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ class LessonCapture:
         writer: LogWriter,
         min_free_bytes: int,
         on_stopped: Callable[[LessonCapture, str], None],
+        on_disk_full: Callable[[], bool] = lambda: False,
     ) -> None:
         self.lesson_id = lesson_id
         self.directory = directory
@@ -44,6 +46,7 @@ class LessonCapture:
         self._writer = writer
         self._min_free_bytes = min_free_bytes
         self._on_stopped = on_stopped
+        self._on_disk_full = on_disk_full  # makes room for the database to say so
         self._sinks = [TrackSink(source, kind) for source, kind in TRACKS]
         self._logs: list[LogFile] = []
         self._task: asyncio.Task[None] | None = None
@@ -96,7 +99,10 @@ class LessonCapture:
             except OSError as exc:
                 logger.error("lesson %s: writing the recording failed: %s", self.lesson_id, exc)
                 self._detach()
-                self._stop_early("write_failed", None)
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                if full:
+                    self._on_disk_full()
+                self._stop_early("disk_full" if full else "write_failed", None)
                 return
             self._stop_early("low_disk_space", free)
             return

@@ -16,7 +16,7 @@ from typing import Any
 from media.router import Router
 
 from .catalog import UNFINISHED, Recording, RecordingCatalog, RecordingState
-from .layout import LOCK, RecordingsRoot
+from .layout import LOCK, RecordingsRoot, parse_log_name
 from .lesson_capture import LessonCapture
 from .log_writer import LogWriter
 from .remux_process import Follower, RemuxFailed, remux_once
@@ -28,6 +28,10 @@ RETENTION_CHECK_S = 3600.0
 FOLLOW_FINISH_TIMEOUT_S = 60.0
 REMUX_TIMEOUT_S = 3600.0
 PARALLEL_REMUXES = 2
+
+
+# why a recording stopped before its lesson ended: what was recorded is kept, and playable
+INCOMPLETE = ("low_disk_space", "disk_full", "write_failed")
 
 
 class RecordingBusy(Exception):
@@ -52,8 +56,11 @@ class Recorder:
         retain_days: float | None = None,
         notify: Callable[[Recording], None] | None = None,
         clock: Callable[[], float] = time.time,
+        on_disk_full: Callable[[], bool] | None = None,
     ) -> None:
         self.root = RecordingsRoot(directory)
+        # called when a write finds the disk full; True if it made room (a reserve given back)
+        self._on_disk_full = on_disk_full or (lambda: False)
         self._catalog = catalog
         self._lesson_over = lesson_over
         self._min_free_bytes = min_free_bytes
@@ -72,6 +79,15 @@ class Recorder:
     async def start(self) -> None:
         """Finalise what a crash left unfinished; start the retention sweep."""
         self.root.path.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root.path).free
+        if free < self._min_free_bytes:
+            logger.warning(
+                "only %d MB free on the disk of %s: lessons are not recorded until %d MB are "
+                "(--record-min-free-mb)",
+                free // 1_000_000,
+                self.root.path,
+                self._min_free_bytes // 1_000_000,
+            )
         for recording in self._catalog.list():
             if recording.state in UNFINISHED:
                 logger.info("lesson %s: recovering its recording", recording.lesson_id)
@@ -119,6 +135,7 @@ class Recorder:
             self._writer,
             self._min_free_bytes,
             self._capture_stopped,
+            self._on_disk_full,
         )
         live = self._live[lesson_id] = _Live(capture)
         existing = self._catalog.get(lesson_id)
@@ -207,27 +224,45 @@ class Recorder:
                 if not directory.is_dir():
                     error = "no_media"
                 else:
-                    try:
-                        async with self._remuxes, asyncio.timeout(REMUX_TIMEOUT_S):
-                            result = await remux_once(directory)
-                    except (RemuxFailed, TimeoutError, OSError) as exc:
-                        logger.error(
-                            "lesson %s: finalising the recording failed: %s", lesson_id, exc
-                        )
-                        no_media = isinstance(exc, RemuxFailed) and exc.no_media
-                        error = "no_media" if no_media else "finalize_failed"
+                    result, error = await self._remux(lesson_id, directory)
+                    if error == "disk_full" and self._on_disk_full():
+                        result, error = await self._remux(lesson_id, directory)
             self._finished(lesson_id, result, error)
         if result is not None and self._lesson_over(lesson_id):
             await self._drop_logs(lesson_id)
+
+    async def _remux(
+        self, lesson_id: str, directory: Path
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Make the recording's files from its packet logs: the result, or why not."""
+        try:
+            async with self._remuxes, asyncio.timeout(REMUX_TIMEOUT_S):
+                return await remux_once(directory), None
+        except (RemuxFailed, TimeoutError, OSError) as exc:
+            logger.error("lesson %s: finalising the recording failed: %s", lesson_id, exc)
+            if isinstance(exc, RemuxFailed) and exc.no_media:
+                return None, "no_media"
+            if await asyncio.to_thread(_no_room, directory):
+                return None, "disk_full"
+            return None, "finalize_failed"
 
     def _finished(self, lesson_id: str, result: dict[str, Any] | None, error: str | None) -> None:
         recording = self._catalog.get(lesson_id)
         if recording is None:
             return  # deleted meanwhile
+        if result is None and error == "disk_full":
+            # the packet logs are kept whole: the next start finalises them, given room
+            logger.error(
+                "lesson %s: no room on the disk to finalise the recording; it is kept and "
+                "finalised at the next start",
+                lesson_id,
+            )
+            self._save(replace(recording, state=RecordingState.STOPPED, error=error))
+            return
         if result is None:
             self._save(replace(recording, state=RecordingState.FAILED, error=error))
             return
-        kept_error = recording.error if recording.error == "low_disk_space" else None
+        kept_error = recording.error if recording.error in INCOMPLETE else None
         self._save(
             replace(
                 recording,
@@ -281,11 +316,18 @@ class Recorder:
     def list(self) -> list[Recording]:
         return [r for r in (self.get(r.lesson_id) for r in self._catalog.list()) if r is not None]
 
-    def set_public(self, lesson_id: str, public: bool) -> Recording | None:
+    def set_public(
+        self, lesson_id: str, public: bool | None = None, public_stage: bool | None = None
+    ) -> Recording | None:
+        """Who may watch it without a link: ``public`` the teacher's camera, sound and
+        courseware; ``public_stage`` the stage file too, which only a public recording can
+        have (making it private makes the stage private as well)."""
         recording = self._catalog.get(lesson_id)
         if recording is None:
             return None
-        self._save(replace(recording, public=public))
+        public = recording.public if public is None else public
+        public_stage = recording.public_stage if public_stage is None else public_stage
+        self._save(replace(recording, public=public, public_stage=public and public_stage))
         return self.get(lesson_id)
 
     def file(self, lesson_id: str, name: str) -> Path | None:
@@ -345,3 +387,13 @@ def _remove_logs(root: RecordingsRoot, lesson_id: str) -> None:
         path.unlink(missing_ok=True)
     directory = root.directory(lesson_id)
     (directory / LOCK).unlink(missing_ok=True)
+
+
+def _no_room(directory: Path) -> bool:
+    """Whether the disk lacks the room to make the recording's files from its packet logs
+    (they come out about as large as the logs)."""
+    try:
+        logs = sum(p.stat().st_size for p in directory.iterdir() if parse_log_name(p.name))
+        return shutil.disk_usage(directory).free < logs
+    except OSError:
+        return True

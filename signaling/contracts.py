@@ -176,6 +176,8 @@ class AuditAction(enum.StrEnum):
     RECORDING_DELETED = "recording_deleted"
     RECORDING_PUBLIC = "recording_public"
     RECORDING_PRIVATE = "recording_private"
+    RECORDING_STAGE_PUBLIC = "recording_stage_public"  # pupils on stage, seen by anyone
+    RECORDING_STAGE_PRIVATE = "recording_stage_private"
     TEACHER_ADDED = "teacher_added"
     TEACHER_REMOVED = "teacher_removed"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +21,40 @@ def http_error(
     exc = web.HTTPException(text=body, content_type="application/json", headers=headers or {})
     exc.set_status(status)
     return exc
+
+
+logger = logging.getLogger(__name__)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says a write failed for lack of space (a file's or SQLite's)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc)
+    return False
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A failure no handler foresaw is still answered as the API answers: a JSON body with
+    ``error`` and ``message`` (507 ``disk_full`` when the disk is full), never a plain page."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            logger.error("%s %s: the disk is full (%s)", request.method, request.path, exc)
+            raise http_error(
+                507, "disk_full", "the server's disk is full; try again in a moment"
+            ) from None
+        logger.exception("%s %s failed", request.method, request.path)
+        raise http_error(500, "internal_error", "the server failed to answer this") from None
+
+
+def setup_json_errors(app: web.Application) -> None:
+    app.middlewares.insert(0, json_errors)
 
 
 MAX_JSON_BYTES = 16 * 1024  # a request's JSON fields are short: titles, names, flags

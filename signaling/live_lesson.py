@@ -288,7 +288,10 @@ class LiveLesson:
             self.changed()
             logger.info("lesson %s is live", self.id)
         if lesson is not None and lesson.state is LessonState.LIVE and self._router is not None:
-            self._recording.on_live(lesson, self._router)
+            try:
+                self._recording.on_live(lesson, self._router)
+            except Exception:  # nor from being taught
+                logger.exception("lesson %s: it cannot be recorded", self.id)
 
     async def close(self) -> None:
         """Close the lesson's media: every peer (their sessions go as they close). If the
@@ -305,5 +308,8 @@ class LiveLesson:
         if lesson is None or lesson.state is not LessonState.ENDED:
             return
         self.room.end()
-        self._recording.on_ended(lesson)
+        try:
+            self._recording.on_ended(lesson)
+        except Exception:  # a recording's trouble never keeps a lesson from ending
+            logger.exception("lesson %s: its recording could not be finalised", self.id)
         await self._events.end(self.id)

@@ -38,7 +38,13 @@ class RecordingHooks(Protocol):
 
 
 class RecordingLibrary(Protocol):
-    def set_public(self, lesson_id: str, public: bool) -> dict[str, Any] | None: ...
+    def set_public(
+        self, lesson_id: str, public: bool | None, public_stage: bool | None
+    ) -> dict[str, Any] | None:
+        """Change who may watch without a link (None: leave as it is). ``public`` opens the
+        teacher's camera, sound and courseware; ``public_stage`` the stage file as well, and
+        only while ``public`` holds."""
+        ...
 
     async def delete(self, lesson_id: str) -> bool:
         """Delete the recording; False if there is none, RecordingBusyError while it is

@@ -20,6 +20,7 @@ from .auth import (
     account_for,
     account_of,
     credential_of,
+    grant_of,
     may_manage,
     require_teacher,
     teacher_or_grant,
@@ -74,10 +75,18 @@ def _access(request: web.Request, lesson_id: str) -> str:
             problem = http_error(401, "invalid_token", str(exc), _CHALLENGE)
         else:
             if grant.lesson_id == lesson_id and grant.role in _WATCH_ROLES:
-                return grant.role.value
-            problem = http_error(
-                403, "not_allowed", "this token does not open this recording (it is not public)"
-            )
+                try:  # an origin link the teacher replaced opens nothing, recordings included
+                    grant_of(request, credential, lesson_id, _WATCH_ROLES, after_end=_WATCH_ROLES)
+                except web.HTTPException as refused:
+                    problem = refused
+                else:
+                    return grant.role.value
+            else:
+                problem = http_error(
+                    403,
+                    "not_allowed",
+                    "this token does not open this recording (it is not public)",
+                )
     if info.get("public"):
         return "public"
     raise problem or http_error(
@@ -154,8 +163,16 @@ async def list_recordings(request: web.Request) -> web.Response:
         if query and query not in haystack:
             continue
         token = authority.issue(lesson.id, Role.REPLAY) if mine else None
-        entries.append(_entry(request, lesson, info, token))
+        entries.append(_entry(request, lesson, info if mine else _as_public(info), token))
     return json_response({"recordings": entries, "total_size_bytes": total, "teacher": teacher})
+
+
+def _as_public(info: dict[str, Any]) -> dict[str, Any]:
+    """A recording as anybody without a link sees it: no stage file unless the teacher
+    opened that too."""
+    if info.get("public_stage"):
+        return info
+    return {**info, "stage": None}
 
 
 async def get_recording(request: web.Request) -> web.Response:
@@ -163,6 +180,8 @@ async def get_recording(request: web.Request) -> web.Response:
     lesson = _lesson(request, lesson_id)
     who = _access(request, lesson_id)
     info = _recording(request, lesson_id)
+    if who == "public":
+        info = _as_public(info)
     token = None
     if who == "teacher":
         token = request.app[AUTHORITY].issue(lesson_id, Role.REPLAY)
@@ -172,26 +191,49 @@ async def get_recording(request: web.Request) -> web.Response:
 
 
 async def update_recording(request: web.Request) -> web.Response:
-    """``{"public": true|false}``: whether anyone may watch it without a link."""
+    """``{"public": true|false, "public_stage": true|false}`` (either or both): whether anyone
+    may watch it without a link. Public means the teacher's camera, sound and courseware; the
+    stage file (the classrooms called on stage: pupils) stays private unless ``public_stage``
+    is chosen as well, on a public recording."""
     lesson_id = request.match_info["lesson_id"]
     _require_owner(request, lesson_id)
     lesson = _lesson(request, lesson_id)
     body = await json_object(request)
-    unknown = set(body) - {"public"}
+    unknown = set(body) - {"public", "public_stage"}
     if unknown:
         raise http_error(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
-    public = body.get("public")
-    if not isinstance(public, bool):
-        raise http_error(400, "bad_public", "public must be true or false")
-    info = request.app[LIBRARY].set_public(lesson_id, public)
+    if not body:
+        raise http_error(400, "nothing_to_change", "give public and/or public_stage")
+    public, public_stage = body.get("public"), body.get("public_stage")
+    for name, value in (("public", public), ("public_stage", public_stage)):
+        if name in body and not isinstance(value, bool):
+            raise http_error(400, f"bad_{name}", f"{name} must be true or false")
+    before = _recording(request, lesson_id)
+    if public_stage and not (public if public is not None else before.get("public")):
+        raise http_error(
+            409,
+            "recording_not_public",
+            "the stage recording can be made public only with the recording itself",
+        )
+    info = request.app[LIBRARY].set_public(lesson_id, public, public_stage)
     if info is None:
         raise http_error(404, "no_such_recording", f"lesson {lesson_id!r} has no recording")
-    audit(
-        request,
-        AuditAction.RECORDING_PUBLIC if public else AuditAction.RECORDING_PRIVATE,
+    if info["public"] != before.get("public"):
+        action = AuditAction.RECORDING_PUBLIC if info["public"] else AuditAction.RECORDING_PRIVATE
+        audit(request, action, lesson_id)
+    if info["public_stage"] != before.get("public_stage"):
+        stage_action = (
+            AuditAction.RECORDING_STAGE_PUBLIC
+            if info["public_stage"]
+            else AuditAction.RECORDING_STAGE_PRIVATE
+        )
+        audit(request, stage_action, lesson_id)
+    logger.info(
+        "lesson %s: recording public=%s, stage public=%s",
         lesson_id,
+        info["public"],
+        info["public_stage"],
     )
-    logger.info("lesson %s: recording made %s", lesson_id, "public" if public else "private")
     return json_response(_entry(request, lesson, info, None))
 
 
@@ -228,10 +270,23 @@ async def replay_link(request: web.Request) -> web.Response:
     )
 
 
+def _is_stage_file(request: web.Request, lesson_id: str, name: str) -> bool:
+    """Whether ``name`` is the recording's stage file while that is not public."""
+    info = _recording(request, lesson_id)
+    stage = info.get("stage")
+    return bool(stage) and not info.get("public_stage") and stage["url"].rsplit("/", 1)[-1] == name
+
+
 async def recording_file(request: web.Request) -> web.StreamResponse:
     lesson_id = request.match_info["lesson_id"]
     name = request.match_info["name"]
-    _access(request, lesson_id)
+    who = _access(request, lesson_id)
+    if who == "public" and _is_stage_file(request, lesson_id, name):
+        raise http_error(
+            403,
+            "stage_not_public",
+            "the stage recording (classrooms on stage) is not public: a replay link is needed",
+        )
     path = request.app[LIBRARY].file(lesson_id, name)
     if path is None:
         raise http_error(404, "no_such_file", "this recording has no such file")

@@ -18,7 +18,8 @@ from signaling.contracts import ADMIN, AccountExistsError, AuditAction
 from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import ENV_PREFIX
-from .store import DATABASE_FILE, SqliteLessonStore
+from .data_dir import DataDirError, check_data_dir
+from .store import DATABASE_FILE, DamagedDatabaseError, SqliteLessonStore
 
 COMMANDS = ("teacher", "audit")
 _DATA_DIR_ENV = ENV_PREFIX + "DATA_DIR"
@@ -54,6 +55,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _open(args: argparse.Namespace, environ: Mapping[str, str]) -> SqliteLessonStore:
     data_dir = Path(args.data_dir or environ.get(_DATA_DIR_ENV) or "./data").expanduser()
+    check_data_dir(data_dir)
     return SqliteLessonStore(data_dir / DATABASE_FILE)
 
 
@@ -63,7 +65,11 @@ def _when(at: float | None) -> str:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Carry out a parsed ``teacher`` or ``audit`` command; the exit status."""
-    store = _open(args, environ)
+    try:
+        store = _open(args, environ)
+    except (DataDirError, DamagedDatabaseError) as exc:
+        print(f"syncclass: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.command == "audit":
             return _audit(store, args)

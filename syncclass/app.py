@@ -12,6 +12,7 @@ from aiohttp import web
 from media.network import NetworkConfig
 from signaling import accounts_api, audit_api, events_socket, lessons_api, reports_api, whip
 from signaling.cors import setup_cors
+from signaling.errors import setup_json_errors
 from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE
 from signaling.live_lessons import LiveLessons
 from signaling.quality import QualityMonitor
@@ -21,6 +22,7 @@ from . import metrics, pages, status
 from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import Config
+from .disk_reserve import DISK_RESERVE, RESERVE_FILE, DiskReserve
 from .journal import SqliteLessonJournal
 from .open_files import watch_open_files
 from .recorder_wiring import setup_recording
@@ -65,6 +67,7 @@ def create_app(config: Config) -> web.Application:
     if admin == key:
         raise ValueError("the admin key and the teacher key must differ")
     app = web.Application(client_max_size=1024 * 1024)
+    setup_json_errors(app)
     setup_security_headers(app)
     setup_cors(app, frozenset(config.cors_origins))  # before the limits: preflights are free
     setup_rate_limits(
@@ -76,7 +79,10 @@ def create_app(config: Config) -> web.Application:
         ),
     )
     app[CONFIG] = config
-    store = SqliteLessonStore(data_dir / DATABASE_FILE)
+    reserve = DiskReserve(data_dir / RESERVE_FILE, config.disk_reserve_mb * 1_000_000)
+    reserve.keep()
+    app[DISK_RESERVE] = reserve
+    store = SqliteLessonStore(data_dir / DATABASE_FILE, on_full=reserve.release)
     app[STORE] = store
     app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)

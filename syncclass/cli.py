@@ -16,7 +16,9 @@ from aiohttp import web
 
 from . import admin_cli, certificate, open_files
 from .config import Config, add_serve_arguments, resolve_serve_config
+from .data_dir import DataDirError, check_data_dir
 from .logs import configure_logging
+from .store import DamagedDatabaseError
 from .tokens import ADMIN_KEY_FILE, TEACHER_KEY_FILE
 
 logger = logging.getLogger("syncclass")
@@ -81,12 +83,18 @@ def serve(config: Config) -> None:
         print(f"syncclass: self-signed certificate ({state}, {config.tls_cert})", flush=True)
         print(f"syncclass: its SHA-256 fingerprint: {digest}", flush=True)
     tls = _ssl_context(config)
-    key, admin = teacher_key(config), admin_key(config)
-    if key[0] == admin[0]:
-        sys.exit("syncclass: the admin key and the teacher key must differ")
-    _banner(config, key, admin, tls is not None)
-    logger.info("open files: up to %d", open_files_limit)
-    app = create_app(dataclasses.replace(config, teacher_key=key[0], admin_key=admin[0]))
+    try:
+        check_data_dir(Path(config.data_dir), config.recordings_dir)
+        key, admin = teacher_key(config), admin_key(config)
+        if key[0] == admin[0]:
+            sys.exit("syncclass: the admin key and the teacher key must differ")
+        _banner(config, key, admin, tls is not None)
+        logger.info("open files: up to %d", open_files_limit)
+        app = create_app(dataclasses.replace(config, teacher_key=key[0], admin_key=admin[0]))
+    except (DataDirError, DamagedDatabaseError) as exc:
+        sys.exit(f"syncclass: {exc}")
+    except OSError as exc:  # the data directory changed under us, or a file in it is unreadable
+        sys.exit(f"syncclass: cannot use the data directory {config.data_dir}: {exc}")
     try:
         web.run_app(
             app,

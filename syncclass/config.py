@@ -40,6 +40,7 @@ class Config:
     recordings_dir: Path | None = None  # None: DATA_DIR/recordings
     retain_days: float | None = None  # None: keep recordings until deleted
     record_min_free_mb: int = 1000
+    disk_reserve_mb: int = 32  # kept back in the data directory for a disk that fills up
     max_on_stage: int = 1
     cors_origins: tuple[str, ...] = ()  # origins of other sites' pages allowed to use the API
     # (count, seconds) per client address; None: unlimited
@@ -483,6 +484,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "record_min_free_mb",
         "MB",
         "stop recording (keeping what is recorded) when the disk has less free space than this",
+        _megabytes,
+    ),
+    _Option(
+        "--disk-reserve-mb",
+        "disk_reserve_mb",
+        "MB",
+        "space kept back in the data directory and given back when the disk fills up, so "
+        "that lessons can still end (0: none)",
         _megabytes,
     ),
 )

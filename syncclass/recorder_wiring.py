@@ -18,6 +18,7 @@ from signaling.keys import LESSONS, STORE
 from signaling.recording_port import LIBRARY, RecordingBusyError
 
 from .config import Config
+from .disk_reserve import DISK_RESERVE
 from .store import SqliteLessonStore, SqliteRecordingCatalog
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "duration_s": recording.duration_s,
         "size_bytes": recording.size_bytes,
         "public": recording.public,
+        "public_stage": recording.public_stage,
         "thumbnail_url": f"{base}/{thumbnail}" if thumbnail else None,
         "courseware": (
             {"url": f"{base}/{courseware['name']}", "offset_s": courseware.get("offset_s", 0.0)}
@@ -79,8 +81,10 @@ class RecordingService:
         recording = self.recorder.get(lesson_id)
         return None if recording is None else recording_json(recording)
 
-    def set_public(self, lesson_id: str, public: bool) -> dict[str, Any] | None:
-        recording = self.recorder.set_public(lesson_id, public)
+    def set_public(
+        self, lesson_id: str, public: bool | None, public_stage: bool | None
+    ) -> dict[str, Any] | None:
+        recording = self.recorder.set_public(lesson_id, public, public_stage)
         return None if recording is None else recording_json(recording)
 
     async def delete(self, lesson_id: str) -> bool:
@@ -123,6 +127,7 @@ def setup_recording(app: web.Application, config: Config, data_dir: Path) -> Non
         min_free_bytes=config.record_min_free_mb * 1_000_000,
         retain_days=config.retain_days,
         notify=notify,
+        on_disk_full=app[DISK_RESERVE].release,
     )
     service = RecordingService(recorder)
     app[RECORDER] = recorder

@@ -121,6 +121,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX chat_messages_lesson ON chat_messages (lesson_id, at)",
     ),
     ("ALTER TABLE lessons ADD COLUMN origin_generation INTEGER NOT NULL DEFAULT 0",),
+    ("ALTER TABLE recordings ADD COLUMN public_stage INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -131,17 +132,62 @@ _COLUMNS = (
 _ID_ATTEMPTS = 5
 
 
+class DamagedDatabaseError(Exception):
+    """The database file is not a database, or fails SQLite's integrity check."""
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick check (a pass over every page, without the index cross-checks of the
+    full one): a damaged file is refused at start, not found out by a failing lesson."""
+    try:
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchmany(3)]
+    except sqlite3.DatabaseError as exc:
+        raise DamagedDatabaseError(f"{path} is damaged ({exc}): restore it from a backup") from None
+    if problems != ["ok"]:
+        raise DamagedDatabaseError(
+            f"{path} is damaged ({'; '.join(problems)}): restore it from a backup"
+        )
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that, when a write finds the disk full, asks ``on_full`` to make room
+    (the data directory's reserve) and tries the statement once more."""
+
+    on_full: Callable[[], bool] | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        in_transaction = self.in_transaction
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc) or self.on_full is None or not self.on_full():
+                raise
+            if in_transaction:  # SQLite rolled the whole transaction back: the caller retries
+                raise
+            return super().execute(sql, parameters)
+
+
 class SqliteLessonStore:
     """`LessonStore` on one SQLite connection in WAL mode."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_full: Callable[[], bool] | None = None,
+    ) -> None:
         self._clock = clock
         # The server may call in from executor threads; one connection guarded by a lock keeps
         # SQLite's single-writer rule trivially satisfied.
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+        self._db.on_full = on_full
         try:
+            _check_integrity(self._db, path)
             self._db.execute("PRAGMA journal_mode=WAL")
             # Writes are small and a few per second at most (lessons, accounts and audit, a
             # classroom joining or leaving, a hand, a batch of quality samples every 10 s), so
@@ -324,7 +370,8 @@ class SqliteRecordingCatalog:
     """`recorder.catalog.RecordingCatalog` in the lesson store's database."""
 
     _COLUMNS = (
-        "lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error"
+        "lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error, "
+        "public_stage"
     )
 
     def __init__(self, store: SqliteLessonStore) -> None:
@@ -349,7 +396,7 @@ class SqliteRecordingCatalog:
         with self._lock:
             self._db.execute(
                 f"INSERT OR REPLACE INTO recordings ({self._COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     recording.lesson_id,
                     recording.state.value,
@@ -360,6 +407,7 @@ class SqliteRecordingCatalog:
                     int(recording.public),
                     json.dumps(recording.details),
                     recording.error,
+                    int(recording.public_stage),
                 ),
             )
 
@@ -369,7 +417,18 @@ class SqliteRecordingCatalog:
 
 
 def _to_recording(row: tuple[Any, ...]) -> Recording:
-    lesson_id, state, started_at, ended_at, duration_s, size_bytes, public, details, error = row
+    (
+        lesson_id,
+        state,
+        started_at,
+        ended_at,
+        duration_s,
+        size_bytes,
+        public,
+        details,
+        error,
+        public_stage,
+    ) = row
     return Recording(
         lesson_id=lesson_id,
         state=RecordingState(state),
@@ -378,6 +437,7 @@ def _to_recording(row: tuple[Any, ...]) -> Recording:
         duration_s=duration_s,
         size_bytes=size_bytes,
         public=bool(public),
+        public_stage=bool(public_stage),
         details=json.loads(details),
         error=error,
     )

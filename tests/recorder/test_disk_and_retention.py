@@ -15,6 +15,7 @@ import pytest
 
 from tests.server import Server, start_server
 from tests.support.media import encode_opus_clip, encode_vp8_clip
+from tests.support.peers import whep_subscribe
 
 from .lessons import FPS, download, end_and_wait, play_out, publish, request, wait_ready
 from .playback import play
@@ -134,3 +135,89 @@ async def test_recordings_older_than_retain_days_are_deleted_younger_ones_kept(
 
 
 pytestmark = pytest.mark.timeout(120)
+
+
+# The server's data directory on a small tmpfs of its own: the test fills that very disk
+# (seen through /proc/PID/root) while the lesson is being recorded.
+_SMALL_DISK = """
+import ctypes, subprocess
+if ctypes.CDLL(None, use_errno=True).unshare(0x00020000) != 0:  # CLONE_NEWNS
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size={size}", "tmpfs", {path!r}], check=True)
+"""
+
+
+async def test_a_disk_that_really_fills_ends_nothing_but_the_recording(tmp_path: Path) -> None:
+    encode_vp8_clip(20.0, fps=FPS, gop=FPS)
+    encode_opus_clip(20.0)
+    data = tmp_path / "data"
+    data.mkdir()
+    prelude = _SMALL_DISK.format(size="64m", path=str(data))
+    server = start_server(
+        data, "--record-min-free-mb", "0", "--disk-reserve-mb", "8", prelude=prelude
+    )
+    disk = Path(f"/proc/{server.process.pid}/root") / str(data).lstrip("/")
+    heard: list[dict[str, Any]] = []
+    listening: asyncio.Task[None] | None = None
+    classroom = None
+    try:
+        lesson = server.create_lesson("Disk really full")
+        listening = asyncio.create_task(_events(server, lesson, heard))
+        publisher = await publish(lesson, 20.0)
+        classroom = await whep_subscribe(lesson["whep_url"], lesson["whep_token"])
+        await classroom.wait_for_frames(30, timeout=10)
+        await asyncio.sleep(2.0)
+        track = publisher.video_track
+        assert track is not None
+        await asyncio.to_thread(_fill, disk / "filler", shutil.disk_usage(disk).free)
+        filled_at = track.frames_sent / FPS
+        assert shutil.disk_usage(disk).free < 64 * 1024
+
+        # the recording stops and says why; the teacher is told; the lesson goes on
+        told = await _wait_for(
+            lambda: [
+                m["recording"]
+                for m in heard
+                if m.get("type") == "recording" and m["recording"]["state"] == "stopped"
+            ],
+            within=10,
+        )
+        assert told[-1]["error"] == "disk_full", told
+        assert "released the 8 MB kept in reserve" in server.log()
+        seen = classroom.video_frames
+        await classroom.wait_for_frames(seen + 30, timeout=5)
+        status, created = await request(
+            server, "POST", "/api/lessons", token=server.teacher_key, body={"title": "Next"}
+        )
+        assert status == 201 or (status == 507 and created["error"] == "disk_full"), created
+
+        status, ended = await request(
+            server, "POST", f"/api/lessons/{lesson['id']}/end", token=server.teacher_key
+        )
+        assert status == 200 and ended["state"] == "ended", ended
+        await publisher.close()
+        # what was recorded up to the full disk is finalised, in the room the reserve gave
+        _, recording = await wait_ready(server, lesson["id"], within=30)
+        assert recording["state"] == "ready" and recording["error"] == "disk_full", recording
+        playback = play(download(server, recording["url"], tmp_path / "kept.webm"))
+        assert playback.unreadable == 0
+        assert filled_at - 1.5 <= playback.duration_s <= filled_at + 1.0, (
+            playback.duration_s,
+            filled_at,
+        )
+        assert "Traceback" not in server.log()
+    finally:
+        if classroom is not None:
+            await classroom.close()
+        if listening is not None:
+            listening.cancel()
+        server.stop()
+
+
+async def _wait_for(found: Any, within: float) -> Any:
+    deadline = time.monotonic() + within
+    while not (result := found()):
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.1)
+    return result

@@ -263,6 +263,7 @@ async def test_hands_and_the_stage_reach_every_other_classroom_and_the_recording
     assert len(played.frames) >= 0.7 * 30 * (on_stage_s - 1)
     with av_open(stage_file) as size:
         assert size == FEED_SIZES["Birch"]
+    _stage_stays_private_until_chosen(server, lesson["id"], recording["stage"]["url"])
 
     status, report = server.request(
         "GET", f"/api/lessons/{lesson['id']}/report", token=lesson["whip_token"]
@@ -635,3 +636,42 @@ async def test_two_classrooms_on_stage_see_each_other_and_everyone_sees_both(
             await close_all(*feeds, *rooms.values(), teacher)
     finally:
         server.stop()
+
+
+def _stage_stays_private_until_chosen(server: Server, lesson_id: str, stage_url: str) -> None:
+    """Public means the teacher's camera, sound and courseware: the pupils on stage become
+    public only by a choice of their own, on a public recording, and the audit log keeps it."""
+    path = f"/api/recordings/{lesson_id}"
+    key = server.teacher_key
+
+    def anonymous(url: str) -> int:
+        return server.request("GET", url)[0]
+
+    assert server.request("PATCH", path, token=key, body={"public_stage": True})[0] == 409
+    assert server.request("PATCH", path, token=key, body={"public_stage": "yes"})[0] == 400
+    status, info = server.request("PATCH", path, token=key, body={"public": True})
+    assert status == 200 and info["public"] is True and info["public_stage"] is False
+    status, seen = server.request("GET", path)
+    assert status == 200 and seen["stage"] is None and seen["url"]
+    listed = server.request("GET", "/api/recordings")[1]["recordings"]
+    assert [entry["stage"] for entry in listed if entry["lesson_id"] == lesson_id] == [None]
+    assert anonymous(seen["url"]) == 200
+    status, refused = server.request("GET", stage_url)
+    assert status == 403 and refused["error"] == "stage_not_public"
+
+    status, info = server.request("PATCH", path, token=key, body={"public_stage": True})
+    assert status == 200 and info["public_stage"] is True
+    assert server.request("GET", path)[1]["stage"]["url"] == stage_url
+    assert anonymous(stage_url) == 200
+
+    # private again: the stage goes with it, and is not public when the recording next is
+    server.request("PATCH", path, token=key, body={"public": False})
+    assert anonymous(stage_url) == 401
+    status, info = server.request("PATCH", path, token=key, body={"public": True})
+    assert info["public_stage"] is False and anonymous(stage_url) == 403
+
+    status, log = server.request("GET", f"/api/audit?lesson={lesson_id}", token=server.admin_key)
+    assert status == 200
+    actions = [entry["action"] for entry in log["entries"]]
+    assert actions.count("recording_stage_public") == 1
+    assert "recording_stage_private" in actions

@@ -221,6 +221,8 @@ async def test_the_teacher_replaces_a_leaked_teacher_link(server: Server) -> Non
             ("POST", f"/api/lessons/{lid}/rotate"),
             ("POST", f"/api/lessons/{lid}/end"),
             ("GET", f"/api/lessons/{lid}/attendance"),
+            ("GET", f"/api/recordings/{lid}"),
+            ("POST", f"/api/recordings/{lid}/link"),
         ):
             status, body = await request(server, method, path, token=leaked)
             assert status == 401 and body["error"] == "token_revoked", (path, body)

@@ -167,7 +167,7 @@ function openRecording(recording) {
   const meta = [recording.teacher, date(recording.date), clock(recording.duration_s)].filter(Boolean);
   $('player-meta').textContent = meta.join(' · ');
   $('not-ready').hidden = Boolean(recording.url);
-  $('incomplete').hidden = recording.error !== 'low_disk_space';
+  $('incomplete').hidden = !['low_disk_space', 'disk_full', 'write_failed'].includes(recording.error);
   const main = $('main-video');
   main.src = recording.url || '';
   const screens = $('screens');
@@ -206,6 +206,7 @@ function renderOwnerTools(recording) {
   $('owner-tools').hidden = !isTeacher;
   $('share-box').hidden = true;
   $('public-switch').checked = Boolean(recording.public);
+  renderStageSwitch(recording);
   const remove = $('delete');
   remove.classList.remove('armed');
   setText(remove, 'library.delete');
@@ -233,10 +234,27 @@ async function share() {
   $('share-box').hidden = false;
 }
 
-async function setPublic(event) {
+// The stage file holds the pupils called on stage: it is public only by a choice of its own,
+// offered only on a public recording and with its warning in plain sight.
+function renderStageSwitch(recording) {
+  $('public-stage-row').hidden = !(recording.stage && recording.public);
+  $('public-stage-switch').checked = Boolean(recording.public_stage);
+}
+
+async function changePublicity(body) {
   const data = await api('PATCH', `/api/recordings/${encodeURIComponent(shown.lesson_id)}`,
-    { credential: teacherKey, body: { public: event.target.checked } });
+    { credential: teacherKey, body });
   shown.public = data.public;
+  shown.public_stage = data.public_stage;
+  renderStageSwitch(shown);
+}
+
+async function setPublic(event) {
+  await changePublicity({ public: event.target.checked });
+}
+
+async function setPublicStage(event) {
+  await changePublicity({ public_stage: event.target.checked });
 }
 
 async function remove() {
@@ -317,6 +335,7 @@ function mount() {
     navigator.clipboard?.writeText($('share-url').value).then(() => setText($('copy'), 'library.copied'));
   });
   $('public-switch').addEventListener('change', guard(setPublic));
+  $('public-stage-switch').addEventListener('change', guard(setPublicStage));
   $('delete').addEventListener('click', guard(remove));
 
   const listed = loadList();

@@ -2,15 +2,15 @@
 // lesson over time, hands raised and turns on stage, and the recording. Read with the teacher
 // key this browser keeps, or with the origin token of the teacher's page (?token=).
 
-import { api, ApiError } from './api.js';
+import { api, ApiError, teacherLessonFromLocation } from './api.js';
 import { lang, mountLanguageSwitch, setText, t } from './i18n.js';
 import './interaction-strings.js';
 import { elapsed, timeChart, timeline } from './plot.js';
 
 const KEY_STORAGE = 'syncclass.teacherKey';
 const $ = (id) => document.getElementById(id);
-const lessonId = decodeURIComponent(window.location.pathname.split('/')[2] || '');
-const token = new URLSearchParams(window.location.search).get('token') || '';
+// the origin token leaves the visible address, as on the teacher's page (kept for this tab)
+const { id: lessonId, token } = teacherLessonFromLocation();
 const credential = token || localStorage.getItem(KEY_STORAGE) || '';
 let report = null;
 

@@ -20,6 +20,7 @@ let camera = null; // Publication of the camera and microphone while the lesson 
 let courseware = null; // Publication of the shared screen
 let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad link
 let events = null;
+let recording = null; // the lesson's recording as the server last told it
 const interaction = new TeacherInteraction(lessonId, token);
 
 // --- the state line ------------------------------------------------------------------------
@@ -34,12 +35,36 @@ function showState(state) {
   document.querySelector('main.teach').hidden = ended;
   if (ended) {
     setText($('closed-title'), `teach.state.${state}`);
-    setText($('closed-text'), state === 'ended' ? 'teach.endedNote' : 'teach.invalidNote');
+    setText($('closed-text'), state === 'ended' ? endedNote() : 'teach.invalidNote');
   }
   $('start').disabled = ended || camera !== null || !(local.video || local.audio);
   $('start').hidden = camera !== null || ended;
   $('end').disabled = ended || state === 'loading';
   $('courseware-toggle').disabled = ended || camera === null;
+}
+
+// --- the recording -----------------------------------------------------------------------------
+
+const INCOMPLETE = ['low_disk_space', 'disk_full', 'write_failed'];
+
+// What the ended screen may promise: no replay that is not there.
+function endedNote() {
+  if (!recording) return 'teach.endedNoRecording';
+  if (recording.state === 'failed') return 'teach.endedRecordingFailed';
+  if (INCOMPLETE.includes(recording.error)) return 'teach.endedRecordingIncomplete';
+  return 'teach.endedNote';
+}
+
+// Trouble with the recording is said while teaching: the lesson goes on without it.
+function showRecording(next) {
+  recording = next;
+  const box = $('recording-notice');
+  let key = null;
+  if (next && next.state === 'failed' && lessonState !== 'ended') key = 'teach.recording.failed';
+  else if (next && next.state === 'stopped' && INCOMPLETE.includes(next.error)) key = `teach.recording.${next.error}`;
+  box.hidden = key === null;
+  if (key) setText(box, key);
+  if (lessonState === 'ended') refreshState();
 }
 
 function refreshState() {
@@ -235,6 +260,7 @@ async function main() {
     link.hidden = false;
   }
   lessonState = lesson.state;
+  showRecording(lesson.recording || null);
   showLesson({ ...lesson, sources: lesson.origin_sources });
   if (lesson.state === 'ended') return lessonEnded();
   showJoinLink(lesson.join_url, { input: $('join-link'), copyButton: $('copy'), qrBox: $('qr') });
@@ -244,7 +270,10 @@ async function main() {
       showLesson(snapshot);
     },
     onEnded: lessonEnded,
-    onMessage: (message) => interaction.message(message),
+    onMessage: (message) => {
+      if (message.type === 'recording') showRecording(message.recording);
+      else interaction.message(message);
+    },
   });
   interaction.attach(events);
   events.start();
