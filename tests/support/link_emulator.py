@@ -29,14 +29,16 @@ import heapq
 import itertools
 import random
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from playwright.async_api import Page, Request, Route
 
 Address = tuple[str, int]
+T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
 # Profiles
@@ -414,7 +416,12 @@ class LinkEmulator:
     """
 
     def __init__(
-        self, profile: Profile = GOOD, *, seed: int = 1, max_datagrams: int = 20_000
+        self,
+        profile: Profile = GOOD,
+        *,
+        seed: int = 1,
+        max_datagrams: int = 20_000,
+        own_thread: bool = False,
     ) -> None:
         self.profile = profile
         self.cut = False
@@ -424,6 +431,11 @@ class LinkEmulator:
         """WHIP/WHEP sessions whose answer came back through the emulator."""
         self._relays: list[Relay] = []
         self._timeline: asyncio.Task[None] | None = None
+        # With ``own_thread`` the relays and lanes run on an event loop of their own: a
+        # process that also drives browsers (Playwright parsing getStats) would otherwise hold
+        # datagrams for milliseconds at a time, and a sender's delay-based congestion control
+        # (Chrome's GCC) takes that for a queue and backs off far below the link's rate.
+        self._thread: _LoopThread | None = _LoopThread() if own_thread else None
 
     def set_profile(self, profile: Profile) -> None:
         """Shape every datagram from now on by ``profile`` (those already queued keep their
@@ -460,7 +472,10 @@ class LinkEmulator:
     async def open_relay(self, server: Address | None = None) -> Relay:
         """A new pair of relay sockets on this link (for one WebRTC session, or raw UDP: send
         to ``relay.address_for_peer`` from the peer; ``server`` is where it forwards to)."""
-        relay = await Relay(self).open()
+        if self._thread is None:
+            relay = await Relay(self).open()
+        else:
+            relay = await self._thread.run(Relay(self).open())
         relay.server = server
         self._relays.append(relay)
         return relay
@@ -489,8 +504,42 @@ class LinkEmulator:
         if self._timeline is not None:
             self._timeline.cancel()
             self._timeline = None
+        if self._thread is not None:
+            self._thread.stop(self._close_lanes)
+            self._thread = None
+        else:
+            self._close_lanes()
+
+    def _close_lanes(self) -> None:
         self.downlink.close()
         self.uplink.close()
         for relay in self._relays:
             relay.close()
         self._relays.clear()
+
+
+class _LoopThread:
+    """An event loop on a thread of its own, for the relays and lanes of one emulator."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="link-emulator", daemon=True
+        )
+        self._thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the emulator's loop and wait for it from the caller's."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def stop(self, last: Callable[[], None]) -> None:
+        """Call ``last`` on the emulator's loop, then end the loop and its thread."""
+
+        def finish() -> None:
+            last()
+            self.loop.call_soon(self.loop.stop)  # after the closing transports' callbacks
+
+        self.loop.call_soon_threadsafe(finish)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()

@@ -338,3 +338,29 @@ async def test_a_classroom_on_a_rural_link_decodes_the_lesson(server: Server) ->
             await room.close()
         await publisher.close()
         link.close()
+
+
+async def test_an_emulator_on_its_own_thread_shapes_the_same_and_closes() -> None:
+    link = LinkEmulator(Profile("slow", rtt=0.040, rate=400e3, queue=5.0), own_thread=True)
+    peer, server = await endpoint(), await endpoint()
+    try:
+        relay = await link.open_relay(server=server.address)
+        started = time.monotonic()
+        for seq in range(100):  # 100 × 1000 bytes at 400 kbit/s: 2 s on the wire
+            peer.send(seq, relay.address_for_peer, size=1000)
+            if seq % 20 == 19:
+                await asyncio.sleep(0.001)  # leave the socket buffers room
+        for _ in range(200):
+            if len(server.got) == 100:
+                break
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - started
+        assert sorted(seq for seq, *_ in server.got) == list(range(100)), (took, link.stats())
+        assert 1.9 <= took <= 3.0, took
+        assert link.uplink.stats.delivered == 100
+    finally:
+        link.close()
+        for side in (peer, server):
+            if side.transport is not None:
+                side.transport.close()
+    assert link._thread is None  # its loop and thread are gone
