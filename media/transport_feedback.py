@@ -33,8 +33,9 @@ RTCP_RTPFB = 205
 FMT_TRANSPORT_FEEDBACK = 15
 
 NOT_RECEIVED, SMALL_DELTA, LARGE_DELTA = 0, 1, 2
-TICK_US = 250  # one receive delta tick
-REFERENCE_US = 64_000  # one reference time unit
+TICKS_PER_S = 4000  # receive deltas count 250 µs ticks
+REFERENCES_PER_S = 15.625  # the reference time counts 64 ms
+TICKS_PER_REFERENCE = 256
 MAX_RUN = 0x1FFF  # the longest run-length chunk
 # One feedback packet stays well inside a datagram; a larger report is split.
 MAX_FEEDBACK_BYTES = 1200
@@ -85,7 +86,7 @@ class FeedbackBuilder:
     within ``HISTORY`` packets of the newest."""
 
     def __init__(self) -> None:
-        self._arrivals: dict[int, int] = {}  # unwrapped sequence number -> arrival (µs)
+        self._arrivals: dict[int, float] = {}  # unwrapped sequence number -> arrival (s)
         self._highest: int | None = None  # unwrapped
         self._next: int | None = None  # the first sequence number not yet reported
         self._feedback_count = 0
@@ -93,78 +94,72 @@ class FeedbackBuilder:
     def build(self, log: ArrivalLog, sender_ssrc: int) -> list[bytes]:
         """The feedback packets for what ``log`` recorded since the last call (maybe none)."""
         pending, log.pending = log.pending, []
+        if not pending:
+            return []
         if len(pending) > MAX_PENDING:
             pending = pending[-MAX_PENDING:]
+        arrivals = self._arrivals
+        highest = self._highest
         start = self._next
         for seq, arrival in pending:
-            unwrapped = self._unwrap(seq)
-            if unwrapped is None or unwrapped in self._arrivals:
-                continue  # too old, or a duplicate: the first arrival counts
-            self._arrivals[unwrapped] = round(arrival * 1e6)
+            if highest is None:
+                highest = unwrapped = seq
+            else:
+                delta = (seq - highest) & 0xFFFF
+                if delta < 0x8000:
+                    unwrapped = highest = highest + delta
+                else:
+                    unwrapped = highest + delta - 0x10000
+                    if unwrapped <= highest - HISTORY:
+                        continue  # too old to report again
+            if unwrapped in arrivals:
+                continue  # a duplicate: the first arrival counts
+            arrivals[unwrapped] = arrival
             if start is None or unwrapped < start:
                 start = unwrapped
-        highest = self._highest
+        self._highest = highest
         if start is None or highest is None or start > highest:
             return []
         self._next = highest + 1
         packets = self._packets(start, highest, sender_ssrc, log.media_ssrc)
-        if len(self._arrivals) > HISTORY:
+        if len(arrivals) > 2 * HISTORY:
             floor = highest - HISTORY
-            self._arrivals = {s: t for s, t in self._arrivals.items() if s > floor}
+            self._arrivals = {s: t for s, t in arrivals.items() if s > floor}
         return packets
-
-    def _unwrap(self, seq: int) -> int | None:
-        highest = self._highest
-        if highest is None:
-            self._highest = seq
-            return seq
-        delta = (seq - highest) & 0xFFFF
-        if delta >= 0x8000:
-            delta -= 0x10000
-        unwrapped = highest + delta
-        if delta > 0:
-            self._highest = unwrapped
-        elif unwrapped <= highest - HISTORY:
-            return None
-        return unwrapped
 
     def _packets(self, start: int, end: int, sender_ssrc: int, media_ssrc: int) -> list[bytes]:
         arrivals = self._arrivals
         packets = []
         seq = start
+        limit = MAX_FEEDBACK_BYTES - 24  # header, and the last chunk and padding
         while seq <= end:
             first = seq
             symbols: list[int] = []
             deltas = bytearray()
             reference: int | None = None
             last_tick = 0
-            size = 20  # header, SSRCs, base, count, reference time
             while seq <= end:
                 arrival = arrivals.get(seq)
                 if arrival is None:
                     symbols.append(NOT_RECEIVED)
                     seq += 1
                     continue
-                tick = (arrival + TICK_US // 2) // TICK_US
+                tick = int(arrival * TICKS_PER_S + 0.5)
                 if reference is None:
-                    reference = arrival // REFERENCE_US
-                    last_tick = reference * (REFERENCE_US // TICK_US)
+                    reference = int(arrival * REFERENCES_PER_S)
+                    last_tick = reference * TICKS_PER_REFERENCE
                 delta = tick - last_tick
+                # chunks take at most 2 bytes per 7 symbols
+                if len(deltas) + len(symbols) // 3 > limit or len(symbols) >= 0xFFFF:
+                    break
                 if 0 <= delta <= 0xFF:
-                    symbol, encoded = SMALL_DELTA, bytes((delta,))
+                    symbols.append(SMALL_DELTA)
+                    deltas.append(delta)
                 elif -0x8000 <= delta <= 0x7FFF:
-                    symbol, encoded = LARGE_DELTA, _LARGE.pack(delta)
+                    symbols.append(LARGE_DELTA)
+                    deltas += _LARGE.pack(delta)
                 else:
                     break  # too far from the previous one: a new report starts here
-                # a chunk per 7 symbols at worst
-                if (
-                    size + len(deltas) + len(encoded) + 2 * (len(symbols) // 7 + 2)
-                    > (MAX_FEEDBACK_BYTES)
-                    or len(symbols) >= 0xFFFF
-                ):
-                    break
-                symbols.append(symbol)
-                deltas += encoded
                 last_tick = tick
                 seq += 1
             if reference is None:
