@@ -10,6 +10,7 @@ BENCHMARKS = {
     "hotpath": "bench.hotpath",
     "recorder": "bench.recorder_cpu",
     "soak": "bench.soak",
+    "uplink": "bench.uplink",
 }
 
 

@@ -30,6 +30,8 @@ PER_LEG_EXTENSIONS = frozenset(
         "urn:ietf:params:rtp-hdrext:sdes:mid",
         "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
         "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+        # numbers the packets of the publisher's transport, for its congestion feedback
+        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
     }
 )
 

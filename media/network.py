@@ -29,6 +29,9 @@ class NetworkConfig:
     # Seconds without an answered consent check or authenticated media after which a peer's
     # connection is closed (ICE consent, RFC 7675).
     consent_timeout_s: float = CONSENT_TIMEOUT_S
+    # Answer publishers with transport-wide congestion control feedback (transport-cc), so
+    # that a browser's estimate of its uplink ramps up in seconds.
+    transport_cc: bool = True
 
     def __post_init__(self) -> None:
         for address in (*self.bind, *((self.announce,) if self.announce else ())):

@@ -8,6 +8,7 @@ from typing import Any
 
 from .aiortc_adapter.codecs import restrict_codecs
 from .aiortc_adapter.rtp_reader import ReceiveParameters, install_ingress
+from .aiortc_adapter.transport_cc import accept_transport_cc, hint_bitrate
 from .codec import SUPPORTED
 from .network import Network
 from .offer import OfferError, describe_offer
@@ -16,6 +17,16 @@ from .producer import Producer, Upstream
 from .sender_clock import SenderClock
 
 logger = logging.getLogger(__name__)
+
+# Chrome's bitrate hints per source, (start, ceiling) in kbit/s, given with transport-wide
+# congestion control only: the teacher's camera starts at a 720p rate instead of Chrome's
+# 300 kbit/s (on a thinner uplink the feedback brings it down within a second), courseware at
+# a rate that keeps text sharp, and a classroom's return feed at its cap.
+BITRATE_HINTS: dict[str, tuple[int, int | None]] = {
+    "camera": (2000, None),
+    "courseware": (1500, None),
+}
+FEED_BITRATE_HINT = (300, 300)
 
 
 class Publisher(Peer):
@@ -63,6 +74,9 @@ class Publisher(Peer):
                     "(supported: VP8, H264, opus)",
                 )
             install_ingress(transceiver.receiver, self._on_receive)
+        if self._network.config.transport_cc and accept_transport_cc(self.pc, offer):
+            start, ceiling = BITRATE_HINTS.get(self.source, FEED_BITRATE_HINT)
+            hint_bitrate(self.pc, start, ceiling)
         answer = await self._answer()
         previous = self._claim(self.source, self)
         if previous is not None:

@@ -96,6 +96,7 @@ def create_app(config: Config) -> web.Application:
         ports=config.ice_ports,
         shared_port=None if config.ice_ports is not None else config.ice_port,
         consent_timeout_s=config.ice_consent_timeout_s,
+        transport_cc=config.transport_cc,
     )
     app[LESSONS] = LiveLessons(
         store, journal, network, config.max_on_stage, config.connect_timeout_s

@@ -52,6 +52,9 @@ class Config:
     # label /metrics' per-lesson series with lesson ids (off: /metrics names no lesson)
     metrics_lesson_ids: bool = False
     attendance_retain_days: float | None = 365.0  # None: keep attendance and quality samples
+    # transport-wide congestion control feedback to publishers (off: Chrome's slow loss-based
+    # ramp, as a baseline)
+    transport_cc: bool = True
 
 
 def _host(text: str) -> str:
@@ -249,6 +252,10 @@ def _switch(text: str) -> bool:
     raise ValueError(f"expected yes or no, got {text!r}")
 
 
+def _switch_off(text: str) -> bool:
+    return not _switch(text)
+
+
 def _log_file(text: str) -> Path:
     path = _directory(text)
     if path.is_dir():
@@ -385,6 +392,15 @@ _OPTIONS: tuple[_Option, ...] = (
         switch=True,
     ),
     _Option(
+        "--no-transport-cc",
+        "transport_cc",
+        "",
+        "send publishers no transport-wide congestion control feedback (and no start-bitrate "
+        "hint): their browsers then ramp up slowly, from loss alone",
+        _switch_off,
+        switch=True,
+    ),
+    _Option(
         "--cors-origin",
         "cors_origins",
         "ORIGIN[,ORIGIN...]",
@@ -505,6 +521,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         if option.default_text is not None:
             default = option.default_text
         shown = f"; default {default}" if default not in (None, (), False) else ""
+        if option.switch:
+            shown = ""  # a switch is off unless given
         kind: dict[str, object] = {"metavar": option.metavar}
         if option.switch:
             kind = {"action": "store_const", "const": "yes"}

@@ -30,9 +30,11 @@ from ..codec import Codec, HeaderExtension
 from ..drops import DROPPED
 from ..rtp_packet import RtpError, RtpPacket, parse_rtp
 from ..sender_clock import NTP_EPOCH_OFFSET, ntp_to_unix
+from ..transport_feedback import TRANSPORT_CC_URI, ArrivalLog
 from .codecs import codecs_of
 from .rtcp_guard import guard_rtcp
 from .rtp_writer import DtlsLink
+from .transport_cc import start_feedback
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +67,15 @@ class _Upstream:
         self._receiver = receiver
         self._link = link
 
-    def _rtcp_ssrc(self) -> int:
+    def rtcp_ssrc(self) -> int:
         return self._receiver._RTCRtpReceiver__rtcp_ssrc or 0
 
     def request_keyframe(self, ssrc: int) -> None:
-        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc(), media_ssrc=ssrc)
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc(), media_ssrc=ssrc)
         self._link.send_rtcp(bytes(packet))
 
     def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
-        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc(), media_ssrc=ssrc)
+        packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self.rtcp_ssrc(), media_ssrc=ssrc)
         packet.lost = sorted(sequence_numbers)
         self._link.send_rtcp(bytes(packet))
 
@@ -106,6 +108,7 @@ def ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
         return table
     table = {}
     router = dtls._rtp_router
+    arrivals: list[ArrivalLog] = []  # with transport-wide congestion control: its one log
 
     async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
         try:
@@ -114,6 +117,8 @@ def ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
             logger.debug("dropping RTP: %s", exc)
             DROPPED.add("malformed")
             return
+        for log in arrivals:  # every packet, probes and retransmissions too
+            log.record(packet)
         receiver = router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc, payload_type
         ingress = None if receiver is None else table.get(receiver)  # type: ignore[call-overload]
         if ingress is None:
@@ -128,6 +133,7 @@ def ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
 
     dtls._handle_rtp_data = handle_rtp_data
     dtls._syncclass_ingress = table
+    dtls._syncclass_arrivals = arrivals
     return table
 
 
@@ -162,11 +168,23 @@ def install_ingress(
         if sink is not None and codecs:
             ingress_table(dtls)[receiver] = _Ingress(receiver, sink, codecs[0])
             _forward_sender_reports(receiver, sink)
+            _start_transport_feedback(dtls, extensions, upstream)
         dtls._register_rtp_receiver(receiver, parameters)
         receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
         receiver._RTCRtpReceiver__started = True
 
     receiver.receive = receive
+
+
+def _start_transport_feedback(
+    dtls: RTCDtlsTransport, extensions: list[HeaderExtension], upstream: _Upstream
+) -> None:
+    """With transport-wide congestion control negotiated, record every packet's arrival on
+    this transport and send the publisher its feedback."""
+    extension = next((e for e in extensions if e.uri == TRANSPORT_CC_URI), None)
+    arrivals: list[ArrivalLog] = dtls._syncclass_arrivals
+    if extension is not None and not arrivals:
+        arrivals.append(start_feedback(dtls, extension.id, upstream.rtcp_ssrc))
 
 
 def _forward_sender_reports(receiver: RTCRtpReceiver, sink: IngressSink) -> None:

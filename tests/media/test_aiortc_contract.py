@@ -217,3 +217,39 @@ def test_egress_rtcp_hooks() -> None:
     stop = source(RTCRtpSender.stop)
     assert "self.__rtp_exited.wait()" in stop and "self.__rtcp_exited.wait()" in stop
     assert "recipient._handle_rtcp_packet(packet)" in source(RTCDtlsTransport._handle_rtcp_data)
+
+
+async def test_transport_cc_hooks() -> None:
+    """The answer is made from ``transceiver._codecs`` (their rtcpFeedback and parameters)
+    and ``_headerExtensions``, which our additions after setRemoteDescription reach: an
+    offer's transport-cc comes back in the answer, with the bitrate hints."""
+    from aiortc import RTCSessionDescription
+
+    from media.aiortc_adapter.transport_cc import accept_transport_cc, hint_bitrate
+    from media.transport_feedback import TRANSPORT_CC_URI
+
+    assert "transceiver._headerExtensions = find_common_header_extensions(" in source(
+        RTCPeerConnection.setRemoteDescription
+    )
+    assert "headerExtensions=transceiver._headerExtensions" in source(
+        rtcpeerconnection.create_media_description_for_transceiver
+    )
+    assert {"CLOSED", "FAILED", "CONNECTED"} <= set(DtlsState.__members__)
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    offerer.addTransceiver("video", direction="sendonly")
+    offer = (await offerer.createOffer()).sdp
+    vp8 = re.search(r"a=rtpmap:(\d+) VP8/90000", offer)
+    assert vp8 is not None
+    offer = offer.replace(
+        vp8.group(0),
+        f"{vp8.group(0)}\r\na=rtcp-fb:{vp8.group(1)} transport-cc\r\na=extmap:7 {TRANSPORT_CC_URI}",
+    )
+    await answerer.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+    assert accept_transport_cc(answerer, offer)
+    hint_bitrate(answerer, 2000, None)
+    answer = (await answerer.createAnswer()).sdp
+    assert f"a=extmap:7 {TRANSPORT_CC_URI}" in answer
+    assert f"a=rtcp-fb:{vp8.group(1)} transport-cc" in answer
+    assert re.search(rf"a=fmtp:{vp8.group(1)} .*x-google-start-bitrate=2000", answer)
+    await offerer.close()
+    await answerer.close()

@@ -9,19 +9,26 @@ export class Publication {
   /**
    * `onChange(state)`: 'connecting', 'live', 'reconnecting' or 'stopped'; `onEnded()`: the
    * lesson is over; `onRefused(error)`: the server will not take it (a bad link, say);
-   * `maxBitrate`: as for WhipPublisher.
+   * `maxBitrate`, `degradation`: as for WhipPublisher.
    */
   constructor(
     url,
     token,
     tracks,
-    { onChange = () => {}, onEnded = () => {}, onRefused = () => {}, maxBitrate = {} },
+    {
+      onChange = () => {},
+      onEnded = () => {},
+      onRefused = () => {},
+      maxBitrate = {},
+      degradation = {},
+    },
   ) {
     this.url = url;
     this.token = token;
     this.tracks = tracks.filter(Boolean);
     this.handlers = { onChange, onEnded, onRefused };
     this.maxBitrate = maxBitrate;
+    this.degradation = degradation;
     this.publisher = null;
     this.state = 'connecting';
     this.delay = 1000;
@@ -33,6 +40,7 @@ export class Publication {
     if (this.stopped) return;
     const publisher = new WhipPublisher(this.url, this.token, {
       maxBitrate: this.maxBitrate,
+      degradation: this.degradation,
       onConnected: () => {
         this.delay = 1000;
         this.set('live');
@@ -76,6 +84,11 @@ export class Publication {
   async replaceTrack(kind, track) {
     this.tracks = this.tracks.map((t) => (t.kind === kind ? track : t));
     if (this.publisher) await this.publisher.replaceTrack(kind, track);
+  }
+
+  /** The current session's connection, or null between sessions. */
+  get connection() {
+    return this.publisher ? this.publisher.pc : null;
   }
 
   /** Stop publishing; the server forgets the session at once. */

@@ -10,6 +10,7 @@ import './interaction-strings.js';
 import { showJoinLink } from './join-panel.js';
 import { Publication } from './publication.js';
 import { TeacherInteraction } from './teacher-interaction.js';
+import { UplinkMeter } from './uplink.js';
 
 const $ = (id) => document.getElementById(id);
 const { id: lessonId, token } = teacherLessonFromLocation();
@@ -22,6 +23,9 @@ let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad 
 let events = null;
 let recording = null; // the lesson's recording as the server last told it
 const interaction = new TeacherInteraction(lessonId, token);
+// what is being sent of each source, and whether the uplink holds it back
+new UplinkMeter($('uplink'), () => camera?.connection ?? null);
+new UplinkMeter($('courseware-uplink'), () => courseware?.connection ?? null);
 
 // --- the state line ------------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ function refused(error) {
 function startTeaching() {
   if (camera || !['scheduled', 'live'].includes(lessonState)) return;
   camera = new Publication(whipUrl('camera'), token, [local.audio, local.video], {
+    degradation: { video: 'balanced' }, // a person: some sharpness and some smoothness
     onChange: refreshState,
     onEnded: lessonEnded,
     onRefused: (error) => {
@@ -165,6 +170,7 @@ async function startCourseware() {
   track.addEventListener('ended', () => stopCourseware()); // the browser's own "stop sharing"
   local.screen = track;
   courseware = new Publication(whipUrl('courseware'), token, [track], {
+    degradation: { video: 'maintain-resolution' }, // text stays readable; frame rate gives way
     onEnded: lessonEnded,
     onRefused: (error) => {
       refused(error);

@@ -5,14 +5,21 @@ import { leave, negotiate, watchConnection } from './offer.js';
 export class WhipPublisher {
   /**
    * `onDrop(state)` is called when an established publication is lost; `maxBitrate` caps the
-   * bits per second of each kind (`{video: 300000}`), for a return feed on a thin link.
+   * bits per second of each kind (`{video: 300000}`), for a return feed on a thin link;
+   * `degradation` is what the browser gives up first when the uplink is short
+   * (`{video: 'maintain-resolution'}` keeps courseware text sharp).
    */
-  constructor(url, token, { onDrop = () => {}, onConnected = () => {}, maxBitrate = {} } = {}) {
+  constructor(
+    url,
+    token,
+    { onDrop = () => {}, onConnected = () => {}, maxBitrate = {}, degradation = {} } = {},
+  ) {
     this.url = url;
     this.token = token;
     this.onDrop = onDrop;
     this.onConnected = onConnected;
     this.maxBitrate = maxBitrate;
+    this.degradation = degradation;
     this.pc = null;
     this.session = null;
     this.senders = new Map(); // kind -> RTCRtpSender
@@ -39,6 +46,13 @@ export class WhipPublisher {
     } catch (error) {
       this.close();
       throw error;
+    }
+    for (const [kind, preference] of Object.entries(this.degradation)) {
+      const sender = this.senders.get(kind);
+      if (!sender) continue;
+      const parameters = sender.getParameters();
+      parameters.degradationPreference = preference;
+      await sender.setParameters(parameters).catch(() => {}); // a browser without it sends as before
     }
   }
 
