@@ -9,6 +9,8 @@ import time
 from aiohttp import web
 
 from media.drops import DROPPED
+from media.layers import describe
+from media.router import Router
 from media.udp_mux import SharedPort
 from signaling.auth import require_admin
 from signaling.json_answers import json_response
@@ -63,6 +65,21 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
     }
 
 
+def _video_layers(routers: list[Router]) -> list[dict[str, object]]:
+    """Per lesson and source, the video layers arriving: resolution, frame rate, bitrate."""
+    now = time.time()
+    return [
+        {
+            "lesson": router.id,
+            "source": source,
+            "layers": [describe(layer, now) for layer in producer.layers],
+        }
+        for router in routers
+        for (source, kind), producer in router.producers.items()
+        if kind == "video"
+    ]
+
+
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
     lessons = request.app[LESSONS]
@@ -83,6 +100,7 @@ async def status(request: web.Request) -> web.Response:
             "fds": _file_descriptors(),
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),
+            "video_layers": _video_layers(routers),
         }
     )
 

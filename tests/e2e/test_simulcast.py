@@ -1,0 +1,91 @@
+"""A teacher who sends three layers (simulcast with rids, as OBS and browsers do): the server
+sees them arrive, a classroom gets the best one, decoded without a break while layers come and
+go, and a publisher without simulcast is answered as before."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from tests.server import Server
+from tests.support.peers import whep_subscribe
+from tests.support.simulcast import SimulcastPublisher, three_streams
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def layers_of(server: Server, lesson_id: str) -> list[dict[str, Any]]:
+    for entry in server.status()["video_layers"]:
+        if entry["lesson"] == lesson_id and entry["source"] == "camera":
+            return list(entry["layers"])
+    return []
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.1)
+
+
+async def test_three_layers_arrive_and_a_classroom_decodes_the_top_through_changes(
+    server: Server,
+) -> None:
+    lesson = server.create_lesson("Simulcast")
+    # rids in an order that is not the order of quality
+    publisher = SimulcastPublisher(three_streams(order=("b", "c", "a")))
+    await publisher.publish(lesson["whip_url"], lesson["whip_token"])
+    assert "a=simulcast:recv b;c;a" in publisher.answer
+    assert all(f"a=rid:{rid} recv" in publisher.answer for rid in "abc")
+    classroom = None
+    try:
+
+        def three_active() -> bool:
+            publisher.check()
+            layers = layers_of(server, lesson["id"])
+            return sum(1 for la in layers if la["active"] and la["width"] and la["fps"] > 20) == 3
+
+        await wait_for(three_active, 15, "three layers in /api/status")
+        layers = {la["rid"]: la for la in layers_of(server, lesson["id"])}
+        assert (layers["b"]["width"], layers["b"]["height"]) == (1280, 720)
+        assert (layers["c"]["width"], layers["c"]["height"]) == (640, 360)
+        assert (layers["a"]["width"], layers["a"]["height"]) == (320, 180)
+        assert all(20 <= la["fps"] <= 40 for la in layers.values()), str(layers)
+        assert layers["b"]["bitrate"] > layers["c"]["bitrate"] > layers["a"]["bitrate"] > 0
+
+        classroom = await whep_subscribe(
+            lesson["whep_url"], lesson["whep_token"], name="village", audios=0
+        )
+        await classroom.wait_for_frames(30, timeout=15)
+        video = classroom.video[0]
+        assert (video.width, video.height) == (1280, 720)
+
+        # the top layer vanishes: the classroom goes on with the next one
+        publisher.stream("b").active = False
+        await wait_for(lambda: video.width == 640, 10, "classroom moved to 640x360")
+        decoded = video.frames
+        await classroom.wait_for_frames(decoded + 30, timeout=10)
+        # and comes back: the classroom returns to it
+        publisher.stream("b").active = True
+        await wait_for(lambda: video.width == 1280, 10, "classroom back on 1280x720")
+        decoded = video.frames
+        await classroom.wait_for_frames(decoded + 30, timeout=10)
+        # the middle one goes and comes: the classroom, on the top, is not disturbed
+        publisher.stream("c").active = False
+        await asyncio.sleep(1.5)
+        publisher.stream("c").active = True
+        decoded = video.frames
+        await classroom.wait_for_frames(decoded + 30, timeout=10)
+        assert video.width == 1280
+        assert video.unreadable == 0  # every decoded picture was whole
+        # frame numbers only go forward (one continuous stream to the decoder)
+        pts = video.frame_pts
+        assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), "timestamps went back"
+    finally:
+        if classroom is not None:
+            await classroom.close()
+        await publisher.close()
