@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
+from tests.recorder.lessons import end_and_wait, fetch
+from tests.recorder.playback import play, seek
 from tests.server import Server
 from tests.support.peers import whep_subscribe
 from tests.support.simulcast import SimulcastPublisher, three_streams
@@ -89,3 +93,37 @@ async def test_three_layers_arrive_and_a_classroom_decodes_the_top_through_chang
         if classroom is not None:
             await classroom.close()
         await publisher.close()
+
+
+async def test_the_recording_keeps_the_top_layer_through_changes(
+    server: Server, tmp_path: Path
+) -> None:
+    lesson = server.create_lesson("Simulcast recording")
+    publisher = SimulcastPublisher(three_streams(order=("l", "m", "h")))
+    await publisher.publish(lesson["whip_url"], lesson["whip_token"])
+    try:
+        await asyncio.sleep(4)
+        publisher.stream("m").active = False  # a lower layer goes and comes
+        await asyncio.sleep(2)
+        publisher.stream("m").active = True
+        await asyncio.sleep(4)
+        publisher.check()
+        sent = publisher.stream("h").sent_frames
+    finally:
+        await publisher.close()
+    _, recording = await end_and_wait(server, lesson["id"])
+    path, _ = await fetch(server, recording, tmp_path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        sizes = {(f.width, f.height) for f in container.decode(stream)}
+    assert sizes == {(1280, 720)}
+    played = play(path)
+    assert played.unreadable == 0
+    numbers = [n for _, n, _ in played.frames]
+    # the clip loops every 4 s (120 frames): each picture follows the one before
+    steps = [(b - a) % 120 for a, b in zip(numbers, numbers[1:], strict=False)]
+    assert all(1 <= step <= 5 for step in steps), steps
+    assert len(numbers) >= 0.9 * sent, (len(numbers), sent)
+    assert 8 <= played.duration_s <= 12, played.duration_s
+    at, keyframe = seek(path, played.duration_s / 2)
+    assert keyframe and abs(at - played.duration_s / 2) <= 1.1

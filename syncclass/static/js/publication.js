@@ -9,19 +9,26 @@ export class Publication {
   /**
    * `onChange(state)`: 'connecting', 'live', 'reconnecting' or 'stopped'; `onEnded()`: the
    * lesson is over; `onRefused(error)`: the server will not take it (a bad link, say);
-   * `maxBitrate`: as for WhipPublisher.
+   * `maxBitrate`, `layers`: as for WhipPublisher.
    */
   constructor(
     url,
     token,
     tracks,
-    { onChange = () => {}, onEnded = () => {}, onRefused = () => {}, maxBitrate = {} },
+    {
+      onChange = () => {},
+      onEnded = () => {},
+      onRefused = () => {},
+      maxBitrate = {},
+      layers = false,
+    },
   ) {
     this.url = url;
     this.token = token;
     this.tracks = tracks.filter(Boolean);
     this.handlers = { onChange, onEnded, onRefused };
     this.maxBitrate = maxBitrate;
+    this.layers = layers;
     this.publisher = null;
     this.state = 'connecting';
     this.delay = 1000;
@@ -33,6 +40,7 @@ export class Publication {
     if (this.stopped) return;
     const publisher = new WhipPublisher(this.url, this.token, {
       maxBitrate: this.maxBitrate,
+      layers: this.layers,
       onConnected: () => {
         this.delay = 1000;
         this.set('live');

@@ -112,6 +112,7 @@ function refused(error) {
 function startTeaching() {
   if (camera || !['scheduled', 'live'].includes(lessonState)) return;
   camera = new Publication(whipUrl('camera'), token, [local.audio, local.video], {
+    layers: true,
     onChange: refreshState,
     onEnded: lessonEnded,
     onRefused: (error) => {
