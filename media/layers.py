@@ -8,6 +8,7 @@ first one (``producer.group``), which is the producer the router knows.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -131,4 +132,14 @@ def describe(layer: Producer, now: float) -> dict[str, object]:
         "bitrate": round(bitrate),
         "temporal_layers": layer.meter.temporal_layers,
         "active": available(layer, now),
+    }
+
+
+def source_layers(producers: dict[tuple[str, str], Producer]) -> dict[str, list[dict[str, object]]]:
+    """For each video source of a router's ``producers``, its layers (``describe``)."""
+    now = time.time()
+    return {
+        source: [describe(layer, now) for layer in producer.layers]
+        for (source, kind), producer in producers.items()
+        if kind == "video"
     }

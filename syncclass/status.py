@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from media.drops import DROPPED
-from media.layers import describe
+from media.layers import source_layers
 from media.router import Router
 from media.udp_mux import SharedPort
 from signaling.auth import require_admin
@@ -67,16 +67,10 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
 
 def _video_layers(routers: list[Router]) -> list[dict[str, object]]:
     """Per lesson and source, the video layers arriving: resolution, frame rate, bitrate."""
-    now = time.time()
     return [
-        {
-            "lesson": router.id,
-            "source": source,
-            "layers": [describe(layer, now) for layer in producer.layers],
-        }
+        {"lesson": router.id, "source": source, "layers": layers}
         for router in routers
-        for (source, kind), producer in router.producers.items()
-        if kind == "video"
+        for source, layers in source_layers(router.producers).items()
     ]
 
 

@@ -60,6 +60,8 @@ async def test_three_layers_arrive_and_a_classroom_decodes_the_top_through_chang
         assert (layers["a"]["width"], layers["a"]["height"]) == (320, 180)
         assert all(20 <= la["fps"] <= 40 for la in layers.values()), str(layers)
         assert layers["b"]["bitrate"] > layers["c"]["bitrate"] > layers["a"]["bitrate"] > 0
+        _, metrics = server.request("GET", "/metrics")
+        assert "syncclass_video_layers 3.0" in metrics
 
         classroom = await whep_subscribe(
             lesson["whep_url"], lesson["whep_token"], name="village", audios=0
