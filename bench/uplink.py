@@ -90,7 +90,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             "runs": runs,
                         }
                     if name == "transport-cc":
-                        link = LinkEmulator(replace(GOOD, name="1.5M up", uplink_rate=LIMIT))
+                        link = LinkEmulator(
+                            replace(GOOD, name="1.5M up", uplink_rate=LIMIT), own_thread=True
+                        )
                         try:
                             limited = await one_ramp(
                                 cameras["textured y4m"], server, args.limited_seconds, link

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .codec import Codec, HeaderExtension, extension_id_map, match_codec
+from .layers import MAX_TID, KeyframeWatch, LayerChoice, top_layer
 from .packet_cache import DEFAULT_CAPACITY
 from .producer import Producer
 from .rtp_packet import RtpPacket, rewrite, seq_newer, wrap_rtx
+from .vp8 import renumbered
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ NACK_MIN_INTERVAL_S = 0.005  # however short the measured round trip
 RETRANSMIT_SHARE = 0.5
 RETRANSMIT_FLOOR_BPS = 16_000  # bytes per second
 RETRANSMIT_BURST = 128_000  # bytes
+# Sequence number offsets kept to map a classroom's NACKs back through hidden packets.
+MAX_SEQ_SHIFTS = 64
 
 
 class RtpLink(Protocol):
@@ -102,6 +106,15 @@ class Consumer:
         "quality",
         "producer",
         "closed",
+        "choose_layer",
+        "_layer",
+        "_watch",
+        "_max_tid",
+        "_special",
+        "_pid_delta",
+        "_tl0_delta",
+        "_shifts",
+        "_filter_seq",
         "_codecs",
         "_link",
         "_params",
@@ -140,8 +153,22 @@ class Consumer:
         self.excluded_source = excluded_source
         self.stats = ConsumerStats()
         self.quality = ReceiverQuality()
-        self.producer: Producer | None = None
+        self.producer: Producer | None = None  # the source's producer (its layers' group)
         self.closed = False
+        # layers: which one is fed (``_layer``, a producer of the group), the one waited for
+        # at its next keyframe (``_watch``), the highest temporal layer sent; ``_special``
+        # says the per-packet path has more to do than rewrite the header (hide packets of
+        # higher temporal layers, continue VP8 picture numbering after a switch)
+        self.choose_layer: LayerChoice = top_layer
+        self._layer: Producer | None = None
+        self._watch: KeyframeWatch | None = None
+        self._max_tid = MAX_TID
+        self._special = False
+        self._pid_delta = 0
+        self._tl0_delta = 0
+        # (ingress sequence number, offset from it on) once packets have been hidden
+        self._shifts: list[tuple[int, int]] = []
+        self._filter_seq: int | None = None
         self._codecs = codecs  # what the peer accepts, with its payload types
         self._link: RtpLink | None = None
         self._params: EgressParameters | None = None
@@ -194,10 +221,7 @@ class Consumer:
         """Follow ``producer`` from its next keyframe on (also used when its codec changes)."""
         if self.closed:
             return
-        if self.producer is not None:
-            self._remember_position(self.producer)
-            self.producer.remove_consumer(self)
-        self.producer = None
+        self._leave()
         codec = match_codec(producer.codec, self._codecs)
         if codec is None:
             logger.warning(
@@ -212,18 +236,109 @@ class Consumer:
         self.producer = producer
         if self._params is not None:
             self._extension_ids = extension_id_map(producer.extensions, self._params.extensions)
-        producer.add_consumer(self)
+        producer.follow(self)
+        layer, max_tid = self.choose_layer(producer)
+        self._layer = layer or producer
+        self._set_max_tid(max_tid)
+        self._layer.add_consumer(self)
         self._request_keyframe()
 
     def unbind(self, producer: Producer) -> None:
         """``producer`` is gone: keep the outgoing stream's position for the next one."""
+        if producer is self._layer and producer is not self.producer:
+            # one layer of the source closed (the whole source is closing)
+            self._remember_position(producer)
+            producer.remove_consumer(self)
+            self._layer = None
+            self._seq_offset = None
+            return
         if self.producer is not producer:
             return
-        self._remember_position(producer)
-        producer.remove_consumer(self)
-        self.producer = None
-        self._seq_offset = None
+        self._leave()
         self._waiting = False
+
+    def _leave(self) -> None:
+        """Stop following the current source, keeping the outgoing stream's position."""
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        layer = self._layer
+        if layer is not None:
+            self._remember_position(layer)
+            layer.remove_consumer(self)
+        if self.producer is not None:
+            self.producer.unfollow(self)
+        self.producer = None
+        self._layer = None
+        self._seq_offset = None
+
+    # layers
+
+    def reselect_layer(self) -> None:
+        """Ask ``choose_layer`` again; a new spatial layer is taken at its next keyframe."""
+        group = self.producer
+        if group is None or group.closed or self.closed:
+            return
+        layer, max_tid = self.choose_layer(group)
+        layer = layer or group
+        self._set_max_tid(max_tid)
+        watch = self._watch
+        if layer is self._layer or layer.closed:
+            if watch is not None:
+                watch.close()
+                self._watch = None
+            return
+        if watch is not None:
+            if watch.layer is layer:
+                return
+            watch.close()
+            self._watch = None
+        current = self._layer
+        if self._seq_offset is None or current is None:
+            # nothing sent from the current layer yet: wait for the new one's keyframe instead
+            if current is not None:
+                current.remove_consumer(self)
+            self._layer = layer
+            layer.add_consumer(self)
+            self._request_keyframe()
+            return
+        self._watch = KeyframeWatch(layer, self._switch_layer)
+
+    def _switch_layer(self, layer: Producer, packet: RtpPacket) -> None:
+        """``layer``'s keyframe starts: from here the classroom is fed from it, its sequence
+        numbers, timestamps and VP8 picture numbering continuing those it had."""
+        self._watch = None
+        if self.producer is None or layer.group is not self.producer or self.closed:
+            return
+        old = self._layer
+        d = packet.vp8
+        if old is not None:
+            last = old.highest_vp8
+            if last is not None and d is not None:
+                if last.picture_id >= 0 and d.picture_id >= 0:
+                    last_id = last.picture_id + self._pid_delta
+                    self._pid_delta = (last_id + 1 - d.picture_id) & 0x7FFF
+                if last.tl0picidx >= 0 and d.tl0picidx >= 0:
+                    self._tl0_delta = (last.tl0picidx + self._tl0_delta + 1 - d.tl0picidx) & 0xFF
+            self._remember_position(old)
+            old.remove_consumer(self)
+        self._layer = layer
+        self._seq_offset = None
+        self._update_special()
+        layer.add_consumer(self)
+        self.forward(packet, True)
+
+    def _set_max_tid(self, max_tid: int) -> None:
+        self._max_tid = max_tid
+        self._update_special()
+
+    def _update_special(self) -> None:
+        self._special = bool(self._max_tid < MAX_TID or self._pid_delta or self._tl0_delta)
+
+    @property
+    def layer(self) -> Producer | None:
+        """The layer this consumer is fed from now."""
+        return self._layer
 
     def _remember_position(self, producer: Producer) -> None:
         if self._seq_offset is None or producer.highest_seq is None:
@@ -250,6 +365,8 @@ class Consumer:
         self._ts_offset = (ts - packet.timestamp) & 0xFFFFFFFF
         self._first_seq = seq
         self._resent_seq = None  # a new producer numbers its packets anew
+        self._shifts = []
+        self._filter_seq = None
         return self._seq_offset
 
     # the per-packet path
@@ -264,6 +381,11 @@ class Consumer:
                 return
             self._waiting = False
             seq_offset = self._start(packet)
+        if self._special:
+            filtered = self._filter(packet)
+            if filtered is None:
+                return
+            packet, seq_offset = filtered
         link.forward(
             packet,
             self._payload_type,
@@ -276,10 +398,51 @@ class Consumer:
         stats.packets += 1
         stats.octets += packet.payload_end - packet.payload_offset
 
+    def _filter(self, packet: RtpPacket) -> tuple[RtpPacket, int] | None:
+        """The slow part of the per-packet path: a packet of a temporal layer above the
+        chosen one is hidden (the sequence numbers after it close the gap), and after a
+        layer switch the VP8 picture numbering is continued. Returns the packet to send and
+        its sequence number offset, or None."""
+        seq = packet.sequence_number
+        newest = self._filter_seq is None or seq_newer(seq, self._filter_seq)
+        if newest:
+            self._filter_seq = seq
+        d = packet.vp8
+        if d is not None and d.tid > self._max_tid:
+            if newest:
+                offset = ((self._seq_offset or 0) - 1) & 0xFFFF
+                self._seq_offset = offset
+                self._shifts.append(((seq + 1) & 0xFFFF, offset))
+                if len(self._shifts) > MAX_SEQ_SHIFTS:
+                    del self._shifts[0]
+            return None
+        offset = (self._seq_offset or 0) if newest else self._offset_of(seq)
+        if self._pid_delta or self._tl0_delta:
+            packet = renumbered(packet, self._pid_delta, self._tl0_delta)
+        return packet, offset
+
+    def _offset_of(self, ingress_seq: int) -> int:
+        """The sequence number offset that applied to an older ingress packet."""
+        offset = self._seq_offset or 0
+        for start, shifted in reversed(self._shifts):
+            if not seq_newer(start, ingress_seq):
+                return shifted
+            offset = (shifted + 1) & 0xFFFF
+        return offset
+
+    def _ingress_seq(self, seq: int) -> int:
+        """The ingress sequence number of the packet this consumer sent as ``seq``."""
+        offset = self._seq_offset or 0
+        for start, shifted in reversed(self._shifts):
+            if not seq_newer((start + shifted) & 0xFFFF, seq):
+                return (seq - shifted) & 0xFFFF
+            offset = (shifted + 1) & 0xFFFF
+        return (seq - offset) & 0xFFFF
+
     # feedback from the peer
 
     def on_nack(self, sequence_numbers: list[int]) -> None:
-        producer = self.producer
+        producer = self._layer
         link = self._link
         stats = self.stats
         stats.nacks += 1
@@ -304,7 +467,7 @@ class Consumer:
         for seq in distinct:
             if seq_newer(self._first_seq, seq):
                 continue  # sent before the current producer: nothing to resend from
-            ingress_seq = (seq - self._seq_offset) & 0xFFFF
+            ingress_seq = self._ingress_seq(seq)
             packet = cache.get(ingress_seq)
             if packet is None:
                 missing.append(ingress_seq)
@@ -321,6 +484,8 @@ class Consumer:
                 stats.nacks_suppressed += 1
                 continue
             budget -= size
+            if self._pid_delta or self._tl0_delta:
+                packet = renumbered(packet, self._pid_delta, self._tl0_delta)
             resent_seq[slot] = ingress_seq
             resent_at[slot] = now
             timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
@@ -362,7 +527,7 @@ class Consumer:
         self._request_keyframe()
 
     def _request_keyframe(self) -> None:
-        producer = self.producer
+        producer = self._layer
         if producer is None or self._link is None:
             return
         if self._waiting and producer.replay_keyframe(self):
@@ -386,7 +551,7 @@ class Consumer:
 
     def sender_report(self, wall_time: float) -> tuple[int, int, int] | None:
         """(RTP timestamp at ``wall_time``, packets sent, octets sent) for a sender report."""
-        producer = self.producer
+        producer = self._layer
         if producer is None or self._seq_offset is None:
             return None
         rtp_timestamp = producer.rtp_timestamp_at(wall_time)
@@ -401,8 +566,6 @@ class Consumer:
     def close(self) -> None:
         if self.closed:
             return
-        if self.producer is not None:
-            self.producer.remove_consumer(self)
-            self.producer = None
+        self._leave()
         self.closed = True
         self._link = None

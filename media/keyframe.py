@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .rtp_packet import RtpPacket
+from .vp8 import inspect_vp8
 
 _H264_IDR = 5
 _H264_SPS = 7
@@ -68,11 +69,12 @@ def h264_keyframe_start(packet: RtpPacket) -> bool:
 
 
 def keyframe_detector(mime_type: str) -> Callable[[RtpPacket], bool] | None:
-    """The detector for a video codec, or None for codecs without keyframes (audio)."""
+    """The detector for a video codec, or None for codecs without keyframes (audio). VP8's
+    also keeps the packet's payload descriptor with it (``packet.vp8``)."""
     return _DETECTORS.get(mime_type.lower())
 
 
 _DETECTORS: dict[str, Callable[[RtpPacket], bool]] = {
-    "video/vp8": vp8_keyframe_start,
+    "video/vp8": inspect_vp8,
     "video/h264": h264_keyframe_start,
 }

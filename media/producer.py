@@ -12,10 +12,12 @@ from typing import Protocol
 from .codec import Codec, HeaderExtension
 from .drops import DROPPED
 from .keyframe import keyframe_detector
+from .layers import LayerMeter, ranked
 from .nack import MAX_MISSING, LossTracker
 from .packet_cache import PacketCache
 from .rtp_packet import RtpError, RtpPacket, seq_newer, unwrap_rtx
 from .sender_clock import SenderClock
+from .vp8 import Vp8Descriptor
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class Sink(Protocol):
 
     def close(self) -> None: ...
 
+    def reselect_layer(self) -> None:
+        """The source's layers changed (one came, went, or the ranking moved): choose again."""
+
 
 class ProducerStats:
     __slots__ = ("packets", "bytes", "keyframes", "keyframe_requests", "nacks", "malformed")
@@ -84,6 +89,7 @@ class Producer:
         sender_clock: SenderClock,
         rtx_ssrcs: dict[int, int] | None = None,
         now: Callable[[], float] = time.monotonic,
+        rid: str | None = None,
     ) -> None:
         media = [c for c in codecs if c.name != "RTX"]
         if not media:
@@ -120,6 +126,16 @@ class Producer:
         self._pass_on_after: dict[int, float] = {}
         self.codec = media[0]
         self._is_keyframe = keyframe_detector(self.codec.mime_type)
+        # layers (media.layers): this stream's measures, and the source's streams it is
+        # grouped with; the first stream of a source is the group, the producer the router
+        # knows, and its followers are the sinks fed from any of its layers
+        self.rid = rid
+        self.meter = LayerMeter()
+        self.last_seen: float | None = None  # wall-clock arrival of the latest packet
+        self.highest_vp8: Vp8Descriptor | None = None  # of the newest packet
+        self.group: Producer = self
+        self.layers: list[Producer] = [self]
+        self.followers: list[Sink] = []
 
     # ingress
 
@@ -155,19 +171,37 @@ class Producer:
         self.stats.packets += 1
         self.stats.bytes += len(packet.data)
         self.cache.put(packet)
+        self.last_seen = arrival
+        keyframe = self._is_keyframe is not None and self._is_keyframe(packet)
+        vp8 = packet.vp8
         if self.highest_seq is None or seq_newer(packet.sequence_number, self.highest_seq):
             self.highest_seq = packet.sequence_number
             self.highest_ts = packet.timestamp
             self.last_arrival = arrival
-        keyframe = self._is_keyframe is not None and self._is_keyframe(packet)
+            self.highest_vp8 = vp8
+        meter = self.meter
+        if vp8 is not None:
+            if vp8.start:
+                meter.frames += 1
+                if vp8.tid > 0:
+                    meter.tids |= 1 << vp8.tid
+        elif packet.marker:
+            meter.frames += 1
         if keyframe:
+            if vp8 is not None and vp8.width:
+                meter.width = vp8.width
+                meter.height = vp8.height
             self.stats.keyframes += 1
             self._keyframe_seq = packet.sequence_number
             self._keyframe_at = self._now()
         for consumer in self.consumers:
             consumer.forward(packet, keyframe)
 
-    def on_sender_report(self, sender_time: float, rtp_timestamp: int, arrival: float) -> None:
+    def on_sender_report(
+        self, sender_time: float, rtp_timestamp: int, arrival: float, ssrc: int | None = None
+    ) -> None:
+        if ssrc is not None and self.ssrc is not None and ssrc != self.ssrc:
+            return  # another stream's (a retransmission stream's, or a restarted one's)
         self._sender_clock.observe(sender_time, arrival)
         self._sender_report = (sender_time, rtp_timestamp)
 
@@ -300,6 +334,29 @@ class Producer:
             self._upstream.send_nack(self.ssrc, ask)
         return len(ask)
 
+    # layers
+
+    def add_layer(self, layer: Producer) -> None:
+        """Group ``layer`` (another stream of this source) under this producer."""
+        layer.group = self
+        self.layers = [*self.layers, layer]
+
+    def ranked_layers(self) -> list[Producer]:
+        """This source's layers that are sending now, best first."""
+        return ranked(self.layers, time.time())
+
+    def follow(self, sink: Sink) -> None:
+        if sink not in self.followers:
+            self.followers = [*self.followers, sink]
+
+    def unfollow(self, sink: Sink) -> None:
+        if sink in self.followers:
+            self.followers = [f for f in self.followers if f is not sink]
+
+    def layers_changed(self) -> None:
+        for sink in self.followers:
+            sink.reselect_layer()
+
     # consumers
 
     def add_consumer(self, consumer: Sink) -> None:
@@ -320,7 +377,7 @@ class Producer:
         self._keyframe_seq = None
         self._keyframe_at = -1e9
         for consumer in self.consumers:
-            consumer.bind(self)  # matches the new codec and waits for its first keyframe
+            consumer.bind(self.group)  # matches the new codec and waits for its first keyframe
 
     def close(self) -> None:
         if self.closed:
@@ -329,7 +386,13 @@ class Producer:
         if self._pending_keyframe_request is not None:
             self._pending_keyframe_request.cancel()
             self._pending_keyframe_request = None
+        for layer in self.layers:
+            if layer is not self:
+                layer.close()
         consumers, self.consumers = self.consumers, []
         for consumer in consumers:
             consumer.unbind(self)
+        followers, self.followers = self.followers, []
+        for follower in followers:
+            follower.unbind(self)
         self.cache.clear()

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .aiortc_adapter.codecs import restrict_codecs
-from .aiortc_adapter.rtp_reader import ReceiveParameters, install_ingress
+from .aiortc_adapter.codecs import accept_header_extensions, restrict_codecs
+from .aiortc_adapter.rtp_reader import IngressSink, ReceiveParameters, install_ingress
 from .aiortc_adapter.transport_cc import accept_transport_cc, hint_bitrate
 from .codec import SUPPORTED
 from .network import Network
@@ -15,6 +15,7 @@ from .offer import OfferError, describe_offer
 from .peer import NegotiationError, Peer
 from .producer import Producer, Upstream
 from .sender_clock import SenderClock
+from .simulcast import SimulcastIngress, SimulcastOffer, answer_simulcast, read_simulcast_offer
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Publisher(Peer):
         self._claim = claim
         self._add_producer = add_producer
         self._remove_producer = remove_producer
+        self._simulcast: SimulcastOffer | None = None
 
     async def negotiate(self, offer: str) -> str:
         sections = [m for m in describe_offer(offer) if m.kind in ("audio", "video")]
@@ -65,6 +67,7 @@ class Publisher(Peer):
         for kind in ("audio", "video"):
             if sum(1 for m in sending if m.kind == kind) > 1:
                 raise OfferError(f"a source carries at most one {kind} track")
+        self._simulcast = read_simulcast_offer(offer)
         await self._apply_offer(offer)
         for transceiver in self.pc.getTransceivers():
             if not restrict_codecs(transceiver, SUPPORTED):
@@ -73,30 +76,43 @@ class Publisher(Peer):
                     f"the offer's {transceiver.kind} codecs cannot be forwarded "
                     "(supported: VP8, H264, opus)",
                 )
+            if self._simulcast is not None and transceiver.kind == "video":
+                accept_header_extensions(transceiver, self._simulcast.extension_ids)
             install_ingress(transceiver.receiver, self._on_receive)
         if self._network.config.transport_cc and accept_transport_cc(self.pc, offer):
             start, ceiling = BITRATE_HINTS.get(self.source, FEED_BITRATE_HINT)
             hint_bitrate(self.pc, start, ceiling)
         answer = await self._answer()
+        if self._simulcast is not None:
+            answer = answer_simulcast(answer, self._simulcast)
         previous = self._claim(self.source, self)
         if previous is not None:
             logger.info("lesson %s: %s replaces publisher %s", self.router_id, self.id, previous.id)
             await previous.close()
         return answer
 
-    def _on_receive(self, params: ReceiveParameters, upstream: Any) -> Producer | None:
+    def _on_receive(self, params: ReceiveParameters, upstream: Any) -> IngressSink | None:
         if self.closed or not params.codecs:
             return None
         up: Upstream = upstream
-        producer = Producer(
-            f"{self.id}/{params.codecs[0].kind}",
-            self.source,
-            params.codecs,
-            params.extensions,
-            up,
-            self._sender_clock,
-            params.rtx_ssrcs,
-        )
+        kind = params.codecs[0].kind
+
+        def make(rid: str | None) -> Producer:
+            return Producer(
+                f"{self.id}/{kind}" + (f"/{rid}" if rid else ""),
+                self.source,
+                params.codecs,
+                params.extensions,
+                up,
+                self._sender_clock,
+                params.rtx_ssrcs,
+                rid=rid,
+            )
+
+        producer = make(None)
+        sink: IngressSink = producer
+        if kind == "video" and self._simulcast is not None:
+            sink = SimulcastIngress(producer, self._simulcast, make)
         self.producers.append(producer)
         self._add_producer(producer)
         logger.info(
@@ -106,7 +122,7 @@ class Publisher(Peer):
             self.source,
             producer.codec.name,
         )
-        return producer
+        return sink
 
     def _release(self) -> None:
         for producer in self.producers:

@@ -142,7 +142,8 @@ class Router:
 
     def _retire_producer(self, producer: Producer) -> None:
         if not producer.closed:
-            self.retired.add_producer(producer.stats)
+            for layer in producer.layers:
+                self.retired.add_producer(layer.stats)
         producer.close()
 
     # consumers
@@ -203,7 +204,8 @@ class Router:
         totals = TrafficTotals()
         totals.add(self.retired)
         for producer in self.producers.values():
-            totals.add_producer(producer.stats)
+            for layer in producer.layers:
+                totals.add_producer(layer.stats)
         for sink in self._following:
             if isinstance(sink, Consumer):
                 totals.add_consumer(sink.stats)

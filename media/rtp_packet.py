@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .vp8 import Vp8Descriptor
 
 _HEADER = struct.Struct("!BBHII")
 _REWRITE = struct.Struct("!BHII")  # marker|payload type, sequence, timestamp, ssrc at offset 1
@@ -37,6 +40,7 @@ class RtpPacket:
         "payload_end",
         "extensions",
         "two_byte_extensions",
+        "vp8",
         "_renumbered",
     )
 
@@ -64,6 +68,8 @@ class RtpPacket:
         # (offset of the element's id byte, id) for each header extension element
         self.extensions = extensions
         self.two_byte_extensions = two_byte_extensions
+        # the VP8 payload descriptor, read once by the producer (media.vp8)
+        self.vp8: Vp8Descriptor | None = None
         self._renumbered: dict[bytes, bytes] | None = None
 
     def egress_data(self, extension_ids: bytes | None) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from media.layers import KeyframeWatch, top_layer
 from media.producer import Producer
 from media.rtp_packet import RtpPacket
 
@@ -19,13 +20,17 @@ Pending = PendingPacket | bytes  # bytes: a control record, already serialised
 
 
 class TrackSink:
-    """Implements ``media.producer.Sink`` for one (source, kind) of a lesson."""
+    """Implements ``media.producer.Sink`` for one (source, kind) of a lesson. Of a source
+    sent in several layers it records the best one: a new best is taken at its keyframe, as a
+    new segment of the track (never re-encoded)."""
 
     def __init__(self, source: str, kind: str) -> None:
         self.source = source
         self.kind = kind
         self.excluded_source: str | None = None
-        self.producer: Producer | None = None
+        self.producer: Producer | None = None  # the source's producer (its layers' group)
+        self.layer: Producer | None = None  # the layer recorded now
+        self._watch: KeyframeWatch | None = None
         self.closed = False
         self.packets = 0
         self._waiting = False
@@ -43,14 +48,34 @@ class TrackSink:
         if self.closed:
             return
         if self.producer is not None and self.producer is not producer:
-            self.producer.remove_consumer(self)
+            self.producer.unfollow(self)
+        self._leave_layer()
         self.producer = producer
+        producer.follow(self)
+        layer = top_layer(producer)[0] or producer
+        self._record(layer)
+        self._waiting = layer.kind == "video"
+        layer.add_consumer(self)
+        if self._waiting:
+            layer.request_keyframe()
+
+    def _leave_layer(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        if self.layer is not None:
+            self.layer.remove_consumer(self)
+            self.layer = None
+
+    def _record(self, layer: Producer) -> None:
+        """From here the log holds ``layer``'s packets (a new epoch: codec, clock)."""
+        self.layer = layer
         self._last_report = None
-        codec = producer.codec
+        codec = layer.codec
         self._pending.append(
             packet_log.epoch_record(
                 {
-                    "producer": producer.id,
+                    "producer": layer.id,
                     "mime_type": codec.mime_type,
                     "clock_rate": codec.clock_rate,
                     "channels": codec.channels,
@@ -59,15 +84,43 @@ class TrackSink:
                 }
             )
         )
-        self._waiting = producer.kind == "video"
-        producer.add_consumer(self)
-        if self._waiting:
-            producer.request_keyframe()
+
+    def reselect_layer(self) -> None:
+        group = self.producer
+        if group is None or group.closed or self.closed:
+            return
+        best = top_layer(group)[0] or group
+        if best is self.layer or best.closed:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+            return
+        if self._watch is not None:
+            if self._watch.layer is best:
+                return
+            self._watch.close()
+        self._watch = KeyframeWatch(best, self._switch)
+
+    def _switch(self, layer: Producer, packet: RtpPacket) -> None:
+        self._watch = None
+        if self.producer is None or layer.group is not self.producer or self.closed:
+            return
+        if self.layer is not None:
+            self.layer.remove_consumer(self)
+        self._record(layer)
+        self._waiting = True
+        layer.add_consumer(self)
+        self.forward(packet, True)
 
     def unbind(self, producer: Producer) -> None:
+        if producer is self.layer and producer is not self.producer:
+            producer.remove_consumer(self)  # one layer closed: the whole source is closing
+            self.layer = None
+            return
         if self.producer is not producer:
             return
-        producer.remove_consumer(self)
+        self._leave_layer()
+        producer.unfollow(self)
         self.producer = None
         self._waiting = False
         self._pending.append(packet_log.end_record(time.time()))
@@ -86,7 +139,7 @@ class TrackSink:
 
     def sample_sender_report(self) -> None:
         """Note the publisher's newest sender report, if it sent one since the last call."""
-        producer = self.producer
+        producer = self.layer
         if producer is None:
             return
         report = producer.sender_report_mapping()

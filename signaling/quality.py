@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from media.consumer import Consumer
+from media.layers import source_layers
 
 from .classrooms import Classroom, Quality
 from .keys import JOURNAL, LESSONS
@@ -89,6 +90,11 @@ class QualityMonitor:
         lessons = self._app[LESSONS]
         seen: set[tuple[str, str]] = set()
         for live in lessons.all():
+            router = live.router
+            if router is not None and router.producers:
+                # the teacher sees what arrives of each source: its layers and their rates
+                layers = source_layers(router.producers)
+                lessons.tell(live.id, {"type": "layers", "sources": layers}, lambda p: p.is_teacher)
             present = live.room.present()
             if not present:
                 continue

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from media.layers import source_layers
 from signaling.contracts import Lesson, LessonState
 from signaling.keys import LESSONS, STORE
 from signaling.live_lesson import LiveLesson
@@ -119,8 +120,21 @@ class _Collector:
             by_quality.add_metric([grade], grades.get(grade, 0))
         yield by_quality
 
+        layers = [
+            (lesson.id, source, layer)
+            for lesson in live
+            if (here := held[lesson.id]) and here.router is not None
+            for source, described in source_layers(here.router.producers).items()
+            for layer in described
+            if layer["active"]
+        ]
+        yield _gauge(
+            "syncclass_video_layers", "video layers arriving from publishers now", len(layers)
+        )
+
         if self._lesson_ids:
             yield from self._per_lesson(live, held)
+            yield from _per_layer(layers)
 
     def _per_lesson(
         self, live: list[Lesson], held: dict[str, LiveLesson | None]
@@ -150,6 +164,31 @@ class _Collector:
         yield rooms
         yield caps
         yield quality
+
+
+def _per_layer(layers: list[tuple[str, str, dict[str, object]]]) -> Iterator[Metric]:
+    """What arrives of the teacher's sources, per lesson and layer (a return feed's name is
+    a classroom's: not exported)."""
+    labels = ["lesson", "source", "layer"]
+    families = {
+        "bitrate": GaugeMetricFamily(
+            "syncclass_lesson_layer_bitrate_bps", "bitrate of a video layer", labels=labels
+        ),
+        "fps": GaugeMetricFamily(
+            "syncclass_lesson_layer_fps", "frame rate of a video layer", labels=labels
+        ),
+        "height": GaugeMetricFamily(
+            "syncclass_lesson_layer_height", "picture height of a video layer", labels=labels
+        ),
+    }
+    for lesson_id, source, layer in layers:
+        if source not in ("camera", "courseware"):
+            continue
+        name = str(layer["rid"] or "single")
+        for key, family in families.items():
+            value = layer[key]
+            family.add_metric([lesson_id, source, name], float(value) if value else 0.0)  # type: ignore[arg-type]
+    yield from families.values()
 
 
 def _classrooms(live: LiveLesson | None) -> int:

@@ -9,6 +9,8 @@ import time
 from aiohttp import web
 
 from media.drops import DROPPED
+from media.layers import source_layers
+from media.router import Router
 from media.udp_mux import SharedPort
 from signaling.auth import require_admin
 from signaling.json_answers import json_response
@@ -63,6 +65,15 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
     }
 
 
+def _video_layers(routers: list[Router]) -> list[dict[str, object]]:
+    """Per lesson and source, the video layers arriving: resolution, frame rate, bitrate."""
+    return [
+        {"lesson": router.id, "source": source, "layers": layers}
+        for router in routers
+        for source, layers in source_layers(router.producers).items()
+    ]
+
+
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
     lessons = request.app[LESSONS]
@@ -83,6 +94,7 @@ async def status(request: web.Request) -> web.Response:
             "fds": _file_descriptors(),
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),
+            "video_layers": _video_layers(routers),
         }
     )
 

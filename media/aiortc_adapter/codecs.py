@@ -7,6 +7,7 @@ Hook: aiortc's ``RTCRtpTransceiver._codecs`` (what the answer offers, filtered i
 from __future__ import annotations
 
 from aiortc import RTCRtpCodecParameters, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
 from ..codec import Codec
 
@@ -50,3 +51,18 @@ def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...])
     ]
     transceiver._codecs = kept
     return codecs_of(kept)
+
+
+def accept_header_extensions(transceiver: RTCRtpTransceiver, offered: dict[str, int]) -> None:
+    """Also answer the header extensions ``offered`` (uri -> the offer's id) that aiortc does
+    not know, e.g. the simulcast rid ones (``transceiver._headerExtensions``)."""
+    known = {e.uri for e in transceiver._headerExtensions}
+    used = {e.id for e in transceiver._headerExtensions}
+    transceiver._headerExtensions = [
+        *transceiver._headerExtensions,
+        *(
+            RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+            for uri, ext_id in offered.items()
+            if uri not in known and ext_id not in used
+        ),
+    ]

@@ -44,7 +44,9 @@ class IngressSink(Protocol):
 
     def on_rtp(self, packet: RtpPacket, arrival: float) -> None: ...
 
-    def on_sender_report(self, sender_time: float, rtp_timestamp: int, arrival: float) -> None: ...
+    def on_sender_report(
+        self, sender_time: float, rtp_timestamp: int, arrival: float, ssrc: int | None = None
+    ) -> None: ...
 
 
 class ReceiveParameters:
@@ -194,6 +196,8 @@ def _forward_sender_reports(receiver: RTCRtpReceiver, sink: IngressSink) -> None
         await handle_rtcp(packet)  # keeps aiortc's LSR bookkeeping for its receiver reports
         if isinstance(packet, RtcpSrPacket):
             info = packet.sender_info
-            sink.on_sender_report(ntp_to_unix(info.ntp_timestamp), info.rtp_timestamp, time.time())
+            sink.on_sender_report(
+                ntp_to_unix(info.ntp_timestamp), info.rtp_timestamp, time.time(), packet.ssrc
+            )
 
     receiver._handle_rtcp_packet = handle_rtcp_packet

@@ -51,6 +51,12 @@ def test_codecs_hooks() -> None:
     assert "transceiver._codecs = common" in source(RTCPeerConnection.setRemoteDescription)
     describe = source(rtcpeerconnection.create_media_description_for_transceiver)
     assert "codecs=transceiver._codecs" in describe
+    # the answer (and the receive parameters) carry ``transceiver._headerExtensions``, set
+    # from the offer in setRemoteDescription: accept_header_extensions adds to it afterwards
+    assert "transceiver._headerExtensions = find_common_header_extensions" in source(
+        RTCPeerConnection.setRemoteDescription
+    )
+    assert "headerExtensions=transceiver._headerExtensions" in describe
 
 
 def test_ice_hooks() -> None:

@@ -9,7 +9,7 @@ export class Publication {
   /**
    * `onChange(state)`: 'connecting', 'live', 'reconnecting' or 'stopped'; `onEnded()`: the
    * lesson is over; `onRefused(error)`: the server will not take it (a bad link, say);
-   * `maxBitrate`, `degradation`: as for WhipPublisher.
+   * `maxBitrate`, `degradation`, `layers`: as for WhipPublisher.
    */
   constructor(
     url,
@@ -21,6 +21,7 @@ export class Publication {
       onRefused = () => {},
       maxBitrate = {},
       degradation = {},
+      layers = false,
     },
   ) {
     this.url = url;
@@ -29,6 +30,7 @@ export class Publication {
     this.handlers = { onChange, onEnded, onRefused };
     this.maxBitrate = maxBitrate;
     this.degradation = degradation;
+    this.layers = layers;
     this.publisher = null;
     this.state = 'connecting';
     this.delay = 1000;
@@ -41,6 +43,7 @@ export class Publication {
     const publisher = new WhipPublisher(this.url, this.token, {
       maxBitrate: this.maxBitrate,
       degradation: this.degradation,
+      layers: this.layers,
       onConnected: () => {
         this.delay = 1000;
         this.set('live');

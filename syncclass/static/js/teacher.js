@@ -142,6 +142,7 @@ function startTeaching() {
   if (camera || !['scheduled', 'live'].includes(lessonState)) return;
   camera = new Publication(whipUrl('camera'), token, [local.audio, local.video], {
     degradation: { video: 'balanced' }, // a person: some sharpness and some smoothness
+    layers: true,
     onChange: refreshState,
     onEnded: lessonEnded,
     onRefused: (error) => {

@@ -8,11 +8,18 @@ export class WhipPublisher {
    * bits per second of each kind (`{video: 300000}`), for a return feed on a thin link;
    * `degradation` is what the browser gives up first when the uplink is short
    * (`{video: 'maintain-resolution'}` keeps courseware text sharp).
+   * `layers` sends the video in layers classrooms can choose from (see videoEncodings).
    */
   constructor(
     url,
     token,
-    { onDrop = () => {}, onConnected = () => {}, maxBitrate = {}, degradation = {} } = {},
+    {
+      onDrop = () => {},
+      onConnected = () => {},
+      maxBitrate = {},
+      degradation = {},
+      layers = false,
+    } = {},
   ) {
     this.url = url;
     this.token = token;
@@ -20,6 +27,7 @@ export class WhipPublisher {
     this.onConnected = onConnected;
     this.maxBitrate = maxBitrate;
     this.degradation = degradation;
+    this.layers = layers;
     this.pc = null;
     this.session = null;
     this.senders = new Map(); // kind -> RTCRtpSender
@@ -32,7 +40,8 @@ export class WhipPublisher {
       const init = { direction: 'sendonly' };
       const cap = this.maxBitrate[track.kind];
       if (cap) init.sendEncodings = [{ maxBitrate: cap }];
-      const transceiver = pc.addTransceiver(track, init);
+      if (this.layers && track.kind === 'video') init.sendEncodings = videoEncodings(track);
+      const transceiver = addTransceiver(pc, track, init);
       this.senders.set(track.kind, transceiver.sender);
     }
     pc.addEventListener('connectionstatechange', () => {
@@ -78,5 +87,31 @@ export class WhipPublisher {
     this.session = null;
     this.close();
     await leave(session, this.token, { keepalive });
+  }
+}
+
+// Simulcast layers for a camera of at least 640x360: full, half and quarter size (e.g.
+// 1280x720, 640x360, 320x180), each with three temporal layers where the browser can.
+const SIMULCAST = [
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 2_000_000 },
+];
+
+function videoEncodings(track) {
+  const { width = 0, height = 0 } = track.getSettings();
+  const layers = Math.min(width, height) >= 360 && Math.max(width, height) >= 640;
+  const encodings = layers ? SIMULCAST.map((e) => ({ ...e })) : [{}];
+  return encodings.map((e) => ({ ...e, scalabilityMode: 'L1T3' }));
+}
+
+/** addTransceiver, retried without scalabilityMode where the browser does not know it. */
+function addTransceiver(pc, track, init) {
+  try {
+    return pc.addTransceiver(track, init);
+  } catch (error) {
+    if (!init.sendEncodings?.some((e) => e.scalabilityMode)) throw error;
+    const sendEncodings = init.sendEncodings.map(({ scalabilityMode, ...e }) => e);
+    return pc.addTransceiver(track, { ...init, sendEncodings });
   }
 }
