@@ -9,6 +9,7 @@ bench holds the 5-s figure, the tests a bound that holds on a busy shared machin
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.server import Server
 from tests.support.browser import launch, open_page
+from tests.support.peers import whep_subscribe
 from tests.support.uplink import outbound, watch_ramp, write_y4m
 
 pytestmark = pytest.mark.timeout(180)
@@ -84,3 +86,34 @@ async def test_a_textured_moving_picture_is_sent_at_full_rate_at_once(
     await assert_ramps(teacher, "textured", "sent_s", SENT_BOUND_S)
     (sample,) = await outbound(teacher)
     assert (sample["settings"]["width"], sample["settings"]["height"]) == (1280, 720)
+
+
+async def test_the_teacher_page_sends_three_layers_and_a_classroom_gets_the_top_one(
+    server: Server, browser: Browser
+) -> None:
+    lesson = server.create_lesson("三层")
+    teacher = await open_page(browser, lesson["teacher_url"])
+    await expect(teacher.locator("#state")).to_have_attribute("data-state", "ready")
+    await teacher.click("#start")
+    sizes: list[tuple[int, int]] = []
+    for _ in range(100):  # the layers as /api/status shows them, polled for up to 20 s
+        layers = next(
+            (
+                entry["layers"]
+                for entry in server.status()["video_layers"]
+                if entry["lesson"] == lesson["id"] and entry["source"] == "camera"
+            ),
+            [],
+        )
+        sizes = sorted((la["width"], la["height"]) for la in layers if la["active"])
+        if sizes == [(320, 180), (640, 360), (1280, 720)]:
+            break
+        await asyncio.sleep(0.2)
+    assert sizes == [(320, 180), (640, 360), (1280, 720)], layers
+    classroom = await whep_subscribe(lesson["whep_url"], lesson["whep_token"], name="top")
+    try:
+        await classroom.wait_for_frames(30, timeout=15)
+        video = classroom.video[0]
+        assert (video.width, video.height) == (1280, 720)
+    finally:
+        await classroom.close()
