@@ -16,6 +16,7 @@ REASONS = (
     "unrouted",  # authenticated RTP that belongs to none of the peer's streams
     "malformed_rtcp",  # authenticated RTCP that cannot be read (e.g. a REMB cut short)
     "overflow",  # more datagrams queued for one peer than it can take
+    "padding",  # padding-only retransmission packets: a publisher's bandwidth probes (normal)
 )
 
 

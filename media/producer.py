@@ -67,7 +67,15 @@ class Sink(Protocol):
 
 
 class ProducerStats:
-    __slots__ = ("packets", "bytes", "keyframes", "keyframe_requests", "nacks", "malformed")
+    __slots__ = (
+        "packets",
+        "bytes",
+        "keyframes",
+        "keyframe_requests",
+        "nacks",
+        "malformed",
+        "padding",
+    )
 
     def __init__(self) -> None:
         self.packets = 0
@@ -76,6 +84,7 @@ class ProducerStats:
         self.keyframe_requests = 0  # sent upstream, after throttling
         self.nacks = 0  # sequence numbers asked for again upstream (found lost, or passed on)
         self.malformed = 0
+        self.padding = 0  # padding-only probes, thrown away
 
 
 class Producer:
@@ -144,6 +153,12 @@ class Producer:
         pt = packet.payload_type
         if pt != self.codec.payload_type:
             if pt in self._rtx_apt:
+                if packet.payload_size == 0:
+                    # padding alone on the retransmission stream: the publisher probing its
+                    # uplink (its arrival was noted for the congestion feedback); nothing to keep
+                    self.stats.padding += 1
+                    DROPPED.add("padding")
+                    return
                 try:
                     ssrc = self._rtx_ssrcs.get(packet.ssrc, self.ssrc)
                     if ssrc is None:
