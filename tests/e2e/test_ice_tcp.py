@@ -19,9 +19,12 @@ from tests.server import Server
 from tests.support.browser import launch, open_page, videos
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.no_udp import udp_blocked_for_nobody, udp_dropped
-from tests.support.peers import whip_publish
+from tests.support.peers import whep_subscribe, whip_publish
+from tests.support.tcp_stall import StallingTcpPath
 
 pytestmark = pytest.mark.timeout(150)
+
+STALL_S = 6.0
 
 # The selected ICE pair of each connection that receives the lesson, as chrome://webrtc-internals
 # shows it: the protocols and the server's port
@@ -128,4 +131,59 @@ async def test_a_classroom_without_udp_plays_the_lesson_over_ice_tcp(server: Ser
                     await blocked_browser.close()
                     await open_browser.close()
     finally:
+        await publisher.close()
+
+
+async def test_a_stalled_tcp_classroom_holds_up_nobody(server: Server) -> None:
+    """A classroom on ICE-TCP whose connection stops reading for 6 s: the server drops its
+    media instead of queueing it, the classroom beside on UDP and the server's API carry on,
+    and the stalled classroom's picture moves again once its link does."""
+    lesson = server.create_lesson("Stalled TCP", record=False)
+    publisher = await whip_publish(
+        lesson["whip_url"],
+        lesson["whip_token"],
+        video=encode_vp8_clip(10.0),
+        audio=encode_opus_clip(10.0),
+    )
+    [port] = [port["port"] for port in server.status()["tcp_ports"]]
+    path = await StallingTcpPath(port).start()
+    beside = await whep_subscribe(f"{lesson['whep_url']}?name=Beside", lesson["whep_token"])
+    try:
+        await publisher.wait_connected()
+        await beside.wait_for_frames(30, timeout=10)
+        with udp_blocked_for_nobody() as chromium_as_nobody:
+            async with async_playwright() as playwright:
+                browser = await launch(playwright, executable=chromium_as_nobody)
+                try:
+                    room = await open_page(browser, None)
+                    await path.route(room)
+                    await room.goto(lesson["join_url"])
+                    await room.fill("#name-input", "山区小学")
+                    await room.click("#name-form [type=submit]")
+                    await wait_for_frames(room, 30, within=15)
+                    assert path.connections >= 1
+                    assert [p and p["local"] for p in await selected_pairs(room)] == ["tcp"]
+                    dropped = server.status()["tcp_ports"][0]["backlog_dropped"]
+
+                    path.stalled = True
+                    stalled_at = time.monotonic()
+                    while time.monotonic() - stalled_at < STALL_S:
+                        decoded = beside.video_frames
+                        asked = time.monotonic()
+                        status = server.status()
+                        # the server's loop is not held up by the stalled stream
+                        assert time.monotonic() - asked < 1.0
+                        await asyncio.sleep(1.0)
+                        # 30 frames a second beside, less what aiortc holds back
+                        assert beside.video_frames - decoded >= 20, "the classroom beside froze"
+                    assert status["tcp_ports"][0]["backlog_dropped"] > dropped, status
+                    path.stalled = False
+
+                    shown = await frames(room)
+                    await wait_for_frames(room, shown + 30, within=10)
+                finally:
+                    await browser.close()
+    finally:
+        path.close()
+        await beside.close()
         await publisher.close()
