@@ -151,9 +151,14 @@ async def phase(
     baseline_mc: float,
     label: str,
 ) -> dict[str, Any]:
-    pages = [await join(browser, url, f"{label}-{i}") for i in range(classrooms)]
+    pages = []
+    waits = []
+    for i in range(classrooms):
+        page, opened = await join(browser, url, f"{label}-{i}")
+        pages.append((page, opened))
+        waits.append(asyncio.ensure_future(first_picture(page, opened)))
     try:
-        firsts = await asyncio.gather(*(first_picture(page, opened) for page, opened in pages))
+        firsts = await asyncio.gather(*waits)
         protocols = [await page.evaluate(SELECTED_PROTOCOL) for page, _ in pages]
         await asyncio.sleep(2)  # joins settle
         for page, _ in pages:

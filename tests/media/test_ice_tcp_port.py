@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aioice import stun
 
 from media.tcp_mux import HANDSHAKE_S, MAX_FRAME, MAX_HALF_OPEN
-from tests.server import ROOT, Server
+from tests.server import ROOT, Server, free_port, port_mode_options, start_server
 from tests.support.ice_tcp_client import (
     IceTcpClient,
     binding_request,
@@ -258,3 +259,47 @@ async def test_a_flood_of_half_open_connections_is_refused_and_cleaned_up(
             client.close()
         await room.close()
         await publisher.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "tcp"),
+    [
+        (("--ice-tcp-port", "off"), False),
+        (port_mode_options("port per peer"), False),
+        ((*port_mode_options("port per peer"), "--ice-tcp-port", str(free_port())), True),
+    ],
+    ids=["off", "port per peer", "port per peer, TCP by number"],
+)
+async def test_ice_tcp_is_offered_as_configured(
+    tmp_path: Path, options: tuple[str, ...], tcp: bool
+) -> None:
+    instance = start_server(tmp_path, *options)
+    try:
+        lesson = instance.create_lesson("Configured", record=False)
+        publisher = await whip_publish(
+            lesson["whip_url"],
+            lesson["whip_token"],
+            video=encode_vp8_clip(2.0),
+            audio=encode_opus_clip(2.0),
+        )
+        room = await whep_subscribe(lesson["whep_url"], lesson["whep_token"])
+        try:
+            await room.wait_for_frames(10, timeout=10)  # UDP as before
+            found = tcp_candidates(room.answer_sdp)
+            ports = instance.status()["tcp_ports"]
+            if not tcp:
+                assert found == [] and ports == []
+                return
+            assert [port["port"] for port in ports] == [int(options[-1])]
+            [address] = found
+            assert address == ("127.0.0.1", int(options[-1]))
+            ufrag, pwd = credentials(room.answer_sdp)
+            client = await IceTcpClient.connect(address)
+            answer = await client.check(ufrag, pwd, client_ufrag(room.pc.localDescription.sdp))
+            assert answer.message_class == stun.Class.RESPONSE
+            client.close()
+        finally:
+            await room.close()
+            await publisher.close()
+    finally:
+        instance.stop()
