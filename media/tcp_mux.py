@@ -139,7 +139,6 @@ class TcpStream(asyncio.Protocol):
         if user is None:
             user = self._first(frame)
             if user is None:
-                self._port.counts.garbage += 1
                 self._abort()
                 return False
         elif self._half_open and not (frame and frame[0] <= 3):
@@ -152,14 +151,18 @@ class TcpStream(asyncio.Protocol):
 
     def _first(self, frame: bytes) -> PortUser | None:
         """The protocol of the connection the first frame, a binding request, is for."""
+        counts = self._port.counts
         if len(frame) < _STUN_HEADER or frame[:2] != _BINDING_REQUEST or frame[4:8] != _COOKIE:
+            counts.garbage += 1
             return None
         ufrag = stun_request_ufrag(frame)
         owner = self._port.user(ufrag) if ufrag else None
         if owner is None:
+            counts.garbage += 1
             return None
         user = owner.stream_opened(self)
         if user is None:
+            counts.refused += 1
             return None
         self._owner = owner
         self._user = user

@@ -112,9 +112,8 @@ class TcpCandidate:
 
     def stream_opened(self, stream: TcpStream) -> TcpStunProtocol | None:
         connection = self._connection
-        self._streams = [p for p in self._streams if p.stream.transport is not None]
+        self._forget_closed_streams()
         if connection._closing or len(self._streams) >= MAX_STREAMS_PER_CONNECTION:
-            self._port.counts.refused += 1
             return None
         protocol = TcpStunProtocol(connection, stream)
         protocol.local_candidate = self.candidate
@@ -122,6 +121,19 @@ class TcpCandidate:
         self._streams.append(protocol)
         connection._protocols.append(protocol)
         return protocol
+
+    def _forget_closed_streams(self) -> None:
+        """Streams that closed leave the connection's protocols (but for a nominated one,
+        which aioice itself lets go), so a long lesson does not pile them up."""
+        connection = self._connection
+        nominated = {id(pair.protocol) for pair in connection._nominated.values()}
+        live = []
+        for protocol in self._streams:
+            if protocol.stream.transport is not None:
+                live.append(protocol)
+            elif id(protocol) not in nominated and protocol in connection._protocols:
+                connection._protocols.remove(protocol)
+        self._streams = live
 
 
 def offer_tcp(

@@ -8,7 +8,9 @@ every UDP datagram that user sends (tests/support/no_udp.py); nothing else is to
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -75,6 +77,13 @@ async def until_no_half_open(server: Server) -> None:
     while (port := server.status()["tcp_ports"][0])["half_open"]:
         assert time.monotonic() < deadline, port
         await asyncio.sleep(0.2)
+
+
+def metrics(server: Server) -> dict[str, float]:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.findall(r"^syncclass_(nacks_\w+?)(?:_total)? (\S+)$", text, re.MULTILINE)
+    return {name: float(value) for name, value in found}
 
 
 async def selected_pairs(room: Page) -> list[dict[str, Any] | None]:
@@ -164,6 +173,7 @@ async def test_a_stalled_tcp_classroom_holds_up_nobody(server: Server) -> None:
                     assert path.connections >= 1
                     assert [p and p["local"] for p in await selected_pairs(room)] == ["tcp"]
                     dropped = server.status()["tcp_ports"][0]["backlog_dropped"]
+                    nacks = metrics(server)
 
                     path.stalled = True
                     stalled_at = time.monotonic()
@@ -181,6 +191,11 @@ async def test_a_stalled_tcp_classroom_holds_up_nobody(server: Server) -> None:
 
                     shown = await frames(room)
                     await wait_for_frames(room, shown + 30, within=10)
+                    # the gaps were NACKed, and nothing was resent on a link that retransmits
+                    # by itself (the classroom beside, on loopback, lost nothing)
+                    after = metrics(server)
+                    assert after["nacks_received"] > nacks["nacks_received"], after
+                    assert after["nacks_answered"] == nacks["nacks_answered"], after
                 finally:
                     await browser.close()
     finally:
