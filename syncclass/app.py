@@ -10,7 +10,15 @@ from pathlib import Path
 from aiohttp import web
 
 from media.network import SAME_AS_UDP, NetworkConfig
-from signaling import accounts_api, audit_api, events_socket, lessons_api, reports_api, whip
+from signaling import (
+    accounts_api,
+    audit_api,
+    check_api,
+    events_socket,
+    lessons_api,
+    reports_api,
+    whip,
+)
 from signaling.cors import setup_cors
 from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE
 from signaling.live_lessons import LiveLessons
@@ -101,6 +109,7 @@ def create_app(config: Config) -> web.Application:
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
+    check_api.add_routes(app)
     events_socket.add_routes(app, config.event_sockets_per_address)
     reports_api.add_routes(app)
     metrics.add_routes(app, config.metrics_lesson_ids)
