@@ -9,6 +9,7 @@ BENCHMARKS = {
     "fanout": "bench.fanout",
     "hotpath": "bench.hotpath",
     "recorder": "bench.recorder_cpu",
+    "transports": "bench.transports",
     "soak": "bench.soak",
     "uplink": "bench.uplink",
 }

@@ -38,6 +38,9 @@ MAX_SEQ_SHIFTS = 64
 class RtpLink(Protocol):
     """An established, encrypted path to the peer."""
 
+    # True on a path that retransmits by itself (ICE over TCP): NACKs are not answered
+    reliable: bool
+
     def send_rtp(self, packet: bytes | bytearray) -> None: ...
 
     def forward(
@@ -447,6 +450,9 @@ class Consumer:
         stats = self.stats
         stats.nacks += 1
         if producer is None or link is None or self._seq_offset is None:
+            return
+        if link.reliable:
+            stats.nacks_suppressed += len(sequence_numbers)
             return
         params = self._params
         codec = self._codec

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aioice.ice import get_host_addresses
 
+from .tcp_mux import TcpPort, TcpPorts
 from .udp_mux import SharedPorts
+
+logger = logging.getLogger(__name__)
+
+# ICE-TCP on the number the shared UDP port has (once it has one)
+SAME_AS_UDP = -1
 
 # A peer unheard of for this long has lost consent (RFC 7675 allows 30 s): five of aioice's
 # 5-s consent checks, with a vanished peer's session closed before the 30 s are up.
@@ -26,6 +33,9 @@ class NetworkConfig:
     ports: tuple[int, int] | None = None
     # One UDP port shared by every peer (0: a free one, chosen once); None: a port per peer.
     shared_port: int | None = None
+    # The TCP port for ICE-TCP passive candidates (0: a free one; SAME_AS_UDP: the shared UDP
+    # port's number); None: no ICE over TCP.
+    tcp_port: int | None = None
     # Seconds without an answered consent check or authenticated media after which a peer's
     # connection is closed (ICE consent, RFC 7675).
     consent_timeout_s: float = CONSENT_TIMEOUT_S
@@ -45,6 +55,11 @@ class NetworkConfig:
                 raise ValueError("a shared UDP port and a port range exclude each other")
             if not 0 <= self.shared_port <= 65535:
                 raise ValueError(f"invalid UDP port {self.shared_port}")
+        if self.tcp_port == SAME_AS_UDP:
+            if self.shared_port is None:
+                raise ValueError("ICE-TCP on the UDP port's number needs a shared UDP port")
+        elif self.tcp_port is not None and not 0 <= self.tcp_port <= 65535:
+            raise ValueError(f"invalid TCP port {self.tcp_port}")
         if not 0 < self.consent_timeout_s <= 30:
             raise ValueError(
                 f"the ICE consent timeout must be within 30 s: {self.consent_timeout_s}"
@@ -67,16 +82,45 @@ class Network:
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
         self.shared = SharedPorts(config.shared_port) if config.shared_port is not None else None
+        self.tcp = TcpPorts(config.tcp_port) if config.tcp_port is not None else None
+        self._tcp_failed: set[str] = set()  # addresses whose UDP port's number is taken on TCP
 
     async def open(self) -> list[tuple[str, int]]:
         """Open the shared ports now, one per address candidates are gathered on, rather than
         at the first peer: a port already in use then stops the server as it starts instead
         of failing every peer later. Returns the bound addresses; OSError if one cannot be."""
-        if self.shared is None:
-            return []
         addresses = self.config.bind or get_host_addresses(use_ipv4=True, use_ipv6=True)
-        return [(await self.shared.get(address)).address for address in addresses]
+        opened = []
+        for address in addresses:
+            if self.shared is not None:
+                opened.append((await self.shared.get(address)).address)
+            if self.tcp is not None:
+                port = await self.tcp_port(address)
+                if port is not None:
+                    opened.append(port.address)
+        return opened
+
+    async def tcp_port(self, address: str) -> TcpPort | None:
+        """The ICE-TCP port on ``address``, or None without one. On the UDP port's number,
+        a number taken by something else leaves the server without ICE-TCP there (logged);
+        a port given by number must open (OSError)."""
+        if self.tcp is None:
+            return None
+        if self.tcp.port != SAME_AS_UDP:
+            return await self.tcp.get(address)
+        assert self.shared is not None
+        if address in self._tcp_failed:
+            return None
+        number = (await self.shared.get(address)).address[1]
+        try:
+            return await self.tcp.get(address, number)
+        except OSError as exc:
+            logger.error("no ICE-TCP on %s: cannot open TCP port %d: %s", address, number, exc)
+            self._tcp_failed.add(address)
+            return None
 
     def close(self) -> None:
         if self.shared is not None:
             self.shared.close()
+        if self.tcp is not None:
+            self.tcp.close()

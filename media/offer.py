@@ -23,6 +23,9 @@ MAX_EXTENSIONS = 32  # a=extmap lines per section
 MAX_ATTRIBUTES = 512  # a= lines per section, and at session level
 
 
+AV = ("audio", "video")
+
+
 class OfferError(ValueError):
     """The offer cannot be used; the message says why, and ``code`` is the error's short
     name for the API."""
@@ -138,7 +141,8 @@ def describe_offer(sdp: str, sections: Mapping[str, int] | None = None) -> list[
                     raise _too_complex(f"an SDP section offers more than {MAX_CODECS} codecs")
                 media[-1].codecs.append(parts[1].split("/", 1)[0])
     av = [m for m in media if m.kind in ("audio", "video")]
-    if not av:
+    if not av and not (media and sections is not None and not any(map(sections.get, AV))):
+        # (an endpoint that takes no audio or video, the network check, takes a data channel)
         raise OfferError("the SDP offer has no audio or video section")
     if not has_fingerprint:
         raise OfferError("the SDP offer has no a=fingerprint (DTLS-SRTP is required)")

@@ -156,6 +156,7 @@ _LIMITED = {
     ("POST", "/api/lessons"): "lessons",
     ("POST", "/whip/{lesson_id}"): "media",
     ("POST", "/whep/{lesson_id}"): "media",
+    ("POST", "/api/check"): "media",
 }
 
 

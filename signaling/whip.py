@@ -44,7 +44,7 @@ def _lesson(request: web.Request, lesson_id: str) -> Lesson:
     return lesson
 
 
-async def _offer(request: web.Request, sections: dict[str, int]) -> str:
+async def read_offer(request: web.Request, sections: dict[str, int]) -> str:
     if request.content_type != "application/sdp":
         raise http_error(
             415, "unsupported_media_type", "the offer must be sent as Content-Type: application/sdp"
@@ -146,7 +146,7 @@ async def whip_post(request: web.Request) -> web.Response:
             "bad_source",
             f"source must be one of {', '.join((*SOURCES, FEED))}, not {source[:40]!r}",
         )
-    offer = await _offer(request, PUBLISH_SECTIONS)
+    offer = await read_offer(request, PUBLISH_SECTIONS)
     _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(source, source)
@@ -171,7 +171,7 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
             f"no classroom named {name!r} watches this lesson from here (?client=); "
             "join first, then send the feed",
         )
-    offer = await _offer(request, PUBLISH_SECTIONS)
+    offer = await read_offer(request, PUBLISH_SECTIONS)
     _lesson(request, lesson_id)
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(feed_source(name), name)
@@ -196,7 +196,7 @@ async def whep_post(request: web.Request) -> web.Response:
         excluded = feed_source(name)  # on stage, it does not get its own feed back
     else:
         name, excluded = "teacher", None
-    offer = await _offer(request, WATCH_SECTIONS)
+    offer = await read_offer(request, WATCH_SECTIONS)
     lesson = _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_subscriber(name, SLOTS, excluded)
@@ -214,7 +214,7 @@ async def _feed_watch(
         raise http_error(
             400, "bad_source", f"source must be feed:<classroom name>, not {source[:40]!r}"
         )
-    offer = await _offer(request, FEED_WATCH_SECTIONS)
+    offer = await read_offer(request, FEED_WATCH_SECTIONS)
     _lesson(request, lesson.id)
     live = request.app[LESSONS].open(lesson.id)
     peer = live.new_subscriber(

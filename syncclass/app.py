@@ -9,8 +9,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from media.network import NetworkConfig
-from signaling import accounts_api, audit_api, events_socket, lessons_api, reports_api, whip
+from media.network import SAME_AS_UDP, NetworkConfig
+from signaling import (
+    accounts_api,
+    audit_api,
+    check_api,
+    events_socket,
+    lessons_api,
+    reports_api,
+    whip,
+)
 from signaling.cors import setup_cors
 from signaling.errors import setup_json_errors
 from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE
@@ -95,6 +103,7 @@ def create_app(config: Config) -> web.Application:
         announce=config.ice_announce,
         ports=config.ice_ports,
         shared_port=None if config.ice_ports is not None else config.ice_port,
+        tcp_port=_tcp_port(config),
         consent_timeout_s=config.ice_consent_timeout_s,
         transport_cc=config.transport_cc,
     )
@@ -107,6 +116,7 @@ def create_app(config: Config) -> web.Application:
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
+    check_api.add_routes(app)
     events_socket.add_routes(app, config.event_sockets_per_address)
     reports_api.add_routes(app)
     metrics.add_routes(app, config.metrics_lesson_ids)
@@ -132,8 +142,16 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+def _tcp_port(config: Config) -> int | None:
+    """ICE-TCP's port: on the shared UDP port's number unless told otherwise; with a UDP port
+    per peer, only where a number is given."""
+    if config.ice_tcp_port == SAME_AS_UDP and config.ice_ports is not None:
+        return None
+    return config.ice_tcp_port
+
+
 class MediaPortError(Exception):
-    """The UDP port for media cannot be opened (in use, or not this machine's address)."""
+    """A port for media cannot be opened (in use, or not this machine's address)."""
 
 
 async def _open_media_ports(app: web.Application) -> None:
@@ -141,9 +159,12 @@ async def _open_media_ports(app: web.Application) -> None:
     try:
         await network.open()
     except OSError as exc:
-        shared = network.shared
-        port = shared.port if shared is not None else 0
-        raise MediaPortError(f"cannot open UDP port {port} for media: {exc.strerror}") from exc
+        shared, tcp = network.shared, network.tcp
+        if shared is not None and not shared.opened():
+            port, kind = shared.port, "UDP"
+        else:
+            port, kind = (tcp.port if tcp is not None else 0), "TCP"
+        raise MediaPortError(f"cannot open {kind} port {port} for media: {exc.strerror}") from exc
 
 
 async def _start_quality(app: web.Application) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from media.network import CONSENT_TIMEOUT_S
+from media.network import CONSENT_TIMEOUT_S, SAME_AS_UDP
 
 ENV_PREFIX = "SYNCCLASS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -28,6 +28,8 @@ class Config:
     ice_announce: str | None = None
     ice_ports: tuple[int, int] | None = None  # a port per peer from this range
     ice_port: int = 0  # without ice_ports: the one UDP port every peer shares (0: a free one)
+    # ICE over TCP (passive candidates) on this port; SAME_AS_UDP: ice_port's number; None: off
+    ice_tcp_port: int | None = SAME_AS_UDP
     ice_consent_timeout_s: float = CONSENT_TIMEOUT_S  # a peer unheard of this long is closed
     connect_timeout_s: float = 15.0  # a session not connected (ICE + DTLS) by then is closed
     tls_cert: Path | None = None
@@ -111,6 +113,15 @@ def _udp_port(text: str) -> int:
     port = _int(text)
     if port != 0 and not 1024 <= port <= 65535:
         raise ValueError(f"need 0 or 1024 <= PORT <= 65535, got {port}")
+    return port
+
+
+def _tcp_port(text: str) -> int | None:
+    if text.strip().lower() in ("off", "0"):
+        return None
+    port = _int(text)
+    if not 1024 <= port <= 65535:
+        raise ValueError(f"need off, 0 or 1024 <= PORT <= 65535, got {port}")
     return port
 
 
@@ -343,6 +354,15 @@ _OPTIONS: tuple[_Option, ...] = (
         "PORT",
         "the one UDP port all media shares (0: a free port, chosen at the first peer)",
         _udp_port,
+    ),
+    _Option(
+        "--ice-tcp-port",
+        "ice_tcp_port",
+        "PORT|off",
+        "the TCP port for media over ICE-TCP, for classrooms whose firewall lets no UDP out "
+        "(off or 0: none)",
+        _tcp_port,
+        "the number of --ice-port; none with --ice-ports",
     ),
     _Option(
         "--ice-ports",

@@ -40,7 +40,7 @@ _TRAFFIC = (
     ("nacks_unanswered", "NACKed packets no longer in the cache", "unanswered_nacks"),
     (
         "nacks_suppressed",
-        "NACKed packets not resent: again within a round trip, or over budget",
+        "NACKed packets not resent: again within a round trip, over budget, or over TCP",
         "suppressed_nacks",
     ),
     (

@@ -1,5 +1,6 @@
 """The web pages: the home page, the teacher's lesson view, the classroom view, the
-recordings library's entry point, the operator's wall of live lessons and the lesson report.
+recordings library's entry point, the operator's wall of live lessons, the lesson report
+and the network check.
 Plain HTML, CSS and ES modules from ``static/``."""
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ async def report(request: web.Request) -> web.StreamResponse:
     return _page("report.html")
 
 
+async def check(request: web.Request) -> web.StreamResponse:
+    return _page("check.html")
+
+
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
     # the modules import each other, so a browser must never mix two releases of them: it
     # asks again each time (a 304 when nothing changed)
@@ -53,5 +58,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/lessons/{lesson_id}/report", report)
     app.router.add_get("/recordings", recordings)
     app.router.add_get("/live", live)
+    app.router.add_get("/check", check)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     app.on_response_prepare.append(_revalidate_static)

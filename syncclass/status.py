@@ -11,6 +11,7 @@ from aiohttp import web
 from media.drops import DROPPED
 from media.layers import source_layers
 from media.router import Router
+from media.tcp_mux import TcpPort
 from media.udp_mux import SharedPort
 from signaling.auth import require_admin
 from signaling.json_answers import json_response
@@ -74,11 +75,31 @@ def _video_layers(routers: list[Router]) -> list[dict[str, object]]:
     ]
 
 
+def _tcp_port(port: TcpPort) -> dict[str, object]:
+    counts = port.counts
+    return {
+        "address": port.address[0],
+        "port": port.address[1],
+        "connections": port.users,
+        "half_open": port.half_open,
+        "accepted": counts.accepted,
+        # streams refused (over the caps), expired (no answered check in time), closed for a
+        # first frame that is no check for a known ufrag, or for an oversized frame
+        "refused": counts.refused,
+        "expired": counts.expired,
+        "garbage": counts.garbage,
+        "oversized": counts.oversized,
+        # datagrams not sent because the stream's backlog was over its limit
+        "backlog_dropped": counts.media_dropped,
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
     lessons = request.app[LESSONS]
     routers = lessons.routers()
     shared = lessons.network.shared
+    tcp = lessons.network.tcp
     return json_response(
         {
             "uptime_s": round(time.time() - request.app[STARTED_AT], 1),
@@ -91,6 +112,8 @@ async def status(request: web.Request) -> web.Response:
             "udp_sockets": _udp_sockets(),
             # the one UDP port per address that every peer shares (none with --ice-ports)
             "shared_ports": [_shared_port(port) for port in (shared.opened() if shared else [])],
+            # the ICE-TCP port per address (none with --ice-tcp-port off)
+            "tcp_ports": [_tcp_port(port) for port in (tcp.opened() if tcp else [])],
             "fds": _file_descriptors(),
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),

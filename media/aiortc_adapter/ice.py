@@ -4,7 +4,7 @@ configured addresses and ports or the shared port, with consent kept by media to
 Hooks: aioice's ``Connection.gather_candidates`` (replaced; aiortc's ``RTCIceGatherer.gather``
 calls it), the gathering state it keeps (``_local_candidates_start``/``_end``, ``_components``,
 ``_protocols``, ``_local_candidates``, ``_use_ipv4``/``_use_ipv6``) and, on a shared port,
-``_local_username`` (a longer ufrag).
+``_local_username`` (a longer ufrag). ICE-TCP candidates: ice_tcp.py.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from aiortc import RTCPeerConnection
 from ..network import Network, NetworkConfig
 from .consent import authenticate_media, keep_consent
 from .datagram_guard import GuardedStunProtocol, SharedStunProtocol, count_stun_rejections
+from .ice_tcp import offer_tcp
 from .rtp_reader import ingress_table
 
 logger = logging.getLogger(__name__)
 
-# a shared port tells connections apart by their ufrag: aioice's 4 characters would collide
-# somewhere among a few thousand peers
+# a shared port (UDP or TCP) tells connections apart by their ufrag: aioice's 4 characters
+# would collide somewhere among a few thousand peers
 _SHARED_UFRAG_LENGTH = 16
 
 
@@ -41,7 +42,7 @@ def configure_ice(pc: RTCPeerConnection, network: Network) -> None:
     for dtls in dtls_transports:
         connection = dtls.transport.iceGatherer._connection
         if not getattr(connection, "_syncclass_configured", False):
-            if network.shared is not None:
+            if network.shared is not None or network.tcp is not None:
                 connection._local_username = aioice_utils.random_string(_SHARED_UFRAG_LENGTH)
             connection.gather_candidates = functools.partial(  # type: ignore[method-assign]
                 _gather, connection, network
@@ -85,6 +86,11 @@ async def _gather(connection: aioice.Connection, network: Network) -> None:
             )
             connection._protocols.append(protocol)
             connection._local_candidates.append(protocol.local_candidate)
+        # after the UDP candidates: a WHIP client that reads the first candidate gets UDP
+        for address in addresses:
+            tcp_port = await network.tcp_port(address)
+            if tcp_port is not None:
+                offer_tcp(connection, tcp_port, config.announce or address, component)
     connection._local_candidates_end = True
 
 

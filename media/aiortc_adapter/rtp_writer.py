@@ -27,10 +27,13 @@ from pylibsrtp._binding import lib as srtp_lib
 from ..rtp_packet import RtpPacket, rewrite_into
 from ..udp_mux import SendBatch, sockaddr
 from .datagram_guard import PLAIN_UDP, SharedStunProtocol
+from .ice_tcp import TcpStunProtocol
 
 logger = logging.getLogger(__name__)
 
 _MAX_PLAINTEXT = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN  # pylibsrtp's session buffer
+# the protocols whose ``transport.sendto`` reaches the peer: a UDP socket or a TCP stream
+_DIRECT = (*PLAIN_UDP, TcpStunProtocol)
 
 
 class _Socket(Protocol):
@@ -68,6 +71,7 @@ class DtlsLink:
         "_name",
         "_udp",
         "_remote",
+        "reliable",
         "__weakref__",
     )
 
@@ -93,6 +97,9 @@ class DtlsLink:
         self._batch: SendBatch | None = None
         self._name: Any = None
         self._udp: _Socket | None = None
+        # on a TCP stream, which retransmits by itself: resending on a NACK only adds to
+        # the backlog that made the packet late
+        self.reliable = False
         dtls = self._dtls
         pair = self._connection._nominated.get(1)
         if dtls._state is not DtlsState.CONNECTED or dtls._tx_srtp is None or pair is None:
@@ -105,8 +112,9 @@ class DtlsLink:
                 self._name = sockaddr(pair.remote_addr)
             else:  # no sendmmsg on this system
                 self._udp = cast(_Socket, protocol.port.transport)
-        elif type(protocol) in PLAIN_UDP:
+        elif type(protocol) in _DIRECT:
             self._udp = cast(_Socket, protocol.transport)
+            self.reliable = type(protocol) is TcpStunProtocol
         self._session = dtls._tx_srtp
         self._srtp = self._session._srtp[0]
 
@@ -162,7 +170,7 @@ class DtlsLink:
         if pair is None:
             return
         protocol = pair.protocol
-        if type(protocol) in PLAIN_UDP:
+        if type(protocol) in _DIRECT:
             protocol.transport.sendto(data, pair.remote_addr)
         else:  # a TURN allocation wraps the datagram itself
             asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))

@@ -131,6 +131,35 @@ def test_datagram_guard_hooks() -> None:
     )
 
 
+def test_ice_tcp_hooks() -> None:
+    """A stream is one more protocol of the connection: aioice answers its checks, learns its
+    peer as a peer-reflexive candidate and pairs it with the protocol the check came on."""
+    init = source(ice.Connection.__init__)
+    assert "self._local_candidates" in init and "self._protocols" in init
+    # an incoming check pairs the protocol it came on, whatever its transport
+    incoming = source(ice.Connection.check_incoming)
+    assert "component = protocol.local_candidate.component" in incoming
+    assert "pair = CandidatePair(protocol, remote_candidate)" in incoming
+    assert 'type="prflx"' in incoming
+    # checks go out through the pair's protocol, to the pair's remote address
+    assert "await pair.protocol.request(" in source(ice.Connection.check_start)
+    # pairs are made with the protocols in _protocols only, of the same transport
+    assert "for protocol in self._protocols:" in source(ice.Connection._pair_remote_candidate)
+    assert "self.transport.lower() == other.transport.lower()" in source(
+        aioice.Candidate.can_pair_with
+    )
+    # data goes through the nominated pair's protocol; closing closes every protocol
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in source(
+        ice.Connection.sendto
+    )
+    close = source(ice.Connection.close)
+    assert "for protocol in self._protocols:" in close and "await protocol.close()" in close
+    # a lost nominated protocol ends recv(), and with it the DTLS transport
+    assert "self._queue.put_nowait(None)" in source(ice.Connection.protocol_lost)
+    # the passive candidate reaches the answer with its tcptype
+    assert "tcpType=x.tcptype" in source(aiortc.rtcicetransport.candidate_from_aioice)
+
+
 def test_rtp_reader_hooks() -> None:
     init = source(RTCRtpReceiver.__init__)
     for name in (

@@ -39,6 +39,8 @@ class Publisher:
 
 
 class Link:
+    reliable = False
+
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 

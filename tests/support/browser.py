@@ -105,11 +105,15 @@ def requested(page: Page) -> list[str]:
 
 
 async def launch(
-    playwright: Playwright, *, autoplay: bool = True, extra: Sequence[str] = ()
+    playwright: Playwright,
+    *,
+    autoplay: bool = True,
+    extra: Sequence[str] = (),
+    executable: str = CHROMIUM,
 ) -> Browser:
     args = [*ARGS, AUTOPLAY if autoplay else BLOCK_AUTOPLAY, *extra]
     return await playwright.chromium.launch(
-        executable_path=CHROMIUM,
+        executable_path=executable,
         headless=True,
         args=args,
         ignore_default_args=[] if autoplay else ["--mute-audio"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from media.network import NetworkConfig
+from media.network import SAME_AS_UDP, NetworkConfig
 from syncclass.config import Config, build_serve_parser, parse_serve_args, resolve_serve_config
 from tests.syncclass.usage import expect_usage_error
 
@@ -162,6 +162,8 @@ def test_resolve_with_subcommand_parser() -> None:
         (["--ice-port", "65536"], "need 0 or 1024 <= PORT <= 65535"),
         (["--ice-port", "udp"], "whole number"),
         (["--ice-port", "40000", "--ice-ports", "40000-40100"], "choose one"),
+        (["--ice-tcp-port", "443"], "need off, 0 or 1024 <= PORT <= 65535"),
+        (["--ice-tcp-port", "tcp"], "whole number"),
         (["--ice-bind", "10.0.0.1,not-an-ip"], "'not-an-ip' is not an IP address"),
         (["--ice-bind", "example.com"], "is not an IP address"),
         (["--ice-bind", ","], "at least one IP address"),
@@ -214,6 +216,14 @@ def test_one_shared_media_port_by_default_or_as_chosen() -> None:
     assert Config().ice_port == 0 and Config().ice_ports is None
     assert parse_serve_args(["--ice-port", "40000"], {}).ice_port == 40000
     assert parse_serve_args([], {"SYNCCLASS_ICE_PORT": "3478"}).ice_port == 3478
+
+
+def test_ice_tcp_on_the_udp_port_number_by_default_or_as_chosen() -> None:
+    assert Config().ice_tcp_port == SAME_AS_UDP
+    assert parse_serve_args(["--ice-tcp-port", "40001"], {}).ice_tcp_port == 40001
+    assert parse_serve_args(["--ice-tcp-port", "off"], {}).ice_tcp_port is None
+    assert parse_serve_args(["--ice-tcp-port", "0"], {}).ice_tcp_port is None
+    assert parse_serve_args([], {"SYNCCLASS_ICE_TCP_PORT": "OFF"}).ice_tcp_port is None
 
 
 def test_bad_environment_is_ignored_when_command_line_overrides() -> None:
