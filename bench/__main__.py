@@ -12,6 +12,7 @@ BENCHMARKS = {
     "transports": "bench.transports",
     "soak": "bench.soak",
     "uplink": "bench.uplink",
+    "weak-links": "bench.weak_links",
 }
 
 

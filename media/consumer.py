@@ -13,7 +13,15 @@ from .codec import Codec, HeaderExtension, extension_id_map, match_codec
 from .layers import MAX_TID, KeyframeWatch, LayerChoice, top_layer
 from .packet_cache import DEFAULT_CAPACITY
 from .producer import Producer
-from .rtp_packet import RtpPacket, rewrite, seq_newer, wrap_rtx
+from .rtp_packet import (
+    ABS_SEND_TIME,
+    RtpPacket,
+    rewrite,
+    send_time_now,
+    seq_newer,
+    wrap_rtx,
+)
+from .send_gate import SendGate
 from .vp8 import renumbered
 
 logger = logging.getLogger(__name__)
@@ -33,6 +41,12 @@ RETRANSMIT_FLOOR_BPS = 16_000  # bytes per second
 RETRANSMIT_BURST = 128_000  # bytes
 # Sequence number offsets kept to map a classroom's NACKs back through hidden packets.
 MAX_SEQ_SHIFTS = 64
+# When the classroom's estimate says its link is full, retransmissions earn this share of what
+# is sent instead (they would feed the congestion), and a packet older than a round trip plus
+# this playout allowance is not resent at all (it would come too late to be played).
+RETRANSMIT_SHARE_FULL = 0.05
+RETRANSMIT_PLAYOUT_S = 0.4
+PADDING_PACKET = 255  # the most one RTP packet's padding can say
 
 
 class RtpLink(Protocol):
@@ -85,6 +99,9 @@ class ConsumerStats:
         "keyframe_requests",
         "unanswered",
         "nacks_suppressed",
+        "retransmitted_octets",
+        "padding_octets",
+        "too_late",
     )
 
     def __init__(self) -> None:
@@ -97,6 +114,9 @@ class ConsumerStats:
         # NACKed packets not resent: named again within a round trip (or twice in one NACK),
         # or over the retransmission budget
         self.nacks_suppressed = 0
+        self.retransmitted_octets = 0
+        self.padding_octets = 0  # probes sent while video pauses
+        self.too_late = 0  # NACKed packets not resent: past their playout time
 
 
 class Consumer:
@@ -139,6 +159,9 @@ class Consumer:
         "_budget_octets",
         "_budget_at",
         "_now",
+        "gate",
+        "_paused",
+        "_send_time_id",
     )
 
     def __init__(
@@ -200,10 +223,14 @@ class Consumer:
         self._budget_octets = 0
         self._now = now
         self._budget_at = now()
+        # what this consumer may send now (its classroom's; None: everything, always)
+        self.gate: SendGate | None = None
+        self._paused = False
+        self._send_time_id = 0  # the peer's abs-send-time id, for probes
 
     @property
     def waiting_for_keyframe(self) -> bool:
-        return self._waiting
+        return self._waiting and not self._paused
 
     @property
     def codec(self) -> Codec | None:
@@ -216,6 +243,7 @@ class Consumer:
         self._link = link
         self._params = params
         self._ssrc = params.ssrc
+        self._send_time_id = next((e.id for e in params.extensions if e.uri == ABS_SEND_TIME), 0)
         if self.producer is not None:
             self._extension_ids = extension_id_map(self.producer.extensions, params.extensions)
             self._request_keyframe()
@@ -380,7 +408,7 @@ class Consumer:
             return
         seq_offset = self._seq_offset
         if seq_offset is None:
-            if self._waiting and not keyframe:
+            if self._paused or (self._waiting and not keyframe):
                 return
             self._waiting = False
             seq_offset = self._start(packet)
@@ -464,7 +492,17 @@ class Consumer:
         rtt_ms = self.quality.rtt_ms
         interval = NACK_DEFAULT_RTT_S if rtt_ms is None else rtt_ms / 1000
         interval = max(interval, NACK_MIN_INTERVAL_S)
-        budget = self._top_up_budget(now)
+        gate = self.gate
+        full = False
+        oldest_ts: int | None = None  # ingress timestamps older than this are too late
+        if gate is not None:
+            gate.on_nacks(len(distinct))
+            full = gate.link_full
+            if full and producer.highest_seq is not None:
+                late = round((interval + RETRANSMIT_PLAYOUT_S) * codec.clock_rate)
+                oldest_ts = (producer.highest_ts - late) & 0xFFFFFFFF
+        budget = self._top_up_budget(now, full)
+        stamp = self._link_stamps_send_time()
         resent_seq = self._resent_seq
         resent_at = self._resent_at
         mask = DEFAULT_CAPACITY - 1
@@ -484,6 +522,9 @@ class Consumer:
                 resent_at = self._resent_at = [0.0] * DEFAULT_CAPACITY
             elif resent_seq[slot] == ingress_seq and now - resent_at[slot] < interval:
                 stats.nacks_suppressed += 1
+                continue
+            if oldest_ts is not None and (packet.timestamp - oldest_ts) & 0x80000000:
+                stats.too_late += 1
                 continue
             size = packet.payload_end - packet.payload_offset
             if size > budget:
@@ -510,19 +551,23 @@ class Consumer:
                 data = rewrite(
                     packet, codec.payload_type, seq, timestamp, params.ssrc, self._extension_ids
                 )
+            if stamp and packet.send_time_at:
+                data = _stamped(data, packet.send_time_at)
             link.send_rtp(data)
             stats.retransmitted += 1
+            stats.retransmitted_octets += len(data)
         self._budget = budget
         if missing:
             stats.unanswered += len(missing)
             producer.request_retransmission(missing)
 
-    def _top_up_budget(self, now: float) -> float:
+    def _top_up_budget(self, now: float, full: bool = False) -> float:
         """The retransmission budget now: what was left, plus a share of the payload sent
-        since and the floor for the time since, up to the burst. Worked out on a NACK, so that
-        the per-packet path pays nothing for it."""
+        since (a small one when the link is ``full``) and the floor for the time since, up to
+        the burst. Worked out on a NACK, so that the per-packet path pays nothing for it."""
         octets = self.stats.octets
-        earned = (octets - self._budget_octets) * RETRANSMIT_SHARE
+        share = RETRANSMIT_SHARE_FULL if full else RETRANSMIT_SHARE
+        earned = (octets - self._budget_octets) * share
         earned += (now - self._budget_at) * RETRANSMIT_FLOOR_BPS
         self._budget_octets = octets
         self._budget_at = now
@@ -530,7 +575,8 @@ class Consumer:
 
     def on_keyframe_request(self) -> None:
         self.stats.keyframe_requests += 1
-        self._request_keyframe()
+        if not self._paused:  # a paused picture needs none until it resumes
+            self._request_keyframe()
 
     def _request_keyframe(self) -> None:
         producer = self._layer
@@ -551,9 +597,79 @@ class Consumer:
         if rtt_s is not None:
             quality.rtt_ms = rtt_s * 1000
         quality.reports += 1
+        if self.gate is not None:
+            self.gate.on_report(quality.fraction_lost, quality.rtt_ms, self.kind)
 
     def on_remb(self, bitrate: int) -> None:
         self.quality.remb_bps = bitrate
+        if self.gate is not None:
+            self.gate.on_remb(bitrate)
+
+    # what the gate asks of it (send_gate.GatedConsumer)
+
+    def sent_octets(self) -> int:
+        stats = self.stats
+        # payload, plus about what headers and SRTP add to each packet
+        return stats.octets + 40 * stats.packets + stats.retransmitted_octets + stats.padding_octets
+
+    def source_octets(self) -> tuple[int, float] | None:
+        producer = self.producer
+        return None if producer is None else (producer.stats.bytes, self._now())
+
+    def pause(self) -> None:
+        """Send nothing until ``resume``; the outgoing stream keeps its place (sequence
+        numbers go on from there, as after a producer restart)."""
+        if self._paused:
+            return
+        self._paused = True
+        if self._layer is not None:
+            self._remember_position(self._layer)
+        self._seq_offset = None
+
+    def resume(self) -> None:
+        """Send again from the next keyframe (asked for)."""
+        if not self._paused:
+            return
+        self._paused = False
+        self._waiting = self.kind == "video"
+        self._request_keyframe()
+
+    def send_padding(self, octets: int) -> int:
+        """Padding-only packets on the retransmission stream (as browsers probe), stamped
+        with the send time; returns the bytes sent (0 without a retransmission stream)."""
+        link, params, codec = self._link, self._params, self._codec
+        if link is None or params is None or codec is None or codec.rtx_payload_type is None:
+            return 0
+        sent = 0
+        extension = b""
+        if self._send_time_id and self._link_stamps_send_time():
+            stamp = send_time_now(time.time())
+            extension = bytes(
+                [0xBE, 0xDE, 0, 1, (self._send_time_id << 4) | 2, stamp >> 16, (stamp >> 8) & 0xFF]
+            ) + bytes([stamp & 0xFF])
+        timestamp = (self._last_ts if self._seq_offset is None else 0) & 0xFFFFFFFF
+        while sent < octets:
+            first = 0xA0 | (0x10 if extension else 0)  # version 2, padding, extension
+            header = bytes([first, codec.rtx_payload_type]) + (
+                self._rtx_seq.to_bytes(2, "big")
+                + timestamp.to_bytes(4, "big")
+                + params.rtx_ssrc.to_bytes(4, "big")
+            )
+            padding = bytes(PADDING_PACKET - 1) + bytes([PADDING_PACKET])
+            packet = header + extension + padding
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            link.send_rtp(packet)
+            sent += len(packet) + 10
+        self.stats.padding_octets += sent
+        return sent
+
+    def repeat(self, on: bool) -> None:
+        """Have the link send each packet twice (the same datagram), or once again."""
+        if self._link is not None and hasattr(self._link, "repeat"):
+            self._link.repeat = on
+
+    def _link_stamps_send_time(self) -> bool:
+        return bool(getattr(self._link, "stamp_send_time", False))
 
     def sender_report(self, wall_time: float) -> tuple[int, int, int] | None:
         """(RTP timestamp at ``wall_time``, packets sent, octets sent) for a sender report."""
@@ -572,6 +688,13 @@ class Consumer:
     def close(self) -> None:
         if self.closed:
             return
+        self.gate = None
         self._leave()
         self.closed = True
         self._link = None
+
+
+def _stamped(data: bytes, at: int) -> bytes:
+    """``data`` with the 3 bytes at ``at`` set to the send time now (abs-send-time)."""
+    stamp = send_time_now(time.time())
+    return data[:at] + bytes([stamp >> 16, (stamp >> 8) & 0xFF, stamp & 0xFF]) + data[at + 3 :]

@@ -42,6 +42,9 @@ class NetworkConfig:
     # Answer publishers with transport-wide congestion control feedback (transport-cc), so
     # that a browser's estimate of its uplink ramps up in seconds.
     transport_cc: bool = True
+    # fit what each receiving peer is sent to its link's estimate (send_gate); off, every peer
+    # is sent everything (the estimate is still kept and shown)
+    adapt_to_links: bool = True
 
     def __post_init__(self) -> None:
         for address in (*self.bind, *((self.announce,) if self.announce else ())):

@@ -15,7 +15,15 @@ from .keyframe import keyframe_detector
 from .layers import LayerMeter, ranked
 from .nack import MAX_MISSING, LossTracker
 from .packet_cache import PacketCache
-from .rtp_packet import RtpError, RtpPacket, seq_newer, unwrap_rtx
+from .rtp_packet import (
+    ABS_SEND_TIME,
+    RtpError,
+    RtpPacket,
+    send_stamp,
+    send_time_offset,
+    seq_newer,
+    unwrap_rtx,
+)
 from .sender_clock import SenderClock
 from .vp8 import Vp8Descriptor
 
@@ -134,6 +142,7 @@ class Producer:
         # passed on (infinity once it has been)
         self._pass_on_after: dict[int, float] = {}
         self.codec = media[0]
+        self._send_time_id = next((e.id for e in extensions if e.uri == ABS_SEND_TIME), 0)
         self._is_keyframe = keyframe_detector(self.codec.mime_type)
         # layers (media.layers): this stream's measures, and the source's streams it is
         # grouped with; the first stream of a source is the group, the producer the router
@@ -177,6 +186,10 @@ class Producer:
                 DROPPED.add("malformed")
                 return
         self.ssrc = packet.ssrc
+        if self._send_time_id and packet.extensions:
+            # re-stamped as it leaves, once for the whole fan-out (sent within a millisecond)
+            packet.send_time_at = send_time_offset(packet, self._send_time_id)
+            packet.send_stamp = send_stamp(time.time())
         if self._losses is not None:
             lost = self._losses.add(packet.sequence_number)
             if lost:
@@ -219,6 +232,17 @@ class Producer:
             return  # another stream's (a retransmission stream's, or a restarted one's)
         self._sender_clock.observe(sender_time, arrival)
         self._sender_report = (sender_time, rtp_timestamp)
+
+    def downstream_loss(self) -> float:
+        """The worst loss (0..1) the classrooms fed by this producer report: told upstream
+        in the receiver reports of a sound stream, so that the teacher's Opus encoder adds
+        in-band FEC."""
+        worst = 0.0
+        for consumer in self.consumers:
+            quality = getattr(consumer, "quality", None)
+            if quality is not None and quality.reports:
+                worst = max(worst, quality.fraction_lost)
+        return worst
 
     def rtp_timestamp_at(self, wall_time: float) -> int | None:
         """This stream's RTP timestamp at ``wall_time`` on the server's clock, if known."""
@@ -311,9 +335,12 @@ class Producer:
             or self.cache.get(start) is None
         ):
             return False
+        stamp = send_stamp(time.time())
         for offset in range(((self.highest_seq - start) & 0xFFFF) + 1):
             packet = self.cache.get((start + offset) & 0xFFFF)
             if packet is not None:
+                if packet.send_time_at:
+                    packet.send_stamp = stamp  # it leaves now, not when it first came
                 sink.forward(packet, offset == 0)
         return True
 

@@ -41,6 +41,8 @@ class RtpPacket:
         "extensions",
         "two_byte_extensions",
         "vp8",
+        "send_time_at",
+        "send_stamp",
         "_renumbered",
     )
 
@@ -70,6 +72,9 @@ class RtpPacket:
         self.two_byte_extensions = two_byte_extensions
         # the VP8 payload descriptor, read once by the producer (media.vp8)
         self.vp8: Vp8Descriptor | None = None
+        # where the 3 bytes of its abs-send-time are (0: none), re-stamped as it leaves
+        self.send_time_at = 0
+        self.send_stamp = b""  # the abs-send-time it leaves with, stamped as the fan-out starts
         self._renumbered: dict[bytes, bytes] | None = None
 
     def egress_data(self, extension_ids: bytes | None) -> bytes:
@@ -274,6 +279,31 @@ def unwrap_rtx(rtx: RtpPacket, payload_type: int, ssrc: int) -> RtpPacket:
         rtx.extensions,
         rtx.two_byte_extensions,
     )
+
+
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def send_time_offset(packet: RtpPacket, extension_id: int) -> int:
+    """Where the 3 bytes of ``packet``'s abs-send-time element (``extension_id``) are, or 0."""
+    two_byte = packet.two_byte_extensions
+    data = packet.data
+    for pos, ext_id in packet.extensions:
+        if ext_id == extension_id:
+            if two_byte:
+                return pos + 2 if data[pos + 1] == 3 else 0
+            return pos + 1 if data[pos] & 0x0F == 2 else 0
+    return 0
+
+
+def send_time_now(unix_time: float) -> int:
+    """abs-send-time (6.18 fixed-point seconds, 24 bits) on the NTP time scale."""
+    return int((unix_time + 2208988800) * 262144) & 0xFFFFFF
+
+
+def send_stamp(unix_time: float) -> bytes:
+    """abs-send-time as the 3 bytes of its header extension element."""
+    return send_time_now(unix_time).to_bytes(3, "big")
 
 
 def seq_newer(a: int, b: int) -> bool:

@@ -164,6 +164,11 @@ class SimulcastIngress:
         if layer is not None:
             layer.on_sender_report(sender_time, rtp_timestamp, arrival)
 
+    def downstream_loss(self) -> float:
+        """The worst loss the classrooms fed by any layer report (a video stream: not told
+        upstream today, but kept to the ``IngressSink`` contract)."""
+        return max((layer.downstream_loss() for layer in self._by_rid.values()), default=0.0)
+
     def _learn(self, packet: RtpPacket) -> Producer | None:
         """The layer of a stream not seen before, from the rid its packet carries."""
         if len(self._by_ssrc) >= MAX_STREAMS or self.group.closed:

@@ -13,6 +13,7 @@ from .network import Network
 from .offer import OfferError, describe_offer
 from .peer import NegotiationError, Peer
 from .producer import Producer, Sink
+from .send_gate import SendGate
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Subscriber(Peer):
         self._producer = producer
         self._add_consumer = add_consumer
         self._remove_consumer = remove_consumer
+        # what this peer's consumers may send now, from its link's estimate
+        self.gate = SendGate(network.config.adapt_to_links)
 
     async def negotiate(self, offer: str) -> str:
         sections = [m for m in describe_offer(offer) if m.kind in ("audio", "video")]
@@ -78,6 +81,8 @@ class Subscriber(Peer):
             consumer = Consumer(
                 f"{self.id}/{transceiver.mid}", kind, slot, codecs, self.excluded_source
             )
+            consumer.gate = self.gate
+            self.gate.add(consumer)
             install_egress(transceiver.sender, consumer)
             consumers.append(consumer)
         answer = await self._answer()
@@ -87,9 +92,11 @@ class Subscriber(Peer):
         return answer
 
     def _release(self) -> None:
+        self.gate.close()
         for consumer in self.consumers:
             self._remove_consumer(consumer)
         self.consumers.clear()
 
     def _forget(self) -> None:
+        self.gate.close()
         self.consumers.clear()

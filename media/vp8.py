@@ -143,4 +143,6 @@ def renumbered(packet: RtpPacket, picture_id_delta: int, tl0picidx_delta: int) -
         packet.two_byte_extensions,
     )
     copy.vp8 = d
+    copy.send_time_at = packet.send_time_at  # re-stamped as it leaves, like the original
+    copy.send_stamp = packet.send_stamp
     return copy

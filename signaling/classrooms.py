@@ -63,9 +63,16 @@ class Quality:
     rtt_ms: float | None
     bitrate_kbps: float
     freezes: int
+    # what the server sends it (send_gate: full, audio_only), why, and its link's estimate
+    link_state: str | None = None
+    link_why: str = ""
+    estimate_kbps: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "link_state": self.link_state,
+            "link_why": self.link_why,
+            "estimate_kbps": self.estimate_kbps,
             "grade": self.grade,
             "loss": round(self.loss, 4),
             "jitter_ms": round(self.jitter_ms, 1),

@@ -98,6 +98,14 @@ class LiveLesson:
             if s.role is Role.CLASSROOM and s.connected and isinstance(s.peer, Subscriber)
         }
 
+    def links(self) -> dict[str, Subscriber]:
+        """Each classroom watching: its WHEP session's peer (its consumers and send gate)."""
+        return {
+            s.name: s.peer
+            for s in self.sessions.of_kind("whep")
+            if s.role is Role.CLASSROOM and s.connected and isinstance(s.peer, Subscriber)
+        }
+
     # sessions
 
     def returning(self, name: str, client: str | None) -> Session | None:

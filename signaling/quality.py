@@ -104,7 +104,21 @@ class QualityMonitor:
                 key = (live.id, classroom.name)
                 seen.add(key)
                 consumers = watching.get(classroom.name, [])
+                before = classroom.quality.link_state if classroom.quality else None
                 classroom.quality = self._measure(key, classroom, consumers, now)
+                link_state = classroom.quality.link_state
+                if (
+                    link_state is not None
+                    and link_state != before
+                    and (before or link_state != "full")
+                ):
+                    # the classroom page says so: 仅声音 — 网络较差, or the picture is back
+                    name = classroom.name
+                    lessons.tell(
+                        live.id,
+                        {"type": "link", "state": link_state, "why": classroom.quality.link_why},
+                        lambda p, name=name: not p.is_teacher and p.name == name,  # type: ignore[misc]
+                    )
             grades = [{"name": c.name, **c.quality.as_json()} for c in present if c.quality]
             lessons.tell(live.id, {"type": "quality", "classrooms": grades}, lambda p: p.is_teacher)
             if sample:
@@ -156,6 +170,8 @@ class QualityMonitor:
         smoothed = self._loss.get(key)
         loss = loss if smoothed is None else SMOOTHING * loss + (1 - SMOOTHING) * smoothed
         self._loss[key] = loss
+        gate = next((c.gate for c in consumers if c.gate is not None), None)
+        estimate = None if gate is None else gate.estimate.bps
         return Quality(
             grade(loss, rtt_ms, jitter_ms, new_freezes),
             loss,
@@ -163,4 +179,7 @@ class QualityMonitor:
             rtt_ms,
             bitrate_kbps,
             freezes,
+            None if gate is None else gate.state,
+            "" if gate is None else gate.reason,
+            None if estimate is None else round(estimate / 1000, 1),
         )

@@ -116,6 +116,26 @@ def _interaction(events: list[dict[str, Any]], end: float) -> list[dict[str, Any
     ]
 
 
+SAMPLE_S = 10.0  # signaling.quality journals a sample per classroom this often
+
+
+def _link_time(quality: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Each classroom's time per link state (full, audio_only): each sample stands for the
+    time until the next one, a sampling interval at most (the classroom may have left)."""
+    times: dict[str, dict[str, float]] = {}
+    for name, samples in quality.items():
+        spent: dict[str, float] = defaultdict(float)
+        for sample, after in zip(samples, [*samples[1:], None], strict=True):
+            state = sample.get("link_state")
+            if state is None:
+                continue
+            span = SAMPLE_S if after is None else min(after["at"] - sample["at"], SAMPLE_S)
+            spent[state] += span
+        if spent:
+            times[name] = {state: round(seconds, 1) for state, seconds in spent.items()}
+    return times
+
+
 async def report(request: web.Request) -> web.Response:
     lesson = _lesson_for_teacher(request)
     journal = request.app[JOURNAL]
@@ -129,6 +149,7 @@ async def report(request: web.Request) -> web.Response:
             "lesson": lesson_json(request, lesson, with_links=False),
             "attendance": attendance(request, lesson),
             "quality": quality,
+            "link_time": _link_time(quality),
             "interaction": _interaction(events, end),
             "events": events,
             "chat": journal.chat_messages(lesson.id),  # kept only when the lesson asked
@@ -161,6 +182,10 @@ async def live(request: web.Request) -> web.Response:
                 "on_stage": list(live.room.on_stage) if live else [],
                 "hands": len(live.room.hands()) if live else 0,
                 "quality": {g: grades.get(g, 0) for g in ("good", "fair", "poor")},
+                # classrooms whose link carries sound only now
+                "audio_only": sum(
+                    1 for c in present if c.quality and c.quality.link_state == "audio_only"
+                ),
                 "recording": live_lessons.recording_info(lesson.id),
             }
         )

@@ -106,6 +106,7 @@ def create_app(config: Config) -> web.Application:
         tcp_port=_tcp_port(config),
         consent_timeout_s=config.ice_consent_timeout_s,
         transport_cc=config.transport_cc,
+        adapt_to_links=not config.no_adaptation,
     )
     app[LESSONS] = LiveLessons(
         store, journal, network, config.max_on_stage, config.connect_timeout_s

@@ -53,6 +53,8 @@ class Config:
     self_signed: bool = False
     # label /metrics' per-lesson series with lesson ids (off: /metrics names no lesson)
     metrics_lesson_ids: bool = False
+    # fit what each classroom is sent to its link (off: everybody gets everything, as a baseline)
+    no_adaptation: bool = False
     attendance_retain_days: float | None = 365.0  # None: keep attendance and quality samples
     # transport-wide congestion control feedback to publishers (off: Chrome's slow loss-based
     # ramp, as a baseline)
@@ -399,6 +401,16 @@ _OPTIONS: tuple[_Option, ...] = (
         "",
         "serve HTTPS with a self-signed certificate for this machine, made in DATA_DIR/tls "
         "if there is none (see syncclass cert)",
+        _switch,
+        switch=True,
+    ),
+    _Option(
+        "--no-adaptation",
+        "no_adaptation",
+        "",
+        "send every classroom the full stream whatever its link can carry (a baseline for "
+        "comparison; by default a classroom whose link cannot carry the video gets sound only "
+        "until it can)",
         _switch,
         switch=True,
     ),

@@ -14,7 +14,16 @@ from .store import SqliteLessonStore
 logger = logging.getLogger(__name__)
 
 RETENTION_CHECK_S = 3600.0
-_QUALITY_FIELDS = ("grade", "loss", "jitter_ms", "rtt_ms", "bitrate_kbps", "freezes")
+_QUALITY_FIELDS = (
+    "grade",
+    "loss",
+    "jitter_ms",
+    "rtt_ms",
+    "bitrate_kbps",
+    "freezes",
+    "link_state",
+    "estimate_kbps",
+)
 _TABLES = {
     "attendance": "joined_at",
     "classroom_events": "at",
@@ -78,7 +87,9 @@ class SqliteLessonJournal:
                 self._db.executemany(
                     "INSERT INTO quality_samples (lesson_id, classroom, at, "
                     + ", ".join(_QUALITY_FIELDS)
-                    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    + ") VALUES (?, ?, ?"
+                    + ", ?" * len(_QUALITY_FIELDS)
+                    + ")",
                     rows,
                 )
             except BaseException:

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from media.layers import source_layers
+from media.send_gate import STATES, SWITCHES
 from signaling.contracts import Lesson, LessonState
 from signaling.keys import LESSONS, STORE
 from signaling.live_lesson import LiveLesson
@@ -131,6 +132,25 @@ class _Collector:
         yield _gauge(
             "syncclass_video_layers", "video layers arriving from publishers now", len(layers)
         )
+        links = Counter(
+            peer.gate.state for here in held.values() if here for peer in here.links().values()
+        )
+        by_link = GaugeMetricFamily(
+            "syncclass_classrooms_by_link",
+            "classrooms of live lessons by what their link is sent (full, audio_only)",
+            labels=["state"],
+        )
+        for state in STATES:
+            by_link.add_metric([state], links.get(state, 0))
+        yield by_link
+        switches = CounterMetricFamily(
+            "syncclass_link_switches",
+            "classrooms switched to a link state (video paused or resumed), since start",
+            labels=["state"],
+        )
+        for state in STATES:
+            switches.add_metric([state], SWITCHES[state])
+        yield switches
 
         if self._lesson_ids:
             yield from self._per_lesson(live, held)

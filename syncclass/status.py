@@ -11,6 +11,7 @@ from aiohttp import web
 from media.drops import DROPPED
 from media.layers import source_layers
 from media.router import Router
+from media.subscriber import Subscriber
 from media.tcp_mux import TcpPort
 from media.udp_mux import SharedPort
 from signaling.auth import require_admin
@@ -94,6 +95,23 @@ def _tcp_port(port: TcpPort) -> dict[str, object]:
     }
 
 
+def _link(lesson_id: str, name: str, peer: Subscriber) -> dict[str, object]:
+    """One classroom's link: its estimate, what it is sent (高清 / 仅声音) and why, and the
+    packets the server sent it (retransmissions and probes included)."""
+    stats = [c.stats for c in peer.consumers]
+    return {
+        "lesson": lesson_id,
+        "name": name,
+        **peer.gate.as_json(),
+        "packets": sum(s.packets for s in stats),
+        "retransmitted": sum(s.retransmitted for s in stats),
+        "padding_kb": round(sum(s.padding_octets for s in stats) / 1000, 1),
+        "nacks": sum(s.nacks for s in stats),
+        "not_resent": sum(s.nacks_suppressed + s.too_late for s in stats),
+        "keyframe_requests": sum(s.keyframe_requests for s in stats),
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     require_admin(request)
     lessons = request.app[LESSONS]
@@ -118,6 +136,12 @@ async def status(request: web.Request) -> web.Response:
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),
             "video_layers": _video_layers(routers),
+            # each classroom's link: estimate, state (full / audio_only) and why
+            "classrooms": [
+                _link(live.id, name, peer)
+                for live in lessons.all()
+                for name, peer in live.links().items()
+            ],
         }
     )
 

@@ -122,6 +122,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     ("ALTER TABLE lessons ADD COLUMN origin_generation INTEGER NOT NULL DEFAULT 0",),
     ("ALTER TABLE recordings ADD COLUMN public_stage INTEGER NOT NULL DEFAULT 0",),
+    (
+        # what each classroom was sent (full, audio_only) and its link's estimate
+        "ALTER TABLE quality_samples ADD COLUMN link_state TEXT",
+        "ALTER TABLE quality_samples ADD COLUMN estimate_kbps REAL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

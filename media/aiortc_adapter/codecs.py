@@ -49,6 +49,11 @@ def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...])
         for c in transceiver._codecs
         if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in media_types
     ]
+    for codec in kept:
+        if codec.mimeType.lower() == "audio/opus":
+            # Opus in-band FEC end to end: the teacher's encoder adds it when the answer asks
+            # and its receiver reports tell loss (RFC 7587); classrooms get it forwarded
+            codec.parameters["useinbandfec"] = 1
     transceiver._codecs = kept
     return codecs_of(kept)
 

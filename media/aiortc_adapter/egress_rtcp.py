@@ -36,6 +36,7 @@ from aiortc.rtp import (
 
 from ..codec import HeaderExtension
 from ..consumer import EgressParameters, RtpLink
+from ..rtp_packet import ABS_SEND_TIME
 from ..sender_clock import unix_to_ntp
 from .rtcp_guard import guard_rtcp
 from .rtp_writer import DtlsLink
@@ -94,6 +95,7 @@ class EgressRtcp:
         link = DtlsLink(sender.transport)
         self._link = link
         extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
+        link.stamp_send_time = any(e.uri == ABS_SEND_TIME for e in extensions)
         self._sink.attach(link, EgressParameters(sender._ssrc, sender._rtx_ssrc, extensions))
 
     async def _run_rtp(self, codec: Any) -> None:

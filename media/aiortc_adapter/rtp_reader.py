@@ -48,6 +48,30 @@ class IngressSink(Protocol):
         self, sender_time: float, rtp_timestamp: int, arrival: float, ssrc: int | None = None
     ) -> None: ...
 
+    def downstream_loss(self) -> float:
+        """The worst loss (0..1) the receivers of this stream report."""
+        ...
+
+
+# the most downstream loss told to a publisher: beyond it in-band FEC helps little, and one
+# classroom that receives nothing must not make the teacher's encoder spend all on it
+MAX_TOLD_LOSS = 0.2
+
+
+class _DownstreamLoss(StreamStatistics):
+    """The statistics of the receiver reports aiortc sends for a sound stream, reporting at
+    least the worst classroom's loss: the teacher's Opus encoder then adds in-band FEC."""
+
+    def __init__(self, clockrate: int, sink: IngressSink) -> None:
+        super().__init__(clockrate)
+        self._sink = sink
+
+    @property
+    def fraction_lost(self) -> int:
+        own: int = super().fraction_lost
+        told = round(min(self._sink.downstream_loss(), MAX_TOLD_LOSS) * 256)
+        return max(own, told)
+
 
 class ReceiveParameters:
     """What negotiation fixed for one inbound stream."""
@@ -86,18 +110,23 @@ class _Ingress:
     """The per-receiver half of the receive path that an SFU keeps: statistics for the
     receiver reports aiortc still sends, then the producer."""
 
-    __slots__ = ("receiver", "sink", "statistics", "clock_rate")
+    __slots__ = ("receiver", "sink", "statistics", "clock_rate", "audio")
 
     def __init__(self, receiver: RTCRtpReceiver, sink: IngressSink, codec: Codec) -> None:
         self.receiver = receiver
         self.sink = sink
         self.statistics: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams
         self.clock_rate = codec.clock_rate
+        self.audio = codec.kind == "audio"
 
     def handle(self, packet: RtpPacket, arrival: float) -> None:
         statistics = self.statistics.get(packet.ssrc)
         if statistics is None:
-            statistics = self.statistics[packet.ssrc] = StreamStatistics(self.clock_rate)
+            statistics = self.statistics[packet.ssrc] = (
+                _DownstreamLoss(self.clock_rate, self.sink)
+                if self.audio
+                else StreamStatistics(self.clock_rate)
+            )
         statistics.add(packet)  # type: ignore[arg-type]  # reads what our packet has too
         self.sink.on_rtp(packet, arrival)
 

@@ -72,11 +72,19 @@ class DtlsLink:
         "_udp",
         "_remote",
         "reliable",
+        "stamp_send_time",
+        "repeat",
         "__weakref__",
     )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
+        # the peer negotiated abs-send-time: each packet's is re-stamped as it leaves, so that
+        # the peer's bandwidth estimate measures its own link, not the publisher's
+        self.stamp_send_time = False
+        # each datagram sent twice (sound on a lossy link: the peer's replay check drops the
+        # copy when the original arrived)
+        self.repeat = False
         self._connection = dtls.transport._connection
         self._length = srtp_ffi.new("int *")
         self._new_buffer()
@@ -143,23 +151,38 @@ class DtlsLink:
                 ssrc,
                 extension_ids,
             )
+            at = packet.send_time_at
+            if at and self.stamp_send_time:
+                batch.views[slot][at : at + 3] = packet.send_stamp
             if srtp_lib.srtp_protect(srtp, batch.buffers[slot], length):
                 logger.debug("SRTP protect failed for seq %d", sequence_number)
                 return
             batch.commit(slot, length[0], self._name)
+            if self.repeat:
+                size = length[0]
+                again = batch.slot()  # after a flush the slot's bytes are still there
+                batch.views[again][:size] = batch.views[slot][:size]
+                batch.commit(again, size, self._name)
             return
         view = self._view
         length[0] = rewrite_into(
             view, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
         )
+        at = packet.send_time_at
+        if at and self.stamp_send_time:
+            view[at : at + 3] = packet.send_stamp
         if srtp_lib.srtp_protect(srtp, self._cdata, length):
             logger.debug("SRTP protect failed for seq %d", sequence_number)
             return
         udp = self._udp
         if udp is None:  # a TURN allocation wraps the datagram itself
             self._send(view[: length[0]].tobytes())
+            if self.repeat:
+                self._send(view[: length[0]].tobytes())
             return
         udp.sendto(view[: length[0]], self._remote)
+        if self.repeat:
+            udp.sendto(view[: length[0]], self._remote)
         if udp.get_write_buffer_size():
             # the socket was full and the datagram waits in the transport's queue, still
             # pointing into this buffer: the next packet gets a fresh one

@@ -185,6 +185,9 @@ def test_rtp_reader_hooks() -> None:
     assert "def route_rtp(self, packet" in source(RtpRouter)
     # our ingress packet object offers what these read
     assert "packet.timestamp" in source(StreamStatistics.add)
+    # the receiver reports of a sound stream tell the worst classroom's loss (_DownstreamLoss)
+    assert isinstance(StreamStatistics.__dict__["fraction_lost"], property)
+    assert "fraction_lost=stream.fraction_lost" in source(RTCRtpReceiver._run_rtcp)
 
 
 def test_rtcp_guard_hooks() -> None:

@@ -72,6 +72,8 @@ class Upstream:
 
 
 class Link:
+    reliable = False
+
     def __init__(self) -> None:
         self.sent: list[RtpPacket] = []
 

@@ -421,6 +421,8 @@ async def test_a_lossy_classroom_is_graded_worse_than_a_clean_one(
             told = await until(desk, lambda m: m["type"] == "quality", 5)
             for row in told["classrooms"]:
                 grades[row["name"]].append(row["grade"])
+                # 5 % random loss that retransmission repairs keeps the picture (高清)
+                assert row["link_state"] == "full", row
             if len(grades["Lossy"]) >= 5:
                 break
         settled = {name: seen[2:] for name, seen in grades.items()}  # after the first reports
@@ -458,6 +460,9 @@ async def test_metrics_parse_and_move_with_traffic(server: Server) -> None:
     # no lesson is named by default (tests/syncclass/test_metrics_lesson_ids.py)
     assert not any(lesson["id"] in key for key in after)
     assert "syncclass_classrooms_by_quality{grade=good}" in after
+    # what each classroom's link is sent (full picture or sound only), and switches
+    assert after["syncclass_classrooms_by_link{state=full}"] >= 1
+    assert "syncclass_link_switches_total{state=audio_only}" in after
     for counter in (
         "syncclass_rtp_packets_received_total",
         "syncclass_rtp_packets_forwarded_total",

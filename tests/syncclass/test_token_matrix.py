@@ -44,7 +44,8 @@ ORIGIN, CLASSROOM, REPLAY = Role.ORIGIN, Role.CLASSROOM, Role.REPLAY
 TOKEN_ROLES = (ORIGIN, CLASSROOM, REPLAY)
 
 # Anyone may call these: the pages and their files hold code, not data (the data comes from
-# the API, with a credential); the library lists public recordings only; metrics are counts.
+# the API, with a credential); the library lists public recordings only; metrics are counts;
+# the network check answers with a throwaway data channel and is rate-limited per address.
 PUBLIC = {
     ("GET", "/"),
     ("GET", "/lessons/{lesson_id}/teach"),
@@ -55,6 +56,8 @@ PUBLIC = {
     ("GET", "/static"),
     ("GET", "/api/recordings"),
     ("GET", "/metrics"),
+    ("GET", "/check"),
+    ("POST", "/api/check"),
 }
 
 

@@ -35,6 +35,7 @@ const view = {
   maxClassrooms: null,
   seenPictures: false,
   soundBlocked: false,
+  audioOnly: false, // the server sends sound only: this room's link cannot carry the picture
 };
 let player = null;
 let watches = null;
@@ -107,6 +108,9 @@ function render() {
   } else if (live && view.connection === 'connecting' && current !== 'playing') {
     status.hidden = false;
     setText(status, 'join.status.connecting');
+  } else if (live && view.audioOnly) {
+    status.hidden = false;
+    setText(status, 'join.status.audioOnly');
   } else {
     status.hidden = true;
   }
@@ -363,7 +367,15 @@ function openEvents() {
       render();
     },
     onEnded: ended,
-    onMessage: (message) => interaction.message(message),
+    onMessage: (message) => {
+      if (message.type === 'link') {
+        view.audioOnly = message.state === 'audio_only';
+        $('status').dataset.link = message.state;
+        render();
+      } else {
+        interaction.message(message);
+      }
+    },
     onStatus: (connected) => {
       if (!connected) view.sources = view.onStage = null; // fall back to the pictures alone
       interaction.render();

@@ -94,6 +94,7 @@ class FeedTile {
     root.dataset.picture = String(this.picture);
     root.dataset.sound = String(this.sound);
     root.dataset.grade = this.quality?.grade ?? 'unknown';
+    root.dataset.link = this.quality?.link_state ?? 'unknown';
     setText(this.handMark, 'teach.tile.hand', { n: this.handOrder });
     this.handMark.hidden = !(this.handOrder > 0);
     setText(this.stageMark, 'teach.tile.onStage');
@@ -108,6 +109,20 @@ class FeedTile {
         loss: (q.loss * 100).toFixed(1),
         rtt: typeof q.rtt_ms === 'number' ? Math.round(q.rtt_ms) : '–',
       });
+      if (q.link_state) {
+        // what the server sends this classroom (高清 / 仅声音), its link's estimate, and why
+        const state = t(`link.${q.link_state}`);
+        let line = typeof q.estimate_kbps === 'number'
+          ? t('link.estimate', { state, kbps: Math.round(q.estimate_kbps) })
+          : state;
+        if (q.link_state === 'audio_only' && q.link_why) {
+          const why = t(`link.why.${q.link_why}`);
+          if (why !== `link.why.${q.link_why}`) line += why;
+        }
+        const link = element('span', 'link-state');
+        link.textContent = ` · ${line}`;
+        this.figures.append(link);
+      }
     } else {
       this.figures.textContent = '';
     }

@@ -95,6 +95,7 @@ function tile(lesson) {
     fact('live.classrooms', count),
     fact('live.sources', sourcesText(lesson.sources || [])),
     fact('live.onStage', (lesson.on_stage || []).join('、') || t('live.none')),
+    fact('live.audioOnly', String(lesson.audio_only ?? 0)),
     fact('live.recording', recordingText(lesson.recording)),
   );
   facts.lastChild.dataset.recording = lesson.recording?.state ?? 'off';

@@ -102,6 +102,7 @@ export const STRINGS = {
     'join.exitFullscreen': '退出全屏',
     'join.status.connecting': '正在连接…',
     'join.status.reconnecting': '网络中断，正在重新连接…',
+    'join.status.audioOnly': '仅声音 — 网络较差',
     'join.room': '教室：{name}',
 
     'recordings.title': '录像回放',
@@ -207,6 +208,7 @@ export const STRINGS = {
     'join.exitFullscreen': 'Exit full screen',
     'join.status.connecting': 'Connecting…',
     'join.status.reconnecting': 'Network lost, reconnecting…',
+    'join.status.audioOnly': 'Sound only — weak network',
     'join.room': 'Classroom: {name}',
 
     'recordings.title': 'Recordings',

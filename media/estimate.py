@@ -1,0 +1,171 @@
+"""What the server believes one classroom's link can carry now (its *estimate*), from what the
+classroom tells it: REMB, the loss and round trip of its receiver reports, its NACKs.
+
+Two bounds, the lower one counts:
+
+- **REMB**, the classroom's own measure of its link (its receive-side estimator watches the
+  delay of the packets it gets, stamped with abs-send-time as they leave this server). It is
+  followed down at once and up at most ``RISE_PER_S`` per second. A REMB alone is no proof
+  of congestion: a receiver's estimator dips below what it is sent at every burst of jitter,
+  and grows back.
+- **Loss with queueing.** A classroom that loses packets while its round trip grows above
+  the shortest one seen is congested: its bound drops to what it was sent, less half the loss
+  (as GCC's loss-based controller does). Loss without queueing (random loss of 1–3 % on a
+  rural line, which retransmission repairs) is not congestion and moves nothing; only heavy
+  loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Without congestion the
+  bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything.
+
+A classroom that tells nothing (no REMB, no receiver report) has no estimate (``bps`` None):
+nothing is held back from it.
+"""
+
+from __future__ import annotations
+
+import math
+
+RISE_PER_S = 0.08  # the most the estimate may grow per second (up slowly)
+HEAVY_LOSS = 0.10  # a report losing this much is congestion, whatever the round trip
+LIGHT_LOSS = 0.02  # from here on, loss with a growing round trip is congestion
+QUEUEING_MS = 40.0  # a round trip this much above the shortest one seen is a queue ...
+QUEUEING_SHARE = 0.3  # ... or this share of the shortest one, whichever is more
+BASE_RTT_MEMORY_S = 30.0  # the shortest round trip is forgotten slowly (routes change)
+REMB_FRESH_S = 5.0  # a REMB older than this bounds nothing any more
+# A receive-side estimator that sees its link overused answers with 0.85 of what it received
+# (GCC's AIMD decrease), so the link carried up to the REMB over 0.85; but a growing REMB runs
+# up to 1.5 times what it received. The REMB is taken as it is (over this share): probes
+# that overrate the link cost the sound when the picture resumes.
+REMB_DECREASE = 1.0
+LOSS_BOUND_SLACK = 1.5  # the loss bound is dropped once this far above what is sent
+NACK_WINDOW_S = 2.0
+
+
+class Estimate:
+    """One classroom's estimate. Fed from its consumers' RTCP; ``now`` is monotonic seconds.
+
+    ``bps`` is the estimate (None: unknown, nothing bounds the link); ``reason`` says what set
+    it last: ``remb``, ``loss`` (heavy loss), ``queueing`` (loss with a growing round trip).
+    """
+
+    __slots__ = (
+        "bps",
+        "reason",
+        "congested",
+        "queueing",
+        "rtt_ms",
+        "loss",
+        "nack_rate",
+        "_remb",
+        "_remb_at",
+        "_loss_bound",
+        "_base_rtt",
+        "_base_rtt_at",
+        "_updated_at",
+        "_nacks",
+        "_nacks_at",
+    )
+
+    def __init__(self) -> None:
+        self.bps: float | None = None
+        self.reason = ""
+        self.congested = False
+        self.queueing = False  # the latest round trip is well above the shortest one seen
+        self.rtt_ms: float | None = None
+        self.loss = 0.0  # the latest reported loss, 0..1
+        self.nack_rate = 0.0  # sequence numbers asked for again, per second
+        self._remb: float | None = None
+        self._remb_at = -math.inf
+        self._loss_bound: float | None = None
+        self._base_rtt: float | None = None
+        self._base_rtt_at = -math.inf
+        self._updated_at: float | None = None
+        self._nacks = 0
+        self._nacks_at: float | None = None
+
+    # what the classroom says
+
+    def on_remb(self, bps: float, now: float) -> None:
+        self._remb = bps / REMB_DECREASE
+        self._remb_at = now
+        self._update(now, "remb")
+
+    def remb(self, now: float) -> float | None:
+        """The classroom's latest REMB as it said it, if fresh."""
+        if self._remb is None or now - self._remb_at > REMB_FRESH_S:
+            return None
+        return self._remb * REMB_DECREASE
+
+    def on_report(
+        self, fraction_lost: float, rtt_ms: float | None, sent_bps: float, now: float
+    ) -> None:
+        """A receiver report: ``fraction_lost`` (0..1) of the stream it covers, the round trip
+        if known, and what the server sent the classroom lately (all its streams, bit/s)."""
+        self.loss = fraction_lost
+        queueing = False
+        if rtt_ms is not None:
+            self.rtt_ms = rtt_ms
+            base = self._base_rtt
+            if base is None or rtt_ms < base or now - self._base_rtt_at > BASE_RTT_MEMORY_S:
+                self._base_rtt, self._base_rtt_at = rtt_ms, now
+                base = rtt_ms
+            queueing = rtt_ms - base > max(QUEUEING_MS, QUEUEING_SHARE * base)
+        self.queueing = queueing
+        heavy = fraction_lost >= HEAVY_LOSS
+        self.congested = heavy or (fraction_lost >= LIGHT_LOSS and queueing)
+        if self.congested and sent_bps > 0:
+            bound = sent_bps * (1 - 0.5 * fraction_lost)
+            if self._loss_bound is None or bound < self._loss_bound:
+                self._loss_bound = bound
+            self._update(now, "loss" if heavy else "queueing")
+            return
+        if self._loss_bound is not None and self._updated_at is not None:
+            grown = self._loss_bound * (1 + RISE_PER_S * max(now - self._updated_at, 0.0))
+            slack = LOSS_BOUND_SLACK * max(sent_bps, 1.0)
+            self._loss_bound = None if grown > slack else grown
+        self._update(now, self.reason)
+
+    def on_nacks(self, count: int, now: float) -> None:
+        """``count`` sequence numbers asked for again (for the record: the loss a NACK tells
+        is repaired, so it is no reason to send less)."""
+        if self._nacks_at is None:
+            self._nacks_at = now
+        self._nacks += count
+        elapsed = now - self._nacks_at
+        if elapsed >= NACK_WINDOW_S:
+            self.nack_rate = self._nacks / elapsed
+            self._nacks, self._nacks_at = 0, now
+
+    # the estimate
+
+    def _update(self, now: float, reason: str) -> None:
+        remb = self._remb if now - self._remb_at <= REMB_FRESH_S else None
+        bounds = [b for b in (remb, self._loss_bound) if b is not None]
+        target = min(bounds) if bounds else None
+        current = self.bps
+        last = self._updated_at
+        self._updated_at = now
+        if target is None:
+            self.bps = None
+            return
+        if current is not None and target > current and last is not None:
+            # up slowly: at most RISE_PER_S per second since the last update
+            target = min(target, current * (1 + RISE_PER_S * max(now - last, 0.0)))
+        if current is None or target < current:
+            self.reason = "remb" if remb is not None and target >= remb - 1 else reason
+        self.bps = target
+
+    def refresh(self, now: float) -> None:
+        """Let a stale REMB go (no feedback at all for a while)."""
+        self._update(now, self.reason)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "estimate_kbps": None if self.bps is None else round(self.bps / 1000, 1),
+            "reason": self.reason,
+            "congested": self.congested,
+            "remb_kbps": None
+            if self._remb is None
+            else round(self._remb * REMB_DECREASE / 1000, 1),
+            "loss": round(self.loss, 4),
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1),
+            "nacks_per_s": round(self.nack_rate, 1),
+        }

@@ -1,0 +1,347 @@
+"""What one classroom's consumers may send now, decided from its estimate: audio always, video
+while the estimate carries it (DESIGN §4.7).
+
+The *floor* is what the lowest video layer needs, with a margin; today the only layer is the
+source as the teacher sends it, so the floor is its measured bitrate. When the classroom is
+congested (estimate.congested) and its estimate is below the floor, or the estimate is far
+below it, the classroom's video consumers pause (audio goes on); they resume, at a keyframe,
+once the estimate has stayed above the floor with room to spare for ``RESUME_HOLD_S``, and
+not before the pause has lasted its hold time (``PAUSE_HOLD_S``, doubled each time a resume does not
+last, so a link on the edge does not oscillate). While video pauses, the video consumers send
+padding (a *probe*, on their RTX stream) at a share of the classroom's REMB, in windows, so
+that its REMB measures its link and can grow back; a classroom that never sent a REMB is
+tried again (video resumes) once the hold is over.
+
+A layer selector extends this: instead of on/off, the layer that fits the estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .estimate import LIGHT_LOSS, Estimate
+
+FLOOR_MARGIN = 1.0  # the video floor: the layer's bitrate with this margin, plus audio
+FAR_BELOW = 0.5  # an estimate under this share of the floor pauses video without more proof
+WARMUP_S = 3.0  # ... once the classroom's REMB has been heard this long (it starts low)
+RESUME_MARGIN = 1.25  # video resumes once the estimate is this far above the floor ...
+RESUME_HOLD_S = 2.0  # ... for this long
+PAUSE_HOLD_S = 4.0  # a pause lasts at least this long at first ...
+PAUSE_HOLD_MAX_S = 60.0  # ... doubled up to this when a resume did not last ...
+STABLE_S = 30.0  # ... that is, when video paused again within this long
+# Padding while paused: this share of the classroom's REMB (which measures its video stream,
+# padding included, not its sound), at least
+# PROBE_MIN_BPS (so that its estimator is fed and its REMB stays fresh). Its REMB grows at
+# most to 1.5 times what it receives, so the padding climbs step by step; when the link is
+# full, the REMB falls and the padding with it, before the queue costs the sound much.
+PROBE_SHARE = 0.9
+PROBE_MIN_BPS = 64_000
+PROBE_INTERVAL_S = 0.05
+# Probes come in windows: one this long, then a rest as long as the pause's hold (doubled each
+# time, up to PAUSE_HOLD_MAX_S), so that a link that cannot carry the picture is not kept full
+# of padding.
+PROBE_WINDOW_S = 8.0
+# Sound is sent twice (the same SRTP datagram: a copy that arrives after the original is
+# dropped by the classroom's replay check) while its receiver reports lose this much of it,
+# until they have lost less than AUDIO_REPEAT_OFF for AUDIO_REPEAT_HOLD_S: random loss of a
+# few percent then costs one frame in a thousand, on any client, for ~50 kbit/s more.
+AUDIO_REPEAT_ON = 0.01
+AUDIO_REPEAT_OFF = 0.003
+AUDIO_REPEAT_HOLD_S = 30.0
+RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
+NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
+
+FULL = "full"
+AUDIO_ONLY = "audio_only"
+STATES = (FULL, AUDIO_ONLY)
+
+# switches of every gate since the server started, by the state switched to (for /metrics)
+SWITCHES: dict[str, int] = {FULL: 0, AUDIO_ONLY: 0}
+
+
+class GatedConsumer(Protocol):
+    """A consumer the gate opens and closes (implemented by Consumer)."""
+
+    kind: str
+
+    def sent_octets(self) -> int:
+        """Everything sent so far: media, retransmissions, padding (bytes on the wire)."""
+        ...
+
+    def source_octets(self) -> tuple[int, float] | None:
+        """Bytes the followed source has received so far, and when (None: no source)."""
+        ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def send_padding(self, octets: int) -> int:
+        """Send about ``octets`` of padding; returns how many were sent (0: cannot)."""
+        ...
+
+    def repeat(self, on: bool) -> None:
+        """Send each packet twice (sound on a lossy link), or once again."""
+        ...
+
+
+class _Rate:
+    """A bitrate from a growing byte counter, over windows of at least RATE_WINDOW_S."""
+
+    __slots__ = ("bps", "_octets", "_at")
+
+    def __init__(self) -> None:
+        self.bps = 0.0
+        self._octets: int | None = None
+        self._at = 0.0
+
+    def update(self, octets: int, now: float) -> float:
+        if self._octets is None or octets < self._octets:
+            self._octets, self._at = octets, now
+        elif now - self._at >= RATE_WINDOW_S:
+            self.bps = (octets - self._octets) * 8 / (now - self._at)
+            self._octets, self._at = octets, now
+        return self.bps
+
+
+class SendGate:
+    """Owned by one classroom's subscriber, shared by its consumers. ``adaptive`` off: the
+    estimate is kept (and shown) but nothing is ever held back."""
+
+    def __init__(
+        self,
+        adaptive: bool = True,
+        now: Callable[[], float] = time.monotonic,
+        on_change: Callable[[SendGate], None] | None = None,
+    ) -> None:
+        self.estimate = Estimate()
+        self.adaptive = adaptive
+        self.video = True
+        self.state = FULL
+        self.reason = ""
+        self.switches = 0
+        self.floor_bps: float | None = None
+        self.sent_bps = 0.0
+        self.audio_repeat = False
+        self._audio_clean_since: float | None = None
+        self.time_in: dict[str, float] = {FULL: 0.0, AUDIO_ONLY: 0.0}
+        self._consumers: list[GatedConsumer] = []
+        self._now = now
+        self._on_change = on_change
+        self._since = now()
+        self._state_at = self._since
+        self._hold = PAUSE_HOLD_S
+        self._resumed_at = -1e9
+        self._room_since: float | None = None
+        self._sent = _Rate()
+        self._source: dict[int, _Rate] = {}
+        self._probe: asyncio.TimerHandle | None = None
+        self._reported_at = self._since
+        self._first_remb_at: float | None = None
+        self._probe_from: float | None = None
+        self._probe_rest_until = 0.0
+        self._probe_rest = PAUSE_HOLD_S
+
+    def add(self, consumer: GatedConsumer) -> None:
+        self._consumers.append(consumer)
+
+    # feedback, from the consumers
+
+    def on_remb(self, bps: int) -> None:
+        now = self._now()
+        if self._first_remb_at is None:
+            self._first_remb_at = now
+        self.estimate.on_remb(bps, now)
+        self._reported_at = now
+        self._decide(now)
+
+    def on_report(self, fraction_lost: float, rtt_ms: float | None, kind: str = "video") -> None:
+        now = self._now()
+        if kind == "audio":
+            self._audio_loss(fraction_lost, now)
+        self._measure(now)
+        self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now)
+        self._reported_at = now
+        self._decide(now)
+
+    def on_nacks(self, count: int) -> None:
+        self.estimate.on_nacks(count, self._now())
+
+    def _audio_loss(self, fraction_lost: float, now: float) -> None:
+        if not self.adaptive:
+            return
+        repeat = self.audio_repeat
+        if fraction_lost >= AUDIO_REPEAT_ON:
+            repeat = True
+            self._audio_clean_since = None
+        elif fraction_lost < AUDIO_REPEAT_OFF:
+            if self._audio_clean_since is None:
+                self._audio_clean_since = now
+            elif now - self._audio_clean_since >= AUDIO_REPEAT_HOLD_S:
+                repeat = False
+        if repeat != self.audio_repeat:
+            self.audio_repeat = repeat
+            for consumer in self._consumers:
+                if consumer.kind == "audio":
+                    consumer.repeat(repeat)
+
+    @property
+    def link_full(self) -> bool:
+        """The estimate says the link carries no more than is sent: retransmissions and
+        keyframes would feed the congestion."""
+        estimate = self.estimate
+        bps = estimate.bps
+        # an estimate under what is sent is proof only with queueing seen: a receiver's REMB
+        # dips on every jitter burst, and random loss that retransmission repairs is no reason
+        # to stop repairing it
+        return (
+            self.adaptive
+            and bps is not None
+            and (estimate.congested or (bps < self.sent_bps and estimate.queueing))
+        )
+
+    # the decision
+
+    def _measure(self, now: float) -> None:
+        self.sent_bps = self._sent.update(sum(c.sent_octets() for c in self._consumers), now)
+        floor = 0.0
+        known = False
+        for consumer in self._consumers:
+            source = consumer.source_octets()
+            if source is None:
+                continue
+            rate = self._source.setdefault(id(consumer), _Rate())
+            bps = rate.update(source[0], now)
+            if consumer.kind == "video":
+                known = known or bps > 0
+                floor += bps * FLOOR_MARGIN
+            else:
+                floor += bps
+        self.floor_bps = floor if known else None
+
+    def _decide(self, now: float) -> None:
+        estimate = self.estimate.bps
+        floor = self.floor_bps
+        if not self.adaptive or floor is None:
+            return
+        if self.video:
+            # congestion (loss with queueing, or heavy loss) and an estimate below the floor;
+            # or an estimate so far below it that waiting for the loss would cost the sound
+            warm = self._first_remb_at is not None and now - self._first_remb_at >= WARMUP_S
+            if estimate is not None and (
+                (warm and estimate < floor * FAR_BELOW)
+                or (estimate < floor and self.estimate.congested)
+            ):
+                held = now - self._resumed_at < STABLE_S
+                self._hold = min(self._hold * 2, PAUSE_HOLD_MAX_S) if held else PAUSE_HOLD_S
+                self._set(False, self.estimate.reason or "estimate", now)
+            return
+        # a classroom that never sent a REMB can only be tried; one whose REMB went stale
+        # (between probe windows) waits for the next window
+        trial = estimate is None and self._first_remb_at is None
+        if trial or (estimate is not None and estimate >= floor * RESUME_MARGIN):
+            if self._room_since is None:
+                self._room_since = now
+            waited = now - self._state_at >= self._hold
+            if waited and (estimate is None or now - self._room_since >= RESUME_HOLD_S):
+                self._set(True, "probe" if estimate is not None else "no_estimate", now)
+        else:
+            self._room_since = None
+
+    def _set(self, video: bool, reason: str, now: float) -> None:
+        self.time_in[self.state] += now - self._state_at
+        self._state_at = now
+        self.video = video
+        self.state = FULL if video else AUDIO_ONLY
+        self.reason = reason
+        self.switches += 1
+        SWITCHES[self.state] += 1
+        self._room_since = None
+        for consumer in self._consumers:
+            if consumer.kind == "video":
+                if video:
+                    consumer.resume()
+                else:
+                    consumer.pause()
+        if video:
+            self._resumed_at = now
+            self._stop_probe()
+        else:
+            self._probe_from = now
+            self._probe_rest_until = 0.0
+            self._probe_rest = self._hold
+            self._schedule_probe()
+        if self._on_change is not None:
+            self._on_change(self)
+
+    def times(self) -> dict[str, float]:
+        """Seconds spent in each state so far."""
+        times = dict(self.time_in)
+        times[self.state] += self._now() - self._state_at
+        return times
+
+    # probes
+
+    def _schedule_probe(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._probe = loop.call_later(PROBE_INTERVAL_S, self._send_probe)
+
+    def _stop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
+    def _send_probe(self) -> None:
+        self._probe = None
+        if self.video:
+            return
+        now = self._now()
+        if now - self._reported_at > NO_REPORT_S:
+            self.estimate.refresh(now)
+            self._decide(now)
+            if self.video:
+                return
+        if now < self._probe_rest_until:
+            self._schedule_probe()
+            return
+        if self._probe_from is None:
+            self._probe_from = now
+        elif now - self._probe_from > PROBE_WINDOW_S:
+            self._probe_from = None
+            self._probe_rest_until = now + self._probe_rest
+            self._probe_rest = min(self._probe_rest * 2, PAUSE_HOLD_MAX_S)
+            self._schedule_probe()
+            return
+        if self.floor_bps is not None:
+            # padding up to a share of the REMB, never above what resuming needs
+            remb = self.estimate.remb(now) or 0.0
+            target = min(PROBE_SHARE * remb, self.floor_bps * RESUME_MARGIN)
+            if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:
+                target = 0.0  # the link is full already: the sound comes first
+            octets = int(max(target, PROBE_MIN_BPS) * PROBE_INTERVAL_S / 8)
+            for consumer in self._consumers:
+                if consumer.kind == "video" and octets > 0:
+                    octets -= consumer.send_padding(octets)
+        self._schedule_probe()
+
+    def close(self) -> None:
+        self._stop_probe()
+        self._consumers.clear()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "why": self.reason,
+            "adaptive": self.adaptive,
+            "floor_kbps": None if self.floor_bps is None else round(self.floor_bps / 1000, 1),
+            "sent_kbps": round(self.sent_bps / 1000, 1),
+            "switches": self.switches,
+            "audio_repeat": self.audio_repeat,
+            **self.estimate.as_json(),
+        }

@@ -1,0 +1,182 @@
+"""Each classroom is sent what its own link carries: an aiortc classroom (it sends REMB and
+receiver reports, negotiates no simulcast) behind the link emulator on the poor profile gets
+the teacher's sound without a break once the server has seen its link; a classroom that
+reports nothing keeps the full stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server import Server, start_server
+from tests.support.link_emulator import POOR, LinkEmulator
+from tests.support.media import encode_opus_clip, encode_vp8_clip
+from tests.support.peers import Classroom, Publisher, whep_subscribe, whip_publish
+
+# the teacher's picture: more than the poor profile's 1 Mbit/s can carry
+VIDEO = {"width": 640, "height": 480, "bitrate": 2_000_000, "gop": 60}
+
+
+async def _link_of(server: Server, name: str) -> dict[str, Any] | None:
+    status = await asyncio.to_thread(server.status)
+    return next((c for c in status["classrooms"] if c["name"] == name), None)
+
+
+async def _wait_for_link(
+    server: Server, name: str, accept: Callable[[dict[str, Any]], bool], seconds: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    link = None
+    while time.monotonic() < deadline:
+        link = await _link_of(server, name)
+        if link is not None and accept(link):
+            return link
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"{name}'s link never got there: {link}")
+
+
+async def _teacher(server: Server, title: str) -> tuple[dict[str, Any], Publisher]:
+    lesson = server.create_lesson(title, record=False)
+    publisher = await whip_publish(
+        lesson["whip_url"],
+        lesson["whip_token"],
+        video=encode_vp8_clip(6.0, **VIDEO),
+        audio=encode_opus_clip(6.0),
+    )
+    assert "useinbandfec=1" in publisher.answer_sdp  # Opus FEC, asked of the teacher's encoder
+    await publisher.wait_connected()
+    return lesson, publisher
+
+
+async def test_a_classroom_on_a_poor_link_hears_every_word(server: Server) -> None:
+    lesson, publisher = await _teacher(server, "Poor link")
+    link = LinkEmulator(POOR, seed=5)
+    room: Classroom | None = None
+    # a classroom on a perfect link says how many audio frames the teacher sent meanwhile
+    # (sound only: decoding its picture too would load this process, not the server)
+    reference = await whep_subscribe(
+        lesson["whep_url"] + "?name=reference", lesson["whep_token"], name="reference", videos=0
+    )
+    try:
+        room = await whep_subscribe(
+            lesson["whep_url"] + "?name=poor", lesson["whep_token"], name="poor", link=link
+        )
+        # the answer lets the classroom measure its link and say so
+        assert "goog-remb" in room.answer_sdp
+        assert "abs-send-time" in room.answer_sdp
+        assert "useinbandfec=1" in room.answer_sdp
+        await room.wait_connected(timeout=15)
+        await room.wait_for_frames(1, timeout=20, kind="audio")
+        # the server sees the link cannot carry the picture and sends sound only
+        paused = await _wait_for_link(server, "poor", lambda c: c["state"] == "audio_only", 30)
+        assert (
+            paused["estimate_kbps"] is not None and paused["estimate_kbps"] < paused["floor_kbps"]
+        )
+        assert paused["why"] in ("remb", "loss", "queueing")
+        await asyncio.sleep(1.0)  # what was queued in the link before the pause drains
+        seconds = 15.0
+        audio, video, began = room.audio_frames, room.video_frames, time.monotonic()
+        sent = reference.audio_frames
+        bytes_in = link.downlink.stats.bytes_in
+        dropped = link.downlink.stats.as_dict()
+        await asyncio.sleep(seconds)
+        took = time.monotonic() - began
+        dropped = {k: v - dropped[k] for k, v in link.downlink.stats.as_dict().items()}
+        played = (room.audio_frames - audio) / (reference.audio_frames - sent)
+        kbps_in = (link.downlink.stats.bytes_in - bytes_in) * 8 / took / 1000
+        now = await _link_of(server, "poor")
+        print(
+            f"poor link, adapted: audio {played:.1%} of frames played over {took:.1f} s, "
+            f"video {room.video_frames - video} frames, {kbps_in:.0f} kbit/s into the link; "
+            f"{now}; in the window {dropped}"
+        )
+        assert now is not None
+        assert played >= 0.99
+        # what it is sent fits its link: sound and probes, not the 2 Mbit/s picture
+        assert kbps_in < 1000
+    finally:
+        if room is not None:
+            await room.close()
+        await reference.close()
+        await publisher.close()
+        link.close()
+
+
+async def test_a_classroom_that_reports_nothing_keeps_the_full_stream(server: Server) -> None:
+    lesson, publisher = await _teacher(server, "Silent classroom")
+    link = LinkEmulator(POOR, seed=6)
+    room: Classroom | None = None
+    try:
+        room = await whep_subscribe(
+            lesson["whep_url"] + "?name=silent", lesson["whep_token"], name="silent", link=link
+        )
+
+        async def nothing(*args: object) -> None:
+            return None
+
+        # no receiver report, no REMB, no NACK, no PLI: RTCP never leaves this classroom
+        for transceiver in room.pc.getTransceivers():
+            transceiver.receiver._send_rtcp = nothing  # type: ignore[method-assign]
+        await room.wait_connected(timeout=15)
+        await room.wait_for_frames(1, timeout=20, kind="audio")
+        began = time.monotonic()
+        bytes_in = link.downlink.stats.bytes_in
+        states = set()
+        while time.monotonic() - began < 12:
+            current = await _link_of(server, "silent")
+            assert current is not None
+            states.add(current["state"])
+            await asyncio.sleep(0.5)
+        kbps_in = (link.downlink.stats.bytes_in - bytes_in) * 8 / (time.monotonic() - began) / 1000
+        print(f"silent classroom: {current}, {kbps_in:.0f} kbit/s sent into its link")
+        assert states == {"full"}
+        assert current["estimate_kbps"] is None
+        assert current["switches"] == 0
+        assert kbps_in > 1500  # the whole picture, as today
+    finally:
+        if room is not None:
+            await room.close()
+        await publisher.close()
+        link.close()
+
+
+async def test_the_teacher_is_told_the_worst_classrooms_sound_loss(tmp_path: Path) -> None:
+    # without adaptation the sound is not sent twice: the classroom's loss stays as it is
+    plain = start_server(tmp_path / "plain", "--no-adaptation")
+    publisher: Publisher | None = None
+    room: Classroom | None = None
+    try:
+        lesson, publisher = await _teacher(plain, "Told loss")
+        room = await whep_subscribe(
+            lesson["whep_url"] + "?name=lossy", lesson["whep_token"], drop_rate=0.1, seed=4
+        )
+        await room.wait_connected(timeout=15)
+        sender = next(t.sender for t in publisher.pc.getTransceivers() if t.kind == "audio")
+        deadline = time.monotonic() + 20
+        told = 0
+        while time.monotonic() < deadline and told < 0.05 * 256:
+            await asyncio.sleep(0.5)
+            stats = await sender.getStats()
+            told = max(
+                (s.fractionLost for s in stats.values() if s.type == "remote-inbound-rtp"),
+                default=0,
+            )
+        # the teacher's own uplink loses nothing: the loss its encoder is told (and answers
+        # with Opus in-band FEC) is the classroom's ~10 %
+        assert told >= 0.05 * 256, told
+    finally:
+        if room is not None:
+            await room.close()
+        if publisher is not None:
+            await publisher.close()
+        plain.stop()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_aiortc_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING")

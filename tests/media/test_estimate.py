@@ -1,0 +1,240 @@
+"""The per-classroom estimate and the send gate, driven by estimate traces: what a classroom
+reports second by second on the links of DESIGN §9, and what the server decides from it."""
+
+from __future__ import annotations
+
+import random
+
+from media.estimate import REMB_DECREASE, RISE_PER_S, Estimate
+from media.send_gate import AUDIO_ONLY, FULL, PAUSE_HOLD_S, SendGate
+
+STREAM_BPS = 2_200_000  # the teacher's video, as the issue measured it
+AUDIO_BPS = 50_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Room:
+    """One classroom's two streams as the gate sees them: what they send and what their
+    sources receive, growing with the clock (video stops growing while paused)."""
+
+    def __init__(self, clock: Clock, kind: str, bps: float) -> None:
+        self.kind = kind
+        self.clock = clock
+        self.bps = bps
+        self.paused_at: float | None = None
+        self.resumes = 0
+        self.padding = 0
+        self.repeated = False
+        self._sent = 0.0
+        self._at = 0.0
+
+    def sent_octets(self) -> int:
+        if self.paused_at is None:
+            self._sent += (self.clock.t - self._at) * self.bps / 8
+        self._at = self.clock.t
+        return int(self._sent) + self.padding
+
+    def source_octets(self) -> tuple[int, float] | None:
+        return int(self.clock.t * self.bps / 8), self.clock.t
+
+    def pause(self) -> None:
+        self.sent_octets()
+        self.paused_at = self.clock.t
+
+    def resume(self) -> None:
+        self.sent_octets()
+        self.paused_at = None
+        self.resumes += 1
+
+    def send_padding(self, octets: int) -> int:
+        self.padding += octets
+        return octets
+
+    def repeat(self, on: bool) -> None:
+        self.repeated = on
+
+
+def classroom(adaptive: bool = True) -> tuple[Clock, SendGate, Room]:
+    clock = Clock()
+    gate = SendGate(adaptive, now=clock)
+    video = Room(clock, "video", STREAM_BPS)
+    gate.add(video)
+    gate.add(Room(clock, "audio", AUDIO_BPS))
+    return clock, gate, video
+
+
+def play(clock: Clock, gate: SendGate, trace: list[dict[str, float]]) -> list[str]:
+    """Each trace row is one second: REMB (if any), loss and RTT of one receiver report."""
+    states = []
+    for row in trace:
+        clock.t += 0.5
+        if "remb" in row:
+            gate.on_remb(int(row["remb"]))
+        clock.t += 0.5
+        if "loss" in row:
+            gate.on_report(row["loss"], row.get("rtt"))
+        states.append(gate.state)
+    return states
+
+
+def rural_random_loss(seconds: int, seed: int = 1) -> list[dict[str, float]]:
+    """1–3 % random loss, repaired by retransmission; the round trip does not grow."""
+    rng = random.Random(seed)
+    return [
+        {"loss": rng.uniform(0.01, 0.03), "rtt": 100 + rng.uniform(-8, 8)} for _ in range(seconds)
+    ]
+
+
+def test_random_loss_does_not_push_a_classroom_down() -> None:
+    clock, gate, video = classroom()
+    states = play(clock, gate, rural_random_loss(60))
+    assert states.count(FULL) == 60
+    assert video.paused_at is None
+    assert gate.estimate.bps is None or gate.estimate.bps >= STREAM_BPS
+    assert not gate.link_full
+
+
+def test_random_loss_with_a_remb_that_carries_the_stream_stays_up() -> None:
+    clock, gate, _ = classroom()
+    trace = [{**row, "remb": 3_000_000} for row in rural_random_loss(60, seed=2)]
+    assert play(clock, gate, trace).count(FULL) == 60
+
+
+def test_loss_with_a_growing_round_trip_is_congestion_and_pauses_video_at_once() -> None:
+    clock, gate, video = classroom()
+    play(clock, gate, [{"loss": 0.0, "rtt": 150.0}] * 5)
+    assert gate.state == FULL
+    # a 1 Mbit/s link fed 2.2 Mbit/s: the queue fills (round trip up), then it drops
+    states = play(clock, gate, [{"loss": 0.05, "rtt": 300.0}])
+    assert states == [AUDIO_ONLY]
+    assert video.paused_at is not None
+    assert gate.reason == "queueing"
+    assert gate.estimate.bps is not None and gate.estimate.bps < STREAM_BPS
+
+
+def test_heavy_loss_is_congestion_whatever_the_round_trip() -> None:
+    clock, gate, _ = classroom()
+    play(clock, gate, [{"loss": 0.0, "rtt": 600.0}] * 3)
+    assert play(clock, gate, [{"loss": 0.3, "rtt": 600.0}]) == [AUDIO_ONLY]
+    assert gate.reason == "loss"
+
+
+def test_remb_goes_down_fast_and_up_slowly() -> None:
+    estimate = Estimate()
+    estimate.on_remb(3_000_000, 0.0)
+    estimate.on_remb(700_000, 1.0)
+    carried = 700_000 / REMB_DECREASE  # what the link carried, at least
+    assert estimate.bps == carried  # at once
+    for second in range(2, 12):
+        estimate.on_remb(3_000_000, float(second))
+    assert estimate.bps is not None
+    # at most RISE_PER_S per second for the 10 s since
+    assert estimate.bps <= carried * (1 + RISE_PER_S) ** 10 + 1
+    assert estimate.bps < 3_000_000
+
+
+def test_video_resumes_after_its_hold_and_a_steady_estimate_then_stays() -> None:
+    clock, gate, video = classroom()
+    floor = STREAM_BPS * 1.1 + AUDIO_BPS
+    play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 3)
+    play(clock, gate, [{"remb": 600_000, "loss": 0.2, "rtt": 400.0}])
+    assert gate.state == AUDIO_ONLY
+    paused_at = clock.t
+    # the probes let the REMB grow back (up slowly: it takes a while to pass the floor)
+    remb = 600_000.0
+    resumed = None
+    for _ in range(60):
+        remb = min(remb * 1.3, 4_000_000)
+        play(clock, gate, [{"remb": remb, "loss": 0.0, "rtt": 100.0}])
+        if gate.state == FULL:
+            resumed = clock.t
+            break
+    assert resumed is not None
+    assert resumed - paused_at >= PAUSE_HOLD_S
+    assert gate.estimate.bps is not None and gate.estimate.bps >= floor
+    assert video.resumes == 1
+    assert gate.reason == "probe"
+    # and stays: no oscillation on a steady link
+    states = play(clock, gate, [{"remb": 4_000_000, "loss": 0.01, "rtt": 100.0}] * 60)
+    assert set(states) == {FULL}
+    assert gate.switches == 2
+
+
+def test_a_link_on_the_edge_waits_longer_each_time() -> None:
+    clock, gate, _ = classroom()
+    pauses = []
+    for _ in range(3):
+        play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 3)
+        while gate.state == FULL:
+            play(clock, gate, [{"remb": 2_000_000, "loss": 0.05, "rtt": 200.0}])
+        started = clock.t
+        while gate.state == AUDIO_ONLY:
+            play(clock, gate, [{"remb": 4_000_000, "loss": 0.0, "rtt": 100.0}])
+        pauses.append(clock.t - started)
+    assert pauses[1] > pauses[0] and pauses[2] > pauses[1]
+    assert gate.switches == 6
+
+
+def test_a_remb_dip_without_loss_or_queueing_is_not_congestion() -> None:
+    clock, gate, video = classroom()
+    play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 30.0}] * 5)
+    # the receiver's estimator saw a burst of jitter: 0.85 of what it received, once
+    states = play(clock, gate, [{"remb": 0.85 * STREAM_BPS, "loss": 0.001, "rtt": 31.0}] * 3)
+    assert states == [FULL] * 3 and video.paused_at is None
+
+
+def test_collapse_pauses_at_the_first_remb_far_below() -> None:
+    clock, gate, _ = classroom()
+    play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 5)
+    clock.t += 0.3
+    gate.on_remb(250_000)  # the link fell to 300 kbit/s: no receiver report needed
+    assert gate.state == AUDIO_ONLY
+
+
+def test_sound_is_sent_twice_while_its_reports_lose_it() -> None:
+    clock, gate, video = classroom()
+    audio = next(c for c in gate._consumers if c.kind == "audio")
+    assert isinstance(audio, Room)
+    gate.on_report(0.03, 150.0, "audio")
+    assert audio.repeated and gate.audio_repeat and not video.repeated
+    for _ in range(20):  # a clean spell too short to trust
+        clock.t += 1
+        gate.on_report(0.0, 150.0, "audio")
+    assert audio.repeated
+    for _ in range(15):
+        clock.t += 1
+        gate.on_report(0.0, 150.0, "audio")
+    assert not audio.repeated
+
+
+def test_a_classroom_that_reports_nothing_keeps_the_full_stream() -> None:
+    clock, gate, video = classroom()
+    for _ in range(60):
+        clock.t += 1
+        gate.on_nacks(0)
+    assert gate.state == FULL and gate.estimate.bps is None and video.paused_at is None
+
+
+def test_without_adaptation_the_estimate_is_kept_but_nothing_held_back() -> None:
+    clock, gate, video = classroom(adaptive=False)
+    play(clock, gate, [{"loss": 0.0, "rtt": 150.0}] * 3)
+    play(clock, gate, [{"remb": 500_000, "loss": 0.3, "rtt": 500.0}] * 10)
+    assert gate.state == FULL and video.paused_at is None
+    assert gate.estimate.bps is not None and gate.estimate.bps <= 500_000 / REMB_DECREASE
+    assert not gate.link_full
+
+
+def test_time_in_each_state_adds_up() -> None:
+    clock, gate, _ = classroom()
+    play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 10)
+    play(clock, gate, [{"remb": 500_000, "loss": 0.2, "rtt": 300.0}] * 5)
+    times = gate.times()
+    assert abs(sum(times.values()) - clock.t) < 1e-6
+    assert times[AUDIO_ONLY] > 3
