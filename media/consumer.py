@@ -22,7 +22,7 @@ from .rtp_packet import (
     wrap_rtx,
 )
 from .send_gate import SendGate
-from .vp8 import renumbered
+from .vp8 import Vp8Descriptor, renumbered
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class Consumer:
         "_layer",
         "_watch",
         "_max_tid",
+        "_tid_target",
         "_special",
         "_pid_delta",
         "_tl0_delta",
@@ -182,13 +183,15 @@ class Consumer:
         self.producer: Producer | None = None  # the source's producer (its layers' group)
         self.closed = False
         # layers: which one is fed (``_layer``, a producer of the group), the one waited for
-        # at its next keyframe (``_watch``), the highest temporal layer sent; ``_special``
+        # at its next keyframe (``_watch``), the highest temporal layer sent and the one to
+        # send (taken at a frame that starts a layer: a keyframe or a layer sync); ``_special``
         # says the per-packet path has more to do than rewrite the header (hide packets of
         # higher temporal layers, continue VP8 picture numbering after a switch)
         self.choose_layer: LayerChoice = top_layer
         self._layer: Producer | None = None
         self._watch: KeyframeWatch | None = None
         self._max_tid = MAX_TID
+        self._tid_target = MAX_TID
         self._special = False
         self._pid_delta = 0
         self._tl0_delta = 0
@@ -360,11 +363,33 @@ class Consumer:
         self.forward(packet, True)
 
     def _set_max_tid(self, max_tid: int) -> None:
-        self._max_tid = max_tid
+        self._tid_target = max_tid
+        if self._seq_offset is None:
+            self._max_tid = max_tid  # starts at a keyframe anyway
         self._update_special()
 
     def _update_special(self) -> None:
-        self._special = bool(self._max_tid < MAX_TID or self._pid_delta or self._tl0_delta)
+        self._special = bool(
+            self._max_tid < MAX_TID
+            or self._tid_target != self._max_tid
+            or self._pid_delta
+            or self._tl0_delta
+        )
+
+    def _step_tid(self, d: Vp8Descriptor) -> None:
+        """At the start of a frame, move toward the chosen temporal layer: down at once, up at
+        a keyframe or at a frame that syncs a higher layer (it refers to the base layer only,
+        so none of the frames this classroom was not sent)."""
+        target, tid = self._tid_target, d.tid
+        if target < self._max_tid:
+            self._max_tid = target
+        elif d.keyframe:
+            self._max_tid = target
+        elif d.layer_sync and self._max_tid < tid <= target:
+            layer = self._layer
+            top = layer.meter.temporal_layers - 1 if layer is not None else MAX_TID
+            self._max_tid = target if tid >= top else tid
+        self._update_special()
 
     @property
     def layer(self) -> Producer | None:
@@ -439,6 +464,8 @@ class Consumer:
         if newest:
             self._filter_seq = seq
         d = packet.vp8
+        if d is not None and d.start and self._tid_target != self._max_tid and newest:
+            self._step_tid(d)
         if d is not None and d.tid > self._max_tid:
             if newest:
                 offset = ((self._seq_offset or 0) - 1) & 0xFFFF

@@ -22,12 +22,16 @@ nothing is held back from it.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 RISE_PER_S = 0.08  # the most the estimate may grow per second (up slowly)
 HEAVY_LOSS = 0.10  # a report losing this much is congestion, whatever the round trip
 LIGHT_LOSS = 0.02  # from here on, loss with a growing round trip is congestion
 QUEUEING_MS = 40.0  # a round trip this much above the shortest one seen is a queue ...
 QUEUEING_SHARE = 0.3  # ... or this share of the shortest one, whichever is more
+# ... in each of the latest reports (the shortest of them counts): a queue stays, while a
+# burst of jitter lifts one report's round trip and is gone by the next
+QUEUEING_REPORTS = 2
 BASE_RTT_MEMORY_S = 30.0  # the shortest round trip is forgotten slowly (routes change)
 REMB_FRESH_S = 5.0  # a REMB older than this bounds nothing any more
 # A receive-side estimator that sees its link overused answers with 0.85 of what it received
@@ -59,6 +63,7 @@ class Estimate:
         "_loss_bound",
         "_base_rtt",
         "_base_rtt_at",
+        "_recent_rtts",
         "_updated_at",
         "_nacks",
         "_nacks_at",
@@ -77,6 +82,7 @@ class Estimate:
         self._loss_bound: float | None = None
         self._base_rtt: float | None = None
         self._base_rtt_at = -math.inf
+        self._recent_rtts: deque[float] = deque(maxlen=QUEUEING_REPORTS)
         self._updated_at: float | None = None
         self._nacks = 0
         self._nacks_at: float | None = None
@@ -107,7 +113,8 @@ class Estimate:
             if base is None or rtt_ms < base or now - self._base_rtt_at > BASE_RTT_MEMORY_S:
                 self._base_rtt, self._base_rtt_at = rtt_ms, now
                 base = rtt_ms
-            queueing = rtt_ms - base > max(QUEUEING_MS, QUEUEING_SHARE * base)
+            self._recent_rtts.append(rtt_ms)
+            queueing = min(self._recent_rtts) - base > max(QUEUEING_MS, QUEUEING_SHARE * base)
         self.queueing = queueing
         heavy = fraction_lost >= HEAVY_LOSS
         self.congested = heavy or (fraction_lost >= LIGHT_LOSS and queueing)

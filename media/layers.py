@@ -29,29 +29,56 @@ class LayerMeter:
     """Counters a producer bumps per packet, turned into rates over a sliding window when
     someone asks (``rates``), so that the per-packet part is a few additions."""
 
-    __slots__ = ("frames", "tids", "width", "height", "_samples", "fps", "bitrate")
+    __slots__ = (
+        "frames",
+        "tids",
+        "tid_octets",
+        "width",
+        "height",
+        "_samples",
+        "fps",
+        "bitrate",
+        "tid_bitrate",
+    )
 
     def __init__(self) -> None:
         self.frames = 0  # frames started (VP8 descriptor S bit, else the RTP marker)
         self.tids = 0  # bit i set: temporal layer i seen
+        # bytes per temporal layer (VP8; a stream without temporal layers is all layer 0)
+        self.tid_octets = [0] * (MAX_TID + 1)
         self.width = 0  # of the newest keyframe, if the codec tells (VP8)
         self.height = 0
-        self._samples: deque[tuple[float, int, int]] = deque()  # (time, bytes, frames)
+        # (time, bytes, frames, bytes per temporal layer)
+        self._samples: deque[tuple[float, int, int, tuple[int, ...]]] = deque()
         self.fps = 0.0
         self.bitrate = 0.0  # bits per second
+        self.tid_bitrate = [0.0] * (MAX_TID + 1)  # of each temporal layer alone
 
     def rates(self, now: float, total_bytes: int) -> tuple[float, float]:
         """(frames per second, bits per second) over the last ``WINDOW_S`` or so."""
         samples = self._samples
-        samples.append((now, total_bytes, self.frames))
+        samples.append((now, total_bytes, self.frames, tuple(self.tid_octets)))
         while len(samples) > 2 and now - samples[1][0] >= WINDOW_S:
             samples.popleft()
-        then, octets, frames = samples[0]
+        then, octets, frames, tid_octets = samples[0]
         elapsed = now - then
         if elapsed > 0.2:
             self.fps = (self.frames - frames) / elapsed
             self.bitrate = (total_bytes - octets) * 8 / elapsed
+            self.tid_bitrate = [
+                (now_octets - old) * 8 / elapsed
+                for now_octets, old in zip(self.tid_octets, tid_octets, strict=True)
+            ]
         return self.fps, self.bitrate
+
+    def bitrate_up_to(self, tid: int) -> float:
+        """Bits per second of temporal layers 0..``tid`` (the whole stream when it has none)."""
+        if self.tids == 0 or tid >= MAX_TID:
+            return self.bitrate
+        share = sum(self.tid_bitrate[: tid + 1])
+        total = sum(self.tid_bitrate)
+        # scaled to the whole stream's rate, which also counts what the descriptor does not
+        return self.bitrate * share / total if total > 0 else 0.0
 
     @property
     def temporal_layers(self) -> int:
@@ -74,8 +101,8 @@ def ranked(layers: list[Producer], now: float) -> list[Producer]:
     )
 
 
-# What a sink is fed from a source: (the spatial layer, the highest temporal layer). The
-# weak-links selector will be one of these per classroom; until then every sink takes the top.
+# What a sink is fed from a source: (the spatial layer, the highest temporal layer). A
+# classroom's send gate chooses per classroom (media.layer_choice); the recording takes the top.
 LayerChoice = Callable[["Producer"], "tuple[Producer | None, int]"]
 
 

@@ -209,6 +209,7 @@ class Producer:
             self.highest_vp8 = vp8
         meter = self.meter
         if vp8 is not None:
+            meter.tid_octets[vp8.tid if vp8.tid > 0 else 0] += len(packet.data)
             if vp8.start:
                 meter.frames += 1
                 if vp8.tid > 0:

@@ -1,8 +1,13 @@
-"""What one classroom's consumers may send now, decided from its estimate: audio always, video
-while the estimate carries it (DESIGN §4.7).
+"""What one classroom's consumers may send now, decided from its estimate: audio always, the
+video layers that fit, and no video while not even the lowest fits (DESIGN §4.7).
 
-The *floor* is what the lowest video layer needs, with a margin; today the only layer is the
-source as the teacher sends it, so the floor is its measured bitrate. When the classroom is
+Where a source has layers (simulcast, temporal layers), the gate's layer selector
+(media.layer_choice) picks per classroom the best set that fits the estimate, going down
+fast and up slowly; while below the best, padding probes (below) show whether the link has
+room for the next step, since a receiver's estimate grows only a little above what it gets.
+
+The *floor* is what the lowest video layer needs (a source with one layer: its measured
+bitrate), plus the sound. When the classroom is
 congested (estimate.congested) and its estimate is below the floor, or the estimate is far
 below it, the classroom's video consumers pause (audio goes on); they resume, at a keyframe,
 once the estimate has stayed above the floor with room to spare for ``RESUME_HOLD_S``, and
@@ -12,7 +17,6 @@ padding (a *probe*, on their RTX stream) at a share of the classroom's REMB, in 
 that its REMB measures its link and can grow back; a classroom that never sent a REMB is
 tried again (video resumes) once the hold is over.
 
-A layer selector extends this: instead of on/off, the layer that fits the estimate.
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .estimate import LIGHT_LOSS, Estimate
+from .layer_choice import UP_MARGIN, LayerOption, LayerSelector, options_of
+from .layers import LayerChoice, top_layer
+
+if TYPE_CHECKING:
+    from .producer import Producer
 
 FLOOR_MARGIN = 1.0  # the video floor: the layer's bitrate with this margin, plus audio
 FAR_BELOW = 0.5  # an estimate under this share of the floor pauses video without more proof
@@ -54,18 +63,26 @@ AUDIO_REPEAT_HOLD_S = 30.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
 
-FULL = "full"
+FULL = "full"  # the best layers the sources send
+REDUCED = "reduced"  # lower layers: what fits the classroom's link
 AUDIO_ONLY = "audio_only"
-STATES = (FULL, AUDIO_ONLY)
+STATES = (FULL, REDUCED, AUDIO_ONLY)
 
 # switches of every gate since the server started, by the state switched to (for /metrics)
-SWITCHES: dict[str, int] = {FULL: 0, AUDIO_ONLY: 0}
+SWITCHES: dict[str, int] = dict.fromkeys(STATES, 0)
 
 
 class GatedConsumer(Protocol):
     """A consumer the gate opens and closes (implemented by Consumer)."""
 
     kind: str
+    source: str
+    producer: Producer | None  # the followed source (the group of its layers)
+    choose_layer: LayerChoice
+
+    def reselect_layer(self) -> None:
+        """Ask ``choose_layer`` again (a new spatial layer is taken at its next keyframe)."""
+        ...
 
     def sent_octets(self) -> int:
         """Everything sent so far: media, retransmissions, padding (bytes on the wire)."""
@@ -127,8 +144,12 @@ class SendGate:
         self.sent_bps = 0.0
         self.audio_repeat = False
         self._audio_clean_since: float | None = None
-        self.time_in: dict[str, float] = {FULL: 0.0, AUDIO_ONLY: 0.0}
+        self.time_in: dict[str, float] = dict.fromkeys(STATES, 0.0)
         self._consumers: list[GatedConsumer] = []
+        self._video: list[GatedConsumer] = []  # the camera first: it has the budget first
+        self.selector = LayerSelector()
+        self.choice: list[LayerOption] = []  # the options fed now, per video source
+        self._audio_bps = 0.0
         self._now = now
         self._on_change = on_change
         self._since = now()
@@ -147,6 +168,14 @@ class SendGate:
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
+        if consumer.kind == "video":
+            self._video.append(consumer)
+            self._video.sort(key=lambda c: c.source != "camera")
+
+            def choose(group: Producer) -> tuple[Producer | None, int]:
+                return self._choose_for(consumer, group)
+
+            consumer.choose_layer = choose
 
     # feedback, from the consumers
 
@@ -207,7 +236,7 @@ class SendGate:
 
     def _measure(self, now: float) -> None:
         self.sent_bps = self._sent.update(sum(c.sent_octets() for c in self._consumers), now)
-        floor = 0.0
+        floor = audio = 0.0
         known = False
         for consumer in self._consumers:
             source = consumer.source_octets()
@@ -217,10 +246,64 @@ class SendGate:
             bps = rate.update(source[0], now)
             if consumer.kind == "video":
                 known = known or bps > 0
-                floor += bps * FLOOR_MARGIN
+                options = self._options_of(consumer)
+                floor += (options[-1].bps if options else bps) * FLOOR_MARGIN
             else:
-                floor += bps
-        self.floor_bps = floor if known else None
+                audio += bps
+        self._audio_bps = audio
+        self.floor_bps = floor + audio if known else None
+
+    # layers
+
+    def _options_of(self, consumer: GatedConsumer) -> list[LayerOption]:
+        group = consumer.producer
+        return [] if group is None or group.closed else options_of(group)
+
+    def _options(self) -> list[list[LayerOption]]:
+        return [self._options_of(consumer) for consumer in self._video]
+
+    def _choose_for(self, consumer: GatedConsumer, group: Producer) -> tuple[Producer | None, int]:
+        """What ``consumer`` is fed from ``group``: the selector's choice, once it has made
+        one (until then, and without adaptation, the best)."""
+        if not self.adaptive or self.selector.keys is None or consumer not in self._video:
+            return top_layer(group)
+        options = self._options()
+        index = self._video.index(consumer)
+        opts = options[index]
+        if not opts:
+            return top_layer(group)
+        option = opts[self.selector.current(options)[index]]
+        return option.layer, option.max_tid
+
+    def _select(self, estimate: float, warm: bool, now: float) -> None:
+        options = self._options()
+        before = self.selector.current(options)
+        target = self.selector.decide(
+            options, estimate - self._audio_bps, self.estimate.congested, warm, now
+        )
+        if target is None:
+            return
+        up = sum(target) < sum(before)
+        self._feed(options, target)
+        state = REDUCED if any(target) else FULL
+        self._set_state(state, "probe" if up else (self.estimate.reason or "estimate"), now)
+        # a step up probes again at once for the next; the top needs no probe
+        self._probe_from = None
+        self._probe_rest_until = 0.0
+        self._probe_rest = PAUSE_HOLD_S
+        if state == REDUCED:
+            self._schedule_probe()
+        else:
+            self._stop_probe()
+        if self._on_change is not None:
+            self._on_change(self)
+
+    def _feed(self, options: list[list[LayerOption]], indexes: list[int]) -> None:
+        """Feed the video consumers these options (a new spatial layer from its next keyframe)."""
+        self.selector.choose(options, indexes)
+        self.choice = [opts[i] for opts, i in zip(options, indexes, strict=True) if opts]
+        for consumer in self._video:
+            consumer.reselect_layer()
 
     def _decide(self, now: float) -> None:
         estimate = self.estimate.bps
@@ -228,9 +311,21 @@ class SendGate:
         if not self.adaptive or floor is None:
             return
         if self.video:
+            # a REMB below what is sent is acted on without congestion only once it has been
+            # heard a while, and only beside a sign from the link itself (a queue or some
+            # loss): a receiver's REMB also falls after this server paused for a moment (a
+            # burst of late packets looks like a queue to it) and climbs back slowly
+            warm = (
+                self._first_remb_at is not None
+                and now - self._first_remb_at >= WARMUP_S
+                and (self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS)
+            )
+            if estimate is not None:
+                self._select(estimate, warm, now)
+                if self.state == REDUCED:
+                    self._schedule_probe()
             # congestion (loss with queueing, or heavy loss) and an estimate below the floor;
             # or an estimate so far below it that waiting for the loss would cost the sound
-            warm = self._first_remb_at is not None and now - self._first_remb_at >= WARMUP_S
             if estimate is not None and (
                 (warm and estimate < floor * FAR_BELOW)
                 or (estimate < floor and self.estimate.congested)
@@ -251,24 +346,39 @@ class SendGate:
         else:
             self._room_since = None
 
-    def _set(self, video: bool, reason: str, now: float) -> None:
+    def _set_state(self, state: str, reason: str, now: float) -> None:
         self.time_in[self.state] += now - self._state_at
         self._state_at = now
-        self.video = video
-        self.state = FULL if video else AUDIO_ONLY
+        self.state = state
         self.reason = reason
         self.switches += 1
-        SWITCHES[self.state] += 1
+        SWITCHES[state] += 1
+
+    def _set(self, video: bool, reason: str, now: float) -> None:
+        self.video = video
         self._room_since = None
-        for consumer in self._consumers:
-            if consumer.kind == "video":
-                if video:
-                    consumer.resume()
-                else:
-                    consumer.pause()
+        state = AUDIO_ONLY
+        if video:
+            # back on the lowest layers; up from there as the estimate shows room
+            options = self._options()
+            lowest = [max(len(opts) - 1, 0) for opts in options]
+            if any(options):
+                self._feed(options, lowest)
+            state = REDUCED if any(lowest) else FULL
+        self._set_state(state, reason, now)
+        for consumer in self._video:
+            if video:
+                consumer.resume()
+            else:
+                consumer.pause()
         if video:
             self._resumed_at = now
             self._stop_probe()
+            if state == REDUCED:
+                self._probe_from = None
+                self._probe_rest_until = 0.0
+                self._probe_rest = PAUSE_HOLD_S
+                self._schedule_probe()
         else:
             self._probe_from = now
             self._probe_rest_until = 0.0
@@ -286,6 +396,8 @@ class SendGate:
     # probes
 
     def _schedule_probe(self) -> None:
+        if self._probe is not None:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -299,10 +411,10 @@ class SendGate:
 
     def _send_probe(self) -> None:
         self._probe = None
-        if self.video:
+        if self.video and self.state != REDUCED:
             return
         now = self._now()
-        if now - self._reported_at > NO_REPORT_S:
+        if not self.video and now - self._reported_at > NO_REPORT_S:
             self.estimate.refresh(now)
             self._decide(now)
             if self.video:
@@ -318,21 +430,38 @@ class SendGate:
             self._probe_rest = min(self._probe_rest * 2, PAUSE_HOLD_MAX_S)
             self._schedule_probe()
             return
-        if self.floor_bps is not None:
+        octets = 0
+        if self.video:
+            # on lower layers: padding on top of the video, up to what the next step needs
+            # but never above the share of the classroom's REMB (which grows at most to 1.5
+            # times what the classroom receives: the probe climbs with it, step by step); a
+            # classroom without a REMB is not probed blind, its estimate grows by itself
+            options = self._options()
+            need = self.selector.next_need(options)
+            remb = self.estimate.remb(now)
+            if need is None or remb is None:
+                return  # nothing to probe for, or nothing to measure it: _decide restarts it
+            sending = sum(o.bps for o in self.choice)
+            target = min(need * UP_MARGIN, PROBE_SHARE * remb) - sending
+            if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:
+                target = 0.0
+            octets = int(max(target, 0.0) * PROBE_INTERVAL_S / 8)
+        elif self.floor_bps is not None:
             # padding up to a share of the REMB, never above what resuming needs
             remb = self.estimate.remb(now) or 0.0
             target = min(PROBE_SHARE * remb, self.floor_bps * RESUME_MARGIN)
             if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:
                 target = 0.0  # the link is full already: the sound comes first
             octets = int(max(target, PROBE_MIN_BPS) * PROBE_INTERVAL_S / 8)
-            for consumer in self._consumers:
-                if consumer.kind == "video" and octets > 0:
-                    octets -= consumer.send_padding(octets)
+        for consumer in self._video:
+            if octets > 0:
+                octets -= consumer.send_padding(octets)
         self._schedule_probe()
 
     def close(self) -> None:
         self._stop_probe()
         self._consumers.clear()
+        self._video.clear()
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -343,5 +472,10 @@ class SendGate:
             "sent_kbps": round(self.sent_bps / 1000, 1),
             "switches": self.switches,
             "audio_repeat": self.audio_repeat,
+            # what the camera (then courseware) is fed now, when the gate has chosen
+            "layers": [
+                {"height": o.height, "fps": round(o.fps, 1), "kbps": round(o.bps / 1000)}
+                for o in self.choice
+            ],
             **self.estimate.as_json(),
         }

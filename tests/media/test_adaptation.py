@@ -17,6 +17,7 @@ from tests.server import Server, start_server
 from tests.support.link_emulator import POOR, LinkEmulator
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import Classroom, Publisher, whep_subscribe, whip_publish
+from tests.support.simulcast import SimulcastPublisher, three_streams
 
 # the teacher's picture: more than the poor profile's 1 Mbit/s can carry
 VIDEO = {"width": 640, "height": 480, "bitrate": 2_000_000, "gop": 60}
@@ -103,6 +104,68 @@ async def test_a_classroom_on_a_poor_link_hears_every_word(server: Server) -> No
         if room is not None:
             await room.close()
         await reference.close()
+        await publisher.close()
+        link.close()
+
+
+async def test_a_poor_link_gets_the_layer_it_can_carry(server: Server) -> None:
+    # the teacher sends 720p at 1.5 Mbit/s, 360p at 0.5 and 180p at 0.15 (simulcast); the
+    # classroom negotiates no simulcast and says only what aiortc says (REMB, reports)
+    lesson = server.create_lesson("Layers for a poor link", record=False)
+    publisher = SimulcastPublisher(three_streams(seconds=4.0))
+    await publisher.publish(lesson["whip_url"], lesson["whip_token"])
+    link = LinkEmulator(POOR, seed=7)
+    room: Classroom | None = None
+    good: Classroom | None = None
+    try:
+        good = await whep_subscribe(
+            lesson["whep_url"] + "?name=good", lesson["whep_token"], name="good", audios=0
+        )
+        room = await whep_subscribe(
+            lesson["whep_url"] + "?name=poor",
+            lesson["whep_token"],
+            name="poor",
+            audios=0,
+            link=link,
+        )
+        await room.wait_connected(timeout=15)
+        await room.wait_for_frames(1, timeout=20)
+
+        def on_a_lower_layer(c: dict[str, Any]) -> bool:
+            layers = c.get("layers") or []
+            return c["state"] == "reduced" and bool(layers) and layers[0]["height"] <= 360
+
+        chosen = await _wait_for_link(server, "poor", on_a_lower_layer, 40)
+        await asyncio.sleep(2.0)  # the switch's keyframe and what was queued before it
+        seconds, frames, stalls = 12.0, room.video_frames, 0
+        began = last_progress = time.monotonic()
+        counted = frames
+        while (now := time.monotonic()) - began < seconds:
+            await asyncio.sleep(0.1)
+            if room.video_frames > counted:
+                counted, last_progress = room.video_frames, time.monotonic()
+            elif now - last_progress >= 0.5:
+                stalls += 1
+                last_progress = now
+        fps = (room.video_frames - frames) / (time.monotonic() - began)
+        final = await _link_of(server, "poor")
+        top = await _link_of(server, "good")
+        stats = room.video[0]
+        print(
+            f"poor link on layers: chose {chosen['layers']}, then {final}; {fps:.1f} fps at "
+            f"{stats.width}x{stats.height}, {stalls} stalls of 0.5 s; good classroom: {top}"
+        )
+        assert final is not None and top is not None
+        assert fps >= 15, fps
+        assert stalls <= 1
+        assert (stats.width, stats.height) in ((640, 360), (320, 180))
+        assert final["state"] == "reduced"
+        # the other classroom is not touched: it keeps the top layer
+        assert top["state"] == "full" and good.video[0].height == 720
+    finally:
+        for classroom in (room, good):
+            if classroom is not None:
+                await classroom.close()
         await publisher.close()
         link.close()
 

@@ -114,6 +114,10 @@ class SimulcastPublisher:
         transport = self.sender.transport
         codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
         payload_type = int(re.search(r"a=rtpmap:(\d+) VP8/90000", self.answer).group(1))  # type: ignore[union-attr]
+        # the send time on every packet, as browsers send it: what a classroom's REMB is
+        # measured from once the server re-stamps it
+        found = re.search(r"a=extmap:(\d+) [^\r\n]*abs-send-time", self.answer)
+        send_time_id = int(found.group(1)) if found else 0
         state = {
             s.rid: (get_encoder(codec), random.getrandbits(16), random.getrandbits(32))
             for s in self.streams
@@ -133,6 +137,9 @@ class SimulcastPublisher:
                 for i, payload in enumerate(payloads):
                     rid = stream.rid.encode()
                     element = bytes([(RID_ID << 4) | (len(rid) - 1)]) + rid
+                    if send_time_id:
+                        stamp = int(time.time() * (1 << 18)) & 0xFFFFFF
+                        element += bytes([(send_time_id << 4) | 2]) + stamp.to_bytes(3, "big")
                     element += bytes(-len(element) % 4)
                     header = struct.pack(
                         "!BBHIIHH",
