@@ -53,6 +53,14 @@ PROBE_INTERVAL_S = 0.05
 # time, up to PAUSE_HOLD_MAX_S), so that a link that cannot carry the picture is not kept full
 # of padding.
 PROBE_WINDOW_S = 8.0
+# A step down marks the link's *ceiling* (what it carried: the estimate then, over the share a
+# receiver's estimator keeps of what it received when it saw a queue). For CEILING_HOLD_S
+# (doubled, up to CEILING_HOLD_MAX_S, each time a step down comes within STABLE_S of a step up)
+# nothing is probed for that needs more than the ceiling: padding up to a link's limit queues
+# the picture and the sound for as long as the probe lasts.
+CEILING_SHARE = 0.85
+CEILING_HOLD_S = 20.0
+CEILING_HOLD_MAX_S = 120.0
 # Sound is sent twice (the same SRTP datagram: a copy that arrives after the original is
 # dropped by the classroom's replay check) while its receiver reports lose this much of it,
 # until they have lost less than AUDIO_REPEAT_OFF for AUDIO_REPEAT_HOLD_S: random loss of a
@@ -165,6 +173,10 @@ class SendGate:
         self._probe_from: float | None = None
         self._probe_rest_until = 0.0
         self._probe_rest = PAUSE_HOLD_S
+        self._ceiling: float | None = None
+        self._ceiling_until = 0.0
+        self._ceiling_hold = CEILING_HOLD_S
+        self._stepped_up_at = -1e9
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
@@ -284,6 +296,15 @@ class SendGate:
         if target is None:
             return
         up = sum(target) < sum(before)
+        if up:
+            self._stepped_up_at = now
+        else:
+            held = now - self._stepped_up_at < STABLE_S
+            self._ceiling_hold = (
+                min(self._ceiling_hold * 2, CEILING_HOLD_MAX_S) if held else CEILING_HOLD_S
+            )
+            self._ceiling = estimate / CEILING_SHARE
+            self._ceiling_until = now + self._ceiling_hold
         self._feed(options, target)
         state = REDUCED if any(target) else FULL
         self._set_state(state, "probe" if up else (self.estimate.reason or "estimate"), now)
@@ -441,6 +462,9 @@ class SendGate:
             remb = self.estimate.remb(now)
             if need is None or remb is None:
                 return  # nothing to probe for, or nothing to measure it: _decide restarts it
+            ceiling = self._ceiling
+            if ceiling is not None and need * UP_MARGIN > ceiling and now < self._ceiling_until:
+                return  # the link showed it cannot carry it a moment ago
             sending = sum(o.bps for o in self.choice)
             target = min(need * UP_MARGIN, PROBE_SHARE * remb) - sending
             if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:

@@ -63,16 +63,19 @@ class Quality:
     rtt_ms: float | None
     bitrate_kbps: float
     freezes: int
-    # what the server sends it (send_gate: full, audio_only), why, and its link's estimate
+    # what the server sends it (send_gate: full, reduced, audio_only), why, its link's
+    # estimate, and the height of the camera picture it is fed (None: no picture, or unknown)
     link_state: str | None = None
     link_why: str = ""
     estimate_kbps: float | None = None
+    video_height: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "link_state": self.link_state,
             "link_why": self.link_why,
             "estimate_kbps": self.estimate_kbps,
+            "video_height": self.video_height,
             "grade": self.grade,
             "loss": round(self.loss, 4),
             "jitter_ms": round(self.jitter_ms, 1),

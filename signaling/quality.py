@@ -172,6 +172,7 @@ class QualityMonitor:
         self._loss[key] = loss
         gate = next((c.gate for c in consumers if c.gate is not None), None)
         estimate = None if gate is None else gate.estimate.bps
+        height = gate.choice[0].height if gate and gate.video and gate.choice else None
         return Quality(
             grade(loss, rtt_ms, jitter_ms, new_freezes),
             loss,
@@ -182,4 +183,5 @@ class QualityMonitor:
             None if gate is None else gate.state,
             "" if gate is None else gate.reason,
             None if estimate is None else round(estimate / 1000, 1),
+            height or None,
         )

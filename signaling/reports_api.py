@@ -120,7 +120,7 @@ SAMPLE_S = 10.0  # signaling.quality journals a sample per classroom this often
 
 
 def _link_time(quality: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Each classroom's time per link state (full, audio_only): each sample stands for the
+    """Each classroom's time per link state (full, reduced, audio_only): each sample stands for the
     time until the next one, a sampling interval at most (the classroom may have left)."""
     times: dict[str, dict[str, float]] = {}
     for name, samples in quality.items():
@@ -185,6 +185,10 @@ async def live(request: web.Request) -> web.Response:
                 # classrooms whose link carries sound only now
                 "audio_only": sum(
                     1 for c in present if c.quality and c.quality.link_state == "audio_only"
+                ),
+                # ... and those fed lower layers than the teacher's best, to fit their link
+                "reduced": sum(
+                    1 for c in present if c.quality and c.quality.link_state == "reduced"
                 ),
                 "recording": live_lessons.recording_info(lesson.id),
             }

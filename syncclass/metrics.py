@@ -137,7 +137,7 @@ class _Collector:
         )
         by_link = GaugeMetricFamily(
             "syncclass_classrooms_by_link",
-            "classrooms of live lessons by what their link is sent (full, audio_only)",
+            "classrooms of live lessons by what their link is sent (full, reduced, audio_only)",
             labels=["state"],
         )
         for state in STATES:

@@ -136,7 +136,7 @@ async def status(request: web.Request) -> web.Response:
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),
             "video_layers": _video_layers(routers),
-            # each classroom's link: estimate, state (full / audio_only) and why
+            # each classroom's link: estimate, state (full / reduced / audio_only), why, layers fed
             "classrooms": [
                 _link(live.id, name, peer)
                 for live in lessons.all()

@@ -9,6 +9,15 @@ import { FEED_SLOTS, WhepPlayer } from './whep.js';
 const RETRY_MS = 3000;
 const POLL_MS = 1000;
 
+/** What the server sends a classroom, as the wall says it: by the height of the picture it
+ * is fed (高清 720p and up, 标清 from 360p, 流畅 below), or 仅声音. */
+function linkLabel(q) {
+  if (q.link_state === 'audio_only' || !q.video_height) return t(`link.${q.link_state}`);
+  const height = q.video_height;
+  const level = height >= 720 ? 'hd' : height >= 360 ? 'sd' : 'ld';
+  return t(`link.${level}`, { height });
+}
+
 function element(tag, className) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -110,12 +119,13 @@ class FeedTile {
         rtt: typeof q.rtt_ms === 'number' ? Math.round(q.rtt_ms) : '–',
       });
       if (q.link_state) {
-        // what the server sends this classroom (高清 / 仅声音), its link's estimate, and why
-        const state = t(`link.${q.link_state}`);
+        // what the server sends this classroom (高清 / 标清 / 流畅 / 仅声音), its link's
+        // estimate, and why
+        const state = linkLabel(q);
         let line = typeof q.estimate_kbps === 'number'
           ? t('link.estimate', { state, kbps: Math.round(q.estimate_kbps) })
           : state;
-        if (q.link_state === 'audio_only' && q.link_why) {
+        if (q.link_state !== 'full' && q.link_why) {
           const why = t(`link.why.${q.link_why}`);
           if (why !== `link.why.${q.link_why}`) line += why;
         }

@@ -96,6 +96,7 @@ function tile(lesson) {
     fact('live.sources', sourcesText(lesson.sources || [])),
     fact('live.onStage', (lesson.on_stage || []).join('、') || t('live.none')),
     fact('live.audioOnly', String(lesson.audio_only ?? 0)),
+    fact('live.reduced', String(lesson.reduced ?? 0)),
     fact('live.recording', recordingText(lesson.recording)),
   );
   facts.lastChild.dataset.recording = lesson.recording?.state ?? 'off';

@@ -156,6 +156,7 @@ function renderAttendance(data) {
         element('td', 'num', String(more.hands_raised)),
         element('td', 'num', more.on_stage_s ? elapsed(more.on_stage_s) : '–'),
         gradeCell,
+        element('td', 'num', elapsed(data.link_time?.[row.name]?.reduced ?? 0)),
         element('td', 'num', elapsed(data.link_time?.[row.name]?.audio_only ?? 0)),
       );
       return tr;

@@ -1,0 +1,115 @@
+"""A classroom page on a poor link (1 Mbit/s, 3 % loss, 150 ms) under a teacher page that
+sends three layers: the server feeds it the layer its link carries, so that it plays a steady
+picture and unbroken sound, while a classroom on a good link keeps the teacher's best."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.server import Server
+from tests.support.browser import open_page
+from tests.support.link_emulator import POOR, LinkEmulator
+
+pytestmark = pytest.mark.timeout(240)
+
+WATCH_S = 15.0
+
+# The classroom's camera picture and sound as its getStats() tells them.
+RECEIVED = """
+async () => {
+  let video = null, audio = null;
+  for (const pc of window.__peerConnections || []) {
+    if (pc.connectionState === 'closed') continue;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      if (r.kind === 'video' && (!video || (r.framesDecoded || 0) > video.framesDecoded)) {
+        video = {framesDecoded: r.framesDecoded || 0, freezeCount: r.freezeCount || 0,
+                 freezes: r.totalFreezesDuration || 0, height: r.frameHeight || 0};
+      }
+      if (r.kind === 'audio' && (!audio || (r.totalSamplesReceived || 0) > audio.samples)) {
+        audio = {samples: r.totalSamplesReceived || 0, concealed: r.concealedSamples || 0};
+      }
+    });
+  }
+  return {video, audio};
+}
+"""
+
+
+async def received(page: Page) -> dict[str, Any]:
+    return dict(await page.evaluate(RECEIVED))
+
+
+async def join(browser: Browser, url: str, name: str, link: LinkEmulator | None) -> Page:
+    page = await open_page(browser, None)
+    if link is not None:
+        await link.route(page)
+    await page.goto(url)
+    await page.fill("#name-input", name)
+    await page.click("#name-form [type=submit]")
+    return page
+
+
+async def link_of(server: Server, name: str) -> dict[str, Any]:
+    status = await asyncio.to_thread(server.status)
+    return next((c for c in status["classrooms"] if c["name"] == name), {})
+
+
+async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_breaks(
+    server: Server, browser: Browser
+) -> None:
+    lesson = server.create_lesson("弱网")
+    teacher = await open_page(browser, lesson["teacher_url"])
+    await expect(teacher.locator("#state")).to_have_attribute("data-state", "ready")
+    await teacher.click("#start")
+    await expect(teacher.locator("#state")).to_have_attribute("data-state", "live", timeout=15000)
+    link = LinkEmulator(POOR, seed=11, own_thread=True)
+    try:
+        good = await join(browser, lesson["join_url"], "城区", None)
+        poor = await join(browser, lesson["join_url"], "山区", link)
+        # the server sees the poor link cannot carry 720p and feeds it a lower layer
+        deadline = time.monotonic() + 60
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            state = await link_of(server, "山区")
+            layers = state.get("layers") or []
+            if state.get("state") == "reduced" and layers and layers[0]["height"] < 720:
+                break
+            await asyncio.sleep(0.5)
+        assert state.get("state") == "reduced", state
+        await asyncio.sleep(3.0)  # the switch's keyframe, and what was queued before it
+        before, began = await received(poor), time.monotonic()
+        switches_before = state["switches"]
+        await asyncio.sleep(WATCH_S)
+        after, took = await received(poor), time.monotonic() - began
+        now, top = await link_of(server, "山区"), await link_of(server, "城区")
+        video = {k: after["video"][k] - before["video"][k] for k in ("framesDecoded", "freezes")}
+        audio_samples = after["audio"]["samples"] - before["audio"]["samples"]
+        concealed = after["audio"]["concealed"] - before["audio"]["concealed"]
+        fps = video["framesDecoded"] / took
+        message = (
+            f"poor classroom page: {fps:.1f} fps at {after['video']['height']}p, frozen "
+            f"{video['freezes']:.1f} s, sound concealed {concealed / max(audio_samples, 1):.2%}; "
+            f"server: {now}; good classroom: {top}"
+        )
+        print(message)
+        assert fps >= 15, message
+        assert video["freezes"] <= 0.01 * took + 0.5, message
+        assert concealed <= 0.01 * audio_samples, message
+        assert after["video"]["height"] < 720, message
+        assert now["switches"] - switches_before <= 2, message  # no flapping
+        # the other classroom is untouched: the teacher's best
+        assert top["state"] == "full", message
+        good_video = (await received(good))["video"]
+        assert good_video["height"] == 720, good_video
+        # the wall says what each classroom is fed
+        tile = teacher.locator(".tile[data-classroom='山区'] .link-state")
+        await expect(tile).to_contain_text(re.compile("标清|流畅"), timeout=10000)
+    finally:
+        link.close()
