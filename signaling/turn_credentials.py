@@ -39,8 +39,14 @@ def parse_turn_url(text: str) -> str:
     if rest.startswith("//"):
         raise TurnUrlError(f"{url!r}: write turn:HOST[:PORT], without //")
     hostport, _, query = rest.partition("?")
-    parsed = urlsplit(f"//{hostport}")
+    if hostport.startswith("["):
+        literal = hostport[1:].partition("]")[0]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise TurnUrlError(f"{url!r}: {literal!r} is not an IPv6 address") from None
     try:
+        parsed = urlsplit(f"//{hostport}")
         port = parsed.port
     except ValueError:
         raise TurnUrlError(f"{url!r}: the port must be a number from 1 to 65535") from None
@@ -49,12 +55,7 @@ def parse_turn_url(text: str) -> str:
         raise TurnUrlError(f"{url!r}: expected {scheme}:HOST[:PORT]")
     if port == 0:
         raise TurnUrlError(f"{url!r}: the port must be a number from 1 to 65535")
-    if hostport.startswith("["):
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise TurnUrlError(f"{url!r}: {host!r} is not an IPv6 address") from None
-    elif not _HOSTNAME.match(host):
+    if not hostport.startswith("[") and not _HOSTNAME.match(host):
         raise TurnUrlError(f"{url!r}: {host!r} is not a host name or address")
     if query:
         key, _, transport = query.partition("=")
