@@ -182,4 +182,5 @@ class QualityMonitor:
             None if gate is None else gate.state,
             "" if gate is None else gate.reason,
             None if estimate is None else round(estimate / 1000, 1),
+            classroom.path,
         )
