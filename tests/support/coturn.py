@@ -93,8 +93,10 @@ def start_coturn(directory: Path, secret: str | None = None) -> Coturn:
         f"--realm={REALM}",
         f"--min-port={low}",
         f"--max-port={high}",
-        # the relay may reach the media server only: here that is loopback
+        # the relay may reach the media server only (as the README's turnserver.conf says):
+        # every other address denied, the server's allowed; here that is loopback
         "--allow-loopback-peers",
+        "--denied-peer-ip=0.0.0.0-255.255.255.255",
         "--allowed-peer-ip=127.0.0.1",
         "--no-multicast-peers",
         "--no-dtls",
