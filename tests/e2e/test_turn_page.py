@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, async_playwright, expect
 
 from tests.server import Server, start_server
 from tests.support.browser import launch, open_page, requested, videos
 from tests.support.coturn import Coturn, start_coturn
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.no_udp import tcp_dropped, udp_blocked_for_nobody, udp_dropped
-from tests.support.peers import whip_publish
+from tests.support.peers import whep_subscribe, whip_publish
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -195,3 +195,39 @@ async def test_a_classroom_reaching_only_the_turn_server_plays_through_the_relay
     _, data = server.request("GET", f"/api/lessons/{lesson_id}", token=lesson["whep_token"])
     for ice_server in data["ice_servers"]:
         assert ice_server["credential"] not in server.log()
+
+
+async def test_a_teacher_reaching_only_the_turn_server_teaches_through_the_relay(
+    turn_server: Server, coturn: Coturn
+) -> None:
+    """The teacher's page climbs the same ladder: behind the same firewall it publishes
+    through coturn, says 中继, and a classroom with an open network receives the lesson."""
+    server = turn_server
+    lesson = server.create_lesson("老师只通中继", record=False)
+    [tcp_port] = [port["port"] for port in server.status()["tcp_ports"]]
+    with udp_blocked_for_nobody(tcp_ports=[tcp_port]) as chromium_as_nobody:
+        async with async_playwright() as playwright:
+            browser = await launch(
+                playwright, executable=chromium_as_nobody, extra=["--ignore-certificate-errors"]
+            )
+            classroom = None
+            try:
+                teacher = await open_page(browser, lesson["teacher_url"])
+                await expect(teacher.locator("#state")).to_have_attribute(
+                    "data-state", "ready", timeout=20000
+                )
+                await teacher.click("#start")
+                await expect(teacher.locator("#state")).to_have_attribute(
+                    "data-state", "live", timeout=30000
+                )
+                badge = teacher.locator("#path")
+                await expect(badge).to_have_text("中继", timeout=10000)
+                classroom = await whep_subscribe(
+                    f"{lesson['whep_url']}?name=Open", lesson["whep_token"]
+                )
+                await classroom.wait_for_frames(30, timeout=30)
+                assert udp_dropped() > 0
+            finally:
+                if classroom is not None:
+                    await classroom.close()
+                await browser.close()
