@@ -158,6 +158,28 @@ async def allocate(coturn: Coturn, username: str, password: str) -> tuple[str, i
         transport.close()
 
 
+async def bind_peer(coturn: Coturn, username: str, password: str, peer: tuple[str, int]) -> int:
+    """Ask coturn for a channel to ``peer`` (what a relayed client does before it sends to
+    it); 0 when granted, else the STUN error code."""
+    context = ssl.create_default_context(cafile=str(coturn.cert))
+    transport, _ = await create_turn_endpoint(
+        asyncio.DatagramProtocol,
+        ("127.0.0.1", coturn.tls_port),
+        username,
+        password,
+        ssl=context,
+        transport="tcp",
+    )
+    try:
+        client = transport._TurnTransport__inner_protocol  # type: ignore[attr-defined]
+        await client.channel_bind(0x4000, peer)
+        return 0
+    except TransactionFailed as failure:
+        return int(failure.response.attributes["ERROR-CODE"][0])
+    finally:
+        transport.close()
+
+
 async def refused(coturn: Coturn, username: str, password: str) -> int:
     """The STUN error code coturn refuses an allocation with."""
     with pytest.raises(TransactionFailed) as failure:
@@ -215,6 +237,10 @@ async def test_whip_and_whep_answers_and_options_carry_the_turn_server(
     # the credential really opens coturn
     relayed = await allocate(coturn, link.username, link.credential)
     assert relayed[0] == "127.0.0.1"
+    # and its relay reaches the media server's address, and no other (403 Forbidden IP)
+    [media_port] = [port["port"] for port in turn_server.status()["shared_ports"]]
+    assert await bind_peer(coturn, link.username, link.credential, ("127.0.0.1", media_port)) == 0
+    assert await bind_peer(coturn, link.username, link.credential, ("127.0.0.2", 9)) == 403
 
 
 async def test_a_relay_only_aiortc_classroom_plays_the_lesson_through_coturn(
