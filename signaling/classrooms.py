@@ -22,6 +22,9 @@ _NAME = re.compile(
     r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]{1,64}$"
 )
 RESERVED = "teacher"  # how the teacher is named in chat and reports
+# the paths a classroom's media may take, as its page reports them: straight to the server's
+# UDP or ICE-TCP port, or through the TURN server (直连 UDP / 直连 TCP / 中继)
+PATHS = ("udp", "tcp", "relay")
 FEED_PREFIX = "feed:"
 
 
@@ -69,9 +72,11 @@ class Quality:
     link_why: str = ""
     estimate_kbps: float | None = None
     video_height: int | None = None
+    path: str | None = None  # one of PATHS, as the classroom's page last reported it
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "path": self.path,
             "link_state": self.link_state,
             "link_why": self.link_why,
             "estimate_kbps": self.estimate_kbps,
@@ -95,6 +100,7 @@ class Classroom:
     hand_raised_at: float | None = None
     client_stats: dict[str, float] | None = None  # the page's getStats() summary
     client_stats_at: float = 0.0
+    path: str | None = None  # how its media reaches it (PATHS), from its page's stats
     quality: Quality | None = None
 
     @property
@@ -160,6 +166,7 @@ class Room:
             self.set_hand(name, False)
         classroom.quality = None
         classroom.client_stats = None
+        classroom.path = None
         if name in self.on_stage:
             self.on_stage.remove(name)
             self._journal.event(self.lesson_id, name, "stage_off", now)

@@ -33,7 +33,8 @@ def _allowed_origin(request: web.Request) -> str | None:
     return None
 
 
-def _preflight(request: web.Request, allowed_methods: set[str]) -> web.Response:
+def preflight(request: web.Request, allowed_methods: set[str]) -> web.Response:
+    """The answer to ``OPTIONS``: the methods allowed, and for a listed origin the CORS grant."""
     methods = ", ".join(sorted(allowed_methods | {"OPTIONS"}))
     headers = {hdrs.ALLOW: methods}
     if "POST" in allowed_methods and request.path.startswith(("/whip/", "/whep/")):
@@ -59,7 +60,7 @@ async def answer_options(
     if request.method == hdrs.METH_OPTIONS and _in_scope(request):
         error = request.match_info.http_exception
         if isinstance(error, web.HTTPMethodNotAllowed):  # the route exists, OPTIONS is ours
-            return _preflight(request, set(error.allowed_methods))
+            return preflight(request, set(error.allowed_methods))
     return await handler(request)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .classrooms import RESERVED
+from .classrooms import PATHS, RESERVED
 from .events_hub import Participant
 from .keys import JOURNAL, LESSONS, STORE
 from .live_lesson import LiveLesson
@@ -226,6 +226,9 @@ def _stats(
 ) -> dict[str, Any] | None:
     if who.is_teacher or who.name is None:
         return error("bad_message", "stats come from a named classroom")
+    path = message.get("path")
+    if path is not None and path not in PATHS:
+        return error("bad_message", f'"path" must be one of {", ".join(PATHS)}')
     stats: dict[str, float] = {}
     for field, limit in STATS_FIELDS.items():
         value = message.get(field)
@@ -243,4 +246,6 @@ def _stats(
     if classroom is not None and classroom.present:
         classroom.client_stats = stats
         classroom.client_stats_at = time.time()
+        if path is not None:
+            classroom.path = path
     return None

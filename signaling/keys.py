@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .contracts import Accounts, AuditLog, Authority, LessonJournal, LessonStore
 from .live_lessons import LiveLessons
+from .turn_credentials import TurnCredentials
 
 STORE = web.AppKey("store", LessonStore)
 AUTHORITY = web.AppKey("authority", Authority)
@@ -13,3 +14,5 @@ ACCOUNTS = web.AppKey("accounts", Accounts)
 AUDIT = web.AppKey("audit", AuditLog)
 LESSONS = web.AppKey("live_lessons", LiveLessons)
 JOURNAL = web.AppKey("journal", LessonJournal)
+# set only where TURN servers are configured
+TURN = web.AppKey("turn_credentials", TurnCredentials)

@@ -12,7 +12,7 @@ from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or
 from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .json_answers import json_response
-from .keys import AUTHORITY, LESSONS, STORE
+from .keys import AUTHORITY, LESSONS, STORE, TURN
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,23 @@ async def get_lesson(request: web.Request) -> web.Response:
         )
         full = grant.role is Role.ORIGIN
     lesson = _existing(request, lesson_id)
-    return json_response(lesson_json(request, lesson, with_links=full, grant=grant))
+    data = lesson_json(request, lesson, with_links=full, grant=grant)
+    data["ice_servers"] = _ice_servers(request, lesson, grant, data)
+    return json_response(data)
+
+
+def _ice_servers(
+    request: web.Request, lesson: Lesson, grant: Grant | None, data: dict[str, Any]
+) -> list[dict[str, object]]:
+    """The TURN servers for the caller's page (``iceServers``), with a credential that expires
+    with its token: the token presented, or for the teacher's key the origin token just
+    issued. None once the lesson has ended, or without TURN servers configured."""
+    turn = request.app.get(TURN)
+    if turn is None or lesson.state is LessonState.ENDED:
+        return []
+    if grant is None:
+        grant = request.app[AUTHORITY].verify(data["whip_token"])
+    return [turn.for_grant(grant).ice_server()]
 
 
 async def end_lesson(request: web.Request) -> web.Response:

@@ -184,4 +184,5 @@ class QualityMonitor:
             "" if gate is None else gate.reason,
             None if estimate is None else round(estimate / 1000, 1),
             height or None,
+            classroom.path,
         )

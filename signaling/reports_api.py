@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .auth import may_manage, require_teacher, teacher_or_grant
+from .classrooms import PATHS
 from .contracts import Lesson, LessonState, Role
 from .errors import http_error
 from .json_answers import json_response
@@ -119,14 +120,17 @@ def _interaction(events: list[dict[str, Any]], end: float) -> list[dict[str, Any
 SAMPLE_S = 10.0  # signaling.quality journals a sample per classroom this often
 
 
-def _link_time(quality: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Each classroom's time per link state (full, reduced, audio_only): each sample stands for the
-    time until the next one, a sampling interval at most (the classroom may have left)."""
+def _link_time(
+    quality: dict[str, list[dict[str, Any]]], field: str = "link_state"
+) -> dict[str, dict[str, float]]:
+    """Each classroom's time per link state (full, reduced, audio_only), or per path (udp,
+    tcp, relay) with ``field="path"``: each sample stands for the time until the next one, a
+    sampling interval at most (the classroom may have left)."""
     times: dict[str, dict[str, float]] = {}
     for name, samples in quality.items():
         spent: dict[str, float] = defaultdict(float)
         for sample, after in zip(samples, [*samples[1:], None], strict=True):
-            state = sample.get("link_state")
+            state = sample.get(field)
             if state is None:
                 continue
             span = SAMPLE_S if after is None else min(after["at"] - sample["at"], SAMPLE_S)
@@ -150,6 +154,8 @@ async def report(request: web.Request) -> web.Response:
             "attendance": attendance(request, lesson),
             "quality": quality,
             "link_time": _link_time(quality),
+            # how each classroom's media reached it: 直连 UDP / 直连 TCP / 中继, over time
+            "path_time": _link_time(quality, "path"),
             "interaction": _interaction(events, end),
             "events": events,
             "chat": journal.chat_messages(lesson.id),  # kept only when the lesson asked
@@ -190,6 +196,8 @@ async def live(request: web.Request) -> web.Response:
                 "reduced": sum(
                     1 for c in present if c.quality and c.quality.link_state == "reduced"
                 ),
+                # classrooms by the path their media takes (直连 UDP / 直连 TCP / 中继)
+                "paths": {p: sum(1 for c in present if c.path == p) for p in PATHS},
                 "recording": live_lessons.recording_info(lesson.id),
             }
         )

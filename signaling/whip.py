@@ -13,10 +13,11 @@ from media.peer import NegotiationError, Peer
 
 from .auth import grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
-from .contracts import Lesson, LessonState, Role
+from .contracts import Grant, Lesson, LessonState, Role
+from .cors import preflight
 from .errors import http_error, read_body
 from .json_answers import json_response
-from .keys import LESSONS, STORE
+from .keys import LESSONS, STORE, TURN
 from .live_lesson import LiveLesson
 from .sessions import Session
 from .stage import SLOTS
@@ -60,12 +61,20 @@ async def read_offer(request: web.Request, sections: dict[str, int]) -> str:
     return offer
 
 
+def ice_server_links(request: web.Request, grant: Grant) -> list[str]:
+    """The ``Link`` headers (RFC 9725) of the configured TURN servers, with a credential that
+    expires with ``grant``'s token; none without TURN servers."""
+    turn = request.app.get(TURN)
+    return [] if turn is None else turn.for_grant(grant).link_headers()
+
+
 async def _negotiate(
+    request: web.Request,
+    grant: Grant,
     live: LiveLesson,
     peer: Peer,
     offer: str,
     kind: str,
-    role: Role,
     max_classrooms: int | None = None,
     client: str | None = None,
 ) -> web.Response:
@@ -83,13 +92,16 @@ async def _negotiate(
         raise http_error(
             500, "negotiation_failed", "the server could not answer this offer"
         ) from None
-    session = await live.admit(peer, role, kind, max_classrooms, client)
-    return web.Response(
+    session = await live.admit(peer, grant.role, kind, max_classrooms, client)
+    response = web.Response(
         status=201,
         text=answer,
         content_type="application/sdp",
         headers={"Location": _session_url(live.id, session)},
     )
+    for link in ice_server_links(request, grant):
+        response.headers.add("Link", link)
+    return response
 
 
 def _session_url(lesson_id: str, session: Session) -> str:
@@ -138,7 +150,7 @@ async def whip_post(request: web.Request) -> web.Response:
     source = request.query.get("source", "camera")
     if source == FEED:
         return await _feed_post(request, lesson_id)
-    grant_for(request, lesson_id, {Role.ORIGIN})
+    grant = grant_for(request, lesson_id, {Role.ORIGIN})
     _lesson(request, lesson_id)
     if source not in SOURCES:
         raise http_error(
@@ -150,14 +162,14 @@ async def whip_post(request: web.Request) -> web.Response:
     _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(source, source)
-    response = await _negotiate(live, peer, offer, "whip", Role.ORIGIN)
+    response = await _negotiate(request, grant, live, peer, offer, "whip")
     live.went_live()
     return response
 
 
 async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
     """A classroom publishes its return feed (camera and microphone) for the teacher."""
-    grant_for(request, lesson_id, {Role.CLASSROOM})
+    grant = grant_for(request, lesson_id, {Role.CLASSROOM})
     _lesson(request, lesson_id)
     name = classroom_name(request.query.get("name"))
     client = _client(request)
@@ -175,7 +187,7 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
     _lesson(request, lesson_id)
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_publisher(feed_source(name), name)
-    return await _negotiate(live, peer, offer, "whip", Role.CLASSROOM, client=client)
+    return await _negotiate(request, grant, live, peer, offer, "whip", client=client)
 
 
 async def whep_post(request: web.Request) -> web.Response:
@@ -184,7 +196,7 @@ async def whep_post(request: web.Request) -> web.Response:
     lesson = _lesson(request, lesson_id)
     source = request.query.get("source")
     if source is not None:
-        return await _feed_watch(request, lesson, source, grant.role)
+        return await _feed_watch(request, lesson, source, grant)
     client = _client(request)
     if grant.role is Role.CLASSROOM:
         name = classroom_name(request.query.get("name") or _unnamed())
@@ -201,14 +213,14 @@ async def whep_post(request: web.Request) -> web.Response:
     live = request.app[LESSONS].open(lesson_id)
     peer = live.new_subscriber(name, SLOTS, excluded)
     limit = lesson.max_classrooms if grant.role is Role.CLASSROOM else None
-    return await _negotiate(live, peer, offer, "whep", grant.role, limit, client)
+    return await _negotiate(request, grant, live, peer, offer, "whep", limit, client)
 
 
 async def _feed_watch(
-    request: web.Request, lesson: Lesson, source: str, role: Role
+    request: web.Request, lesson: Lesson, source: str, grant: Grant
 ) -> web.Response:
     """The teacher watches one classroom's return feed; feeds go to the teacher only."""
-    if role is not Role.ORIGIN:
+    if grant.role is not Role.ORIGIN:
         raise http_error(403, "wrong_role", "return feeds go to the teacher only")
     if not source.startswith(FEED_PREFIX) or not valid_name(source[len(FEED_PREFIX) :]):
         raise http_error(
@@ -220,7 +232,26 @@ async def _feed_watch(
     peer = live.new_subscriber(
         f"teacher watching {source}", {"video": (source,), "audio": (source,)}
     )
-    return await _negotiate(live, peer, offer, "whep", Role.ORIGIN)
+    return await _negotiate(request, grant, live, peer, offer, "whep")
+
+
+async def endpoint_options(request: web.Request) -> web.Response:
+    """``OPTIONS`` on a WHIP/WHEP endpoint: what it accepts, to anyone (a CORS preflight
+    carries no credential); with a token of the lesson, also the ICE servers and their
+    credentials as ``Link`` headers (RFC 9725 §4.4), so a client may gather relay candidates
+    before it makes its offer."""
+    response = preflight(request, {"POST"})
+    if "Authorization" not in request.headers:
+        return response
+    lesson_id = request.match_info["lesson_id"]
+    kind = request.path.split("/", 2)[1]
+    # WHIP: the teacher's sources, or a classroom's return feed; WHEP: either watches
+    grant = grant_for(request, lesson_id, {Role.ORIGIN, Role.CLASSROOM})
+    _lesson(request, lesson_id)
+    for link in ice_server_links(request, grant):
+        response.headers.add("Link", link)
+    logger.debug("lesson %s: %s ICE servers asked for", lesson_id, kind)
+    return response
 
 
 async def session_delete(request: web.Request) -> web.Response:
@@ -246,5 +277,7 @@ async def session_delete(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/whip/{lesson_id}", whip_post)
     app.router.add_post("/whep/{lesson_id}", whep_post)
+    app.router.add_route("OPTIONS", "/whip/{lesson_id}", endpoint_options)
+    app.router.add_route("OPTIONS", "/whep/{lesson_id}", endpoint_options)
     app.router.add_delete("/whip/{lesson_id}/{session_id}", session_delete)
     app.router.add_delete("/whep/{lesson_id}/{session_id}", session_delete)

@@ -21,10 +21,11 @@ from signaling import (
 )
 from signaling.cors import setup_cors
 from signaling.errors import setup_json_errors
-from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE
+from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE, TURN
 from signaling.live_lessons import LiveLessons
 from signaling.quality import QualityMonitor
 from signaling.rate_limits import Rate, RateLimits, setup_rate_limits
+from signaling.turn_credentials import TurnCredentials
 
 from . import metrics, pages, status
 from .accounts import SqliteAccounts
@@ -94,6 +95,8 @@ def create_app(config: Config) -> web.Application:
     app[STORE] = store
     app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
+    if config.turn_urls and config.turn_secret:
+        app[TURN] = TurnCredentials(config.turn_urls, config.turn_secret)
     app[AUDIT] = SqliteAuditLog(store)
     journal = SqliteLessonJournal(store)
     journal.close_open_visits()  # cut short by a stop or a crash

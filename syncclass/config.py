@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from media.network import CONSENT_TIMEOUT_S, SAME_AS_UDP
+from signaling.turn_credentials import TurnUrlError, parse_turn_url
 
 ENV_PREFIX = "SYNCCLASS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -59,6 +60,11 @@ class Config:
     # transport-wide congestion control feedback to publishers (off: Chrome's slow loss-based
     # ramp, as a baseline)
     transport_cc: bool = True
+    # TURN servers handed to classrooms and teachers with short-lived credentials (TURN REST,
+    # coturn's use-auth-secret); the secret is coturn's static-auth-secret
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = dataclasses.field(default=None, repr=False)
+    turn_secret_file: Path | None = None
 
 
 def _host(text: str) -> str:
@@ -269,6 +275,31 @@ def _switch_off(text: str) -> bool:
     return not _switch(text)
 
 
+def _turn_urls(text: str) -> tuple[str, ...]:
+    urls = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            urls.append(parse_turn_url(part))
+        except TurnUrlError as exc:
+            raise ValueError(str(exc)) from None
+    if not urls:
+        raise ValueError("expected at least one turn: or turns: URL")
+    return tuple(dict.fromkeys(urls))
+
+
+def _read_secret(path: Path) -> str:
+    """The secret kept in ``path``: its text without the line break an editor leaves."""
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+    if not text:
+        raise ValueError(f"{str(path)!r} is empty")
+    return text
+
+
 def _log_file(text: str) -> Path:
     path = _directory(text)
     if path.is_dir():
@@ -442,6 +473,33 @@ _OPTIONS: tuple[_Option, ...] = (
         repeatable=True,
     ),
     _Option(
+        "--turn-url",
+        "turn_urls",
+        "URL",
+        "a TURN server (turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]) handed to "
+        "classrooms and teachers with short-lived credentials; needs --turn-secret "
+        "(repeatable)",
+        _turn_urls,
+        "none",
+        repeatable=True,
+    ),
+    _Option(
+        "--turn-secret",
+        "turn_secret",
+        "SECRET",
+        "the TURN server's shared secret (coturn's static-auth-secret with use-auth-secret); "
+        "other users can see command lines, so prefer the environment variable or "
+        "--turn-secret-file",
+        _key,
+    ),
+    _Option(
+        "--turn-secret-file",
+        "turn_secret_file",
+        "FILE",
+        "read the TURN server's shared secret from this file instead",
+        _existing_file,
+    ),
+    _Option(
         "--rate-limit-lessons",
         "rate_limit_lessons",
         "COUNT/SECONDS",
@@ -612,6 +670,18 @@ def resolve_serve_config(
         parser.error("--ice-port shares one port, --ice-ports gives each peer one: choose one")
     if values.get("self_signed") and "tls_cert" in values:
         parser.error("--self-signed makes its own certificate: leave out --tls-cert/--tls-key")
+    secret_file = values.get("turn_secret_file")
+    if isinstance(secret_file, Path):
+        if "turn_secret" in values:
+            parser.error("--turn-secret and --turn-secret-file: give the secret one way")
+        try:
+            values["turn_secret"] = _read_secret(secret_file)
+        except ValueError as exc:
+            parser.error(f"--turn-secret-file: {exc}")
+    if "turn_urls" in values and "turn_secret" not in values:
+        parser.error("--turn-url needs --turn-secret (coturn's static-auth-secret)")
+    if "turn_secret" in values and "turn_urls" not in values:
+        parser.error("--turn-secret is for a TURN server: give its --turn-url too")
     return Config(**values)  # type: ignore[arg-type]
 
 

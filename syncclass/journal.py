@@ -23,6 +23,7 @@ _QUALITY_FIELDS = (
     "freezes",
     "link_state",
     "estimate_kbps",
+    "path",
 )
 _TABLES = {
     "attendance": "joined_at",

@@ -15,6 +15,7 @@ from media.subscriber import Subscriber
 from media.tcp_mux import TcpPort
 from media.udp_mux import SharedPort
 from signaling.auth import require_admin
+from signaling.classrooms import Classroom
 from signaling.json_answers import json_response
 from signaling.keys import LESSONS
 
@@ -95,13 +96,15 @@ def _tcp_port(port: TcpPort) -> dict[str, object]:
     }
 
 
-def _link(lesson_id: str, name: str, peer: Subscriber) -> dict[str, object]:
+def _link(lesson_id: str, name: str, peer: Subscriber, path: str | None) -> dict[str, object]:
     """One classroom's link: its estimate, what it is sent (高清 / 仅声音) and why, and the
     packets the server sent it (retransmissions and probes included)."""
     stats = [c.stats for c in peer.consumers]
     return {
         "lesson": lesson_id,
         "name": name,
+        # 直连 UDP / 直连 TCP / 中继: the path its page reports (None before it does)
+        "path": path,
         **peer.gate.as_json(),
         "packets": sum(s.packets for s in stats),
         "retransmitted": sum(s.retransmitted for s in stats),
@@ -110,6 +113,10 @@ def _link(lesson_id: str, name: str, peer: Subscriber) -> dict[str, object]:
         "not_resent": sum(s.nacks_suppressed + s.too_late for s in stats),
         "keyframe_requests": sum(s.keyframe_requests for s in stats),
     }
+
+
+def _path(classroom: Classroom | None) -> str | None:
+    return None if classroom is None else classroom.path
 
 
 async def status(request: web.Request) -> web.Response:
@@ -138,7 +145,7 @@ async def status(request: web.Request) -> web.Response:
             "video_layers": _video_layers(routers),
             # each classroom's link: estimate, state (full / reduced / audio_only), why, layers fed
             "classrooms": [
-                _link(live.id, name, peer)
+                _link(live.id, name, peer, _path(live.room.get(name)))
                 for live in lessons.all()
                 for name, peer in live.links().items()
             ],

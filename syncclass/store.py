@@ -127,6 +127,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE quality_samples ADD COLUMN link_state TEXT",
         "ALTER TABLE quality_samples ADD COLUMN estimate_kbps REAL",
     ),
+    # the path each classroom's media took: udp, tcp or relay (直连 UDP / 直连 TCP / 中继)
+    ("ALTER TABLE quality_samples ADD COLUMN path TEXT",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

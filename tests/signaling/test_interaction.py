@@ -680,3 +680,40 @@ def _stage_stays_private_until_chosen(server: Server, lesson_id: str, stage_url:
     actions = [entry["action"] for entry in log["entries"]]
     assert actions.count("recording_stage_public") == 1
     assert "recording_stage_private" in actions
+
+
+async def test_the_path_a_classroom_reports_reaches_the_teacher(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    """直连 UDP / 直连 TCP / 中继: the path a classroom's page reads from its selected candidate
+    pair goes with its stats to the teacher's wall, 巡课 and /api/status; anything else is
+    refused."""
+    lesson = server.create_lesson("Paths", record=False)
+    teacher = await teach(lesson)
+    room = await join(lesson, "Pine")
+    desk = await http.ws_connect(events_url(server, lesson, lesson["whip_token"]))
+    pine = await http.ws_connect(events_url(server, lesson, lesson["whep_token"], "Pine"))
+    try:
+        for bad in ("carrier-pigeon", 3, "", ["relay"]):
+            await pine.send_json({"type": "stats", "loss": 0.0, "path": bad})
+            answer = await until(pine, lambda m: m["type"] == "error")
+            assert answer["error"] == "bad_message" and "path" in answer["message"], answer
+        await pine.send_json({"type": "stats", "loss": 0.0, "path": "relay"})
+        told = await until(
+            desk,
+            lambda m: (
+                m["type"] == "quality"
+                and any(r["name"] == "Pine" and r["path"] == "relay" for r in m["classrooms"])
+            ),
+        )
+        assert told
+        [link] = [c for c in server.status()["classrooms"] if c["name"] == "Pine"]
+        assert link["path"] == "relay"
+        status, live = server.request("GET", "/api/live", token=server.teacher_key)
+        assert status == 200
+        [tile] = [x for x in live["lessons"] if x["id"] == lesson["id"]]
+        assert tile["paths"] == {"udp": 0, "tcp": 0, "relay": 1}
+    finally:
+        for ws in (desk, pine):
+            await ws.close()
+        await close_all(room, teacher)

@@ -25,6 +25,8 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -59,14 +61,23 @@ def use_loopback_only() -> None:
     aioice.ice.get_host_addresses = _loopback_addresses
 
 
-def new_peer_connection() -> RTCPeerConnection:
-    """Return an ``RTCPeerConnection`` with no STUN/TURN servers that gathers only loopback."""
+def new_peer_connection(
+    ice_servers: Sequence[RTCIceServer] = (), *, relay_only: bool = False
+) -> RTCPeerConnection:
+    """Return an ``RTCPeerConnection`` that gathers only loopback, with no STUN/TURN servers
+    unless ``ice_servers`` names some; ``relay_only`` gathers relayed candidates alone
+    (``iceTransportPolicy: "relay"``), as a browser that only reaches a TURN server."""
     use_loopback_only()
     # iceServers=None would make aiortc add a public STUN server. One transport for every
     # m-line, as a browser bundles them: aiortc's "balanced" policy gives audio its own
     # candidate, and a second audio m-line is then left without a transport.
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
     return RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(
+            iceServers=list(ice_servers),
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            iceTransportPolicy=policy,
+        )
     )
 
 
@@ -559,6 +570,8 @@ async def whep_subscribe(
     video_codecs: Sequence[str] | None = None,
     check: bool = True,
     link: LinkEmulator | None = None,
+    ice_servers: Sequence[RTCIceServer] = (),
+    relay_only: bool = False,
 ) -> Classroom:
     """Subscribe over WHEP with ``videos`` then ``audios`` recvonly transceivers.
 
@@ -571,11 +584,13 @@ async def whep_subscribe(
     :class:`SignalingError`, or with ``check=False`` returns a closed :class:`Classroom` whose
     ``status`` tells what happened. ``link`` routes the session through a link emulator
     (tests/support/link_emulator.py): what the classroom receives crosses its ``downlink``.
+    ``ice_servers`` and ``relay_only``: as for `new_peer_connection` (a classroom that reaches
+    the server only through a TURN server).
     """
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError("drop_rate must be in [0, 1)")
     label = name or f"classroom-{next(_classroom_numbers)}"
-    pc = new_peer_connection()
+    pc = new_peer_connection(ice_servers, relay_only=relay_only)
     try:
         for _ in range(videos):
             transceiver = pc.addTransceiver("video", direction="recvonly")

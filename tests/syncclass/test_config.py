@@ -248,3 +248,68 @@ def test_tls_key_missing_file(
 
 def test_tls_path_that_is_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     expect_usage_error(capsys, ["--tls-cert", str(tmp_path)], {}, "not a file")
+
+
+def test_turn_servers_and_their_secret(tmp_path: Path) -> None:
+    config = parse_serve_args(
+        [
+            "--turn-url",
+            "turns:turn.school.example:443?transport=tcp",
+            "--turn-url",
+            "turn:203.0.113.7:3478?transport=udp,turn:[2001:db8::7]",
+        ],
+        {"SYNCCLASS_TURN_SECRET": "s3cret"},
+    )
+    assert config.turn_urls == (
+        "turns:turn.school.example:443?transport=tcp",
+        "turn:203.0.113.7:3478?transport=udp",
+        "turn:[2001:db8::7]",
+    )
+    assert config.turn_secret == "s3cret"
+    assert "s3cret" not in repr(config)
+    secret_file = tmp_path / "turn.secret"
+    secret_file.write_text("from-a-file\n")
+    config = parse_serve_args(
+        ["--turn-url", "turns:turn.example", "--turn-secret-file", str(secret_file)], {}
+    )
+    assert config.turn_secret == "from-a-file"
+    environ = {"SYNCCLASS_TURN_URL": "turns:turn.example:5349", "SYNCCLASS_TURN_SECRET": "x"}
+    assert parse_serve_args([], environ).turn_urls == ("turns:turn.example:5349",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--turn-url", "stun:turn.example", "--turn-secret", "x"], "not a turn: or turns: URL"),
+        (["--turn-url", "https://turn.example", "--turn-secret", "x"], "not a turn: or turns:"),
+        (["--turn-url", "turn://turn.example", "--turn-secret", "x"], "without //"),
+        (["--turn-url", "turn:", "--turn-secret", "x"], "expected turn:HOST[:PORT]"),
+        (["--turn-url", "turn:t.example:99999", "--turn-secret", "x"], "from 1 to 65535"),
+        (["--turn-url", "turn:t.example:0", "--turn-secret", "x"], "from 1 to 65535"),
+        (["--turn-url", "turn:bad host", "--turn-secret", "x"], "not a host name"),
+        (["--turn-url", "turn:[nope]", "--turn-secret", "x"], "not an IPv6 address"),
+        (["--turn-url", "turn:t.example?transport=sctp", "--turn-secret", "x"], "transport=udp"),
+        (["--turn-url", "turns:t.example?transport=udp", "--turn-secret", "x"], "TCP only"),
+        (["--turn-url", "turn:u:p@t.example", "--turn-secret", "x"], "expected turn:HOST"),
+        (["--turn-url", "turns:t.example"], "--turn-url needs --turn-secret"),
+        (["--turn-secret", "x"], "give its --turn-url too"),
+        (["--turn-url", "turns:t.example", "--turn-secret", " "], "must not be empty"),
+        (["--turn-secret-file", "/nonexistent/secret"], "does not exist"),
+    ],
+)
+def test_invalid_turn_options(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    expect_usage_error(capsys, argv, {}, message)
+
+
+def test_turn_secret_given_twice_or_empty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "turn.secret"
+    secret_file.write_text("\n")
+    url = ["--turn-url", "turns:t.example"]
+    expect_usage_error(capsys, [*url, "--turn-secret-file", str(secret_file)], {}, "is empty")
+    secret_file.write_text("s")
+    both = [*url, "--turn-secret", "s", "--turn-secret-file", str(secret_file)]
+    expect_usage_error(capsys, both, {}, "give the secret one way")

@@ -58,6 +58,11 @@ PUBLIC = {
     ("GET", "/metrics"),
     ("GET", "/check"),
     ("POST", "/api/check"),
+    # what a WHIP/WHEP endpoint accepts, to anyone (CORS preflights carry no credential); a
+    # token given with it must be the lesson's, and only then are the TURN servers told
+    # (tests/e2e/test_turn.py)
+    ("OPTIONS", "/whip/{lesson_id}"),
+    ("OPTIONS", "/whep/{lesson_id}"),
 }
 
 

@@ -10,6 +10,7 @@ import { LessonEvents } from './events.js';
 import { FrameWatch } from './frames.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
 import './interaction-strings.js';
+import { connectionPath, setIceServers } from './ladder.js';
 import { RoomInteraction } from './room-interaction.js';
 import { STAGE_SLOTS, WhepPlayer } from './whep.js';
 
@@ -20,6 +21,7 @@ const IDLE_MS = 4000;
 // the browser notices within about this long that its own link is dead (ICE 'disconnected')
 const OWN_LINK_MS = 6000;
 const FULL_RETRY_MS = 5000; // a full lesson: ask again this often for a free place
+const PATH_MS = 1000;
 const { id: lessonId, token } = lessonFromLocation();
 
 const view = {
@@ -270,6 +272,7 @@ async function refreshLesson() {
   view.title = lesson.title;
   view.lessonState = lesson.state;
   view.maxClassrooms = lesson.max_classrooms ?? view.maxClassrooms;
+  setIceServers(lesson.ice_servers); // fresh credentials for the relay, with each read
   return lesson;
 }
 
@@ -306,6 +309,15 @@ async function pollFrames() {
   });
   view.seenPictures ||= camera || courseware;
   render();
+}
+
+/** Which path the lesson reaches this room on: 直连 UDP / 直连 TCP / 中继. */
+async function showPath() {
+  const path = await connectionPath(player?.pc).catch(() => null);
+  const badge = $('path');
+  badge.hidden = path === null;
+  badge.dataset.path = path ?? '';
+  if (path) setText(badge, `path.${path}`);
 }
 
 // --- start -------------------------------------------------------------------------------------
@@ -399,6 +411,7 @@ async function main() {
   render();
   openEvents();
   setInterval(pollFrames, POLL_MS);
+  setInterval(showPath, PATH_MS);
   await connect();
 }
 

@@ -133,6 +133,13 @@ class FeedTile {
         link.textContent = ` · ${line}`;
         this.figures.append(link);
       }
+      if (q.path) {
+        // 直连 UDP / 直连 TCP / 中继: how this classroom's media reaches it
+        const path = element('span', 'path');
+        path.dataset.path = q.path;
+        path.textContent = ` · ${t(`path.${q.path}`)}`;
+        this.figures.append(path);
+      }
     } else {
       this.figures.textContent = '';
     }

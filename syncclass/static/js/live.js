@@ -91,12 +91,15 @@ function tile(lesson) {
   const n = element('strong', full ? 'full' : '', String(lesson.classrooms));
   count.append(n, ` / ${lesson.max_classrooms}`);
   const facts = element('dl', 'facts');
+  const paths = fact('live.paths', pathsText(lesson.paths));
+  paths.dataset.paths = JSON.stringify(lesson.paths ?? {});
   facts.append(
     fact('live.classrooms', count),
     fact('live.sources', sourcesText(lesson.sources || [])),
     fact('live.onStage', (lesson.on_stage || []).join('、') || t('live.none')),
     fact('live.audioOnly', String(lesson.audio_only ?? 0)),
     fact('live.reduced', String(lesson.reduced ?? 0)),
+    paths,
     fact('live.recording', recordingText(lesson.recording)),
   );
   facts.lastChild.dataset.recording = lesson.recording?.state ?? 'off';
@@ -163,3 +166,10 @@ function main() {
 }
 
 main();
+
+/** How many classrooms take each path: 直连 UDP 3 · 中继 1 (the paths nobody takes left out). */
+function pathsText(paths) {
+  const taken = Object.entries(paths ?? {}).filter(([, n]) => n > 0);
+  if (!taken.length) return t('live.none');
+  return taken.map(([path, n]) => `${t(`path.${path}`)} ${n}`).join(' · ');
+}

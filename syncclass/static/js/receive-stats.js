@@ -1,11 +1,13 @@
 // How well a classroom receives the lesson, from its receiving connection's getStats(): the
 // figures it reports on the lesson's events socket every 2 s, each over the time since the
-// previous sample.
+// previous sample, and the path its media takes (`path`: udp, tcp or relay; ladder.js).
 //
 // `loss` is the share of packets that never arrived, after retransmission repaired what it
 // could: what the classroom actually missed (the server sees from its side how much it had to
 // retransmit). `freezes` counts the video freezes of this connection so far (the server grades
 // the new ones).
+
+import { pathOf } from './ladder.js';
 
 export class ReceiveStats {
   constructor(pc) {
@@ -43,6 +45,7 @@ export class ReceiveStats {
       pairs.get(pairId) ?? [...pairs.values()].find((p) => p.nominated && p.state === 'succeeded');
     if (pair && pair.currentRoundTripTime !== undefined) rtt = pair.currentRoundTripTime;
 
+    const path = pathOf(report);
     const last = this.last;
     this.last = { at: now, ...totals };
     if (!last || now <= last.at) return null;
@@ -63,6 +66,7 @@ export class ReceiveStats {
       rtt_ms: rtt === null ? null : Math.round(rtt * 1000),
       freezes: totals.freezes,
       fps: Math.round(fps * 10) / 10,
+      ...(path ? { path } : {}), // 'udp', 'tcp' or 'relay': how the media reaches this room
     };
   }
 }

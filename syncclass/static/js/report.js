@@ -158,6 +158,7 @@ function renderAttendance(data) {
         gradeCell,
         element('td', 'num', elapsed(data.link_time?.[row.name]?.reduced ?? 0)),
         element('td', 'num', elapsed(data.link_time?.[row.name]?.audio_only ?? 0)),
+        pathCell(data.path_time?.[row.name] ?? {}),
       );
       return tr;
     }),
@@ -165,6 +166,15 @@ function renderAttendance(data) {
   $('attendance-empty').hidden = data.attendance.length > 0;
   $('attendance').hidden = data.attendance.length === 0;
   $('attendance-card').hidden = false;
+}
+
+/** The paths a classroom's media took (直连 UDP / 直连 TCP / 中继), the longest first. */
+function pathCell(times) {
+  const cell = element('td', 'path');
+  const paths = Object.entries(times).sort((a, b) => b[1] - a[1]);
+  cell.textContent = paths.length ? paths.map(([path]) => t(`path.${path}`)).join(' / ') : '–';
+  cell.dataset.path = paths.length ? paths[0][0] : '';
+  return cell;
 }
 
 /** The CSV needs the credential in a header, so it is fetched and handed over as a file. */

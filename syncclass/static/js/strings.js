@@ -104,6 +104,10 @@ export const STRINGS = {
     'join.status.reconnecting': '网络中断，正在重新连接…',
     'join.status.audioOnly': '仅声音 — 网络较差',
     'join.room': '教室：{name}',
+    // which path the media takes (ladder.js): straight to the server, or through the relay
+    'path.udp': '直连 UDP',
+    'path.tcp': '直连 TCP',
+    'path.relay': '中继',
 
     'recordings.title': '录像回放',
   },
@@ -210,6 +214,9 @@ export const STRINGS = {
     'join.status.reconnecting': 'Network lost, reconnecting…',
     'join.status.audioOnly': 'Sound only — weak network',
     'join.room': 'Classroom: {name}',
+    'path.udp': 'Direct UDP',
+    'path.tcp': 'Direct TCP',
+    'path.relay': 'Relay',
 
     'recordings.title': 'Recordings',
   },

@@ -8,6 +8,7 @@ import { LessonEvents } from './events.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
 import './interaction-strings.js';
 import { showJoinLink } from './join-panel.js';
+import { connectionPath, setIceServers } from './ladder.js';
 import { Publication } from './publication.js';
 import { TeacherInteraction } from './teacher-interaction.js';
 import { UplinkMeter } from './uplink.js';
@@ -26,6 +27,15 @@ const interaction = new TeacherInteraction(lessonId, token);
 // what is being sent of each source, and whether the uplink holds it back
 new UplinkMeter($('uplink'), () => camera?.connection ?? null);
 new UplinkMeter($('courseware-uplink'), () => courseware?.connection ?? null);
+
+// which path the camera's media takes: 直连 UDP / 直连 TCP / 中继 (ladder.js)
+setInterval(async () => {
+  const path = await connectionPath(camera?.connection).catch(() => null);
+  const badge = $('path');
+  badge.hidden = path === null;
+  badge.dataset.path = path ?? '';
+  if (path) setText(badge, `path.${path}`);
+}, 1000);
 
 // --- the state line ------------------------------------------------------------------------
 
@@ -260,6 +270,7 @@ async function main() {
     return;
   }
   $('lesson-title').textContent = lesson.title;
+  setIceServers(lesson.ice_servers);
   document.title = `${lesson.title} · ${document.title}`;
   const report = `/lessons/${encodeURIComponent(lessonId)}/report?token=${encodeURIComponent(token)}`;
   for (const link of [$('report-link'), $('closed-report')]) {

@@ -4,6 +4,7 @@
 // places show the others). The teacher receives one classroom's return feed: one video and one
 // audio m-line.
 
+import { climb } from './ladder.js';
 import { leave, negotiate, watchConnection } from './offer.js';
 
 /** [source, kind] of each m-line, in the order of the offer. */
@@ -46,8 +47,15 @@ export class WhepPlayer {
     return this.streams[slot] ?? null;
   }
 
+  /** Receive, climbing the fallback ladder (ladder.js) until a path connects. */
   async start() {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.climbing = false;
+    await climb(this);
+  }
+
+  /** One session with the RTCPeerConnection `config`; returns its connection. */
+  async open(config) {
+    const pc = new RTCPeerConnection(config);
     this.pc = pc;
     const tracks = {};
     for (const [source, kind] of this.slots) {
@@ -59,7 +67,7 @@ export class WhepPlayer {
       Object.entries(tracks).map(([source, list]) => [source, new MediaStream(list)]),
     );
     watchConnection(pc, (state) => {
-      if (this.pc === pc) this.onDrop(state);
+      if (this.pc === pc && !this.climbing) this.onDrop(state);
     });
     try {
       this.session = await negotiate(pc, this.url, this.token);
@@ -67,6 +75,15 @@ export class WhepPlayer {
       this.close();
       throw error;
     }
+    return pc;
+  }
+
+  /** Leave a session whose rung did not connect. */
+  async abandon() {
+    const session = this.session;
+    this.session = null;
+    this.close();
+    await leave(session, this.token);
   }
 
   get connectionState() {

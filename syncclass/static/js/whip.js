@@ -1,5 +1,6 @@
 // Publishing one source (camera, courseware, or a classroom's return feed) over WHIP.
 
+import { climb } from './ladder.js';
 import { leave, negotiate, watchConnection } from './offer.js';
 
 export class WhipPublisher {
@@ -33,9 +34,19 @@ export class WhipPublisher {
     this.senders = new Map(); // kind -> RTCRtpSender
   }
 
+  /** Publish `tracks`, climbing the fallback ladder (ladder.js) until a path connects. */
   async publish(tracks) {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.tracks = tracks;
+    this.climbing = false;
+    await climb(this);
+  }
+
+  /** One session with the RTCPeerConnection `config`; returns its connection. */
+  async open(config) {
+    const tracks = this.tracks;
+    const pc = new RTCPeerConnection(config);
     this.pc = pc;
+    this.senders.clear();
     for (const track of tracks) {
       const init = { direction: 'sendonly' };
       const cap = this.maxBitrate[track.kind];
@@ -48,7 +59,7 @@ export class WhipPublisher {
       if (pc.connectionState === 'connected' && this.pc === pc) this.onConnected();
     });
     watchConnection(pc, (state) => {
-      if (this.pc === pc) this.onDrop(state);
+      if (this.pc === pc && !this.climbing) this.onDrop(state);
     });
     try {
       this.session = await negotiate(pc, this.url, this.token);
@@ -63,6 +74,15 @@ export class WhipPublisher {
       parameters.degradationPreference = preference;
       await sender.setParameters(parameters).catch(() => {}); // a browser without it sends as before
     }
+    return pc;
+  }
+
+  /** Leave a session whose rung did not connect. */
+  async abandon() {
+    const session = this.session;
+    this.session = null;
+    this.close();
+    await leave(session, this.token);
   }
 
   /** Swap a track (another camera or microphone) without renegotiating. */
