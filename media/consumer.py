@@ -634,6 +634,10 @@ class Consumer:
 
     # what the gate asks of it (send_gate.GatedConsumer)
 
+    def on_reliable_path(self) -> bool:
+        link = self._link
+        return link is not None and link.reliable
+
     def sent_octets(self) -> int:
         stats = self.stats
         # payload, plus about what headers and SRTP add to each packet

@@ -92,6 +92,11 @@ class GatedConsumer(Protocol):
         """Ask ``choose_layer`` again (a new spatial layer is taken at its next keyframe)."""
         ...
 
+    def on_reliable_path(self) -> bool:
+        """Whether its path retransmits by itself (ICE over TCP): the loss its receiver
+        reports is then what this server dropped from a backlog, not the link's."""
+        ...
+
     def sent_octets(self) -> int:
         """Everything sent so far: media, retransmissions, padding (bytes on the wire)."""
         ...
@@ -177,6 +182,7 @@ class SendGate:
         self._ceiling_until = 0.0
         self._ceiling_hold = CEILING_HOLD_S
         self._stepped_up_at = -1e9
+        self._clean_since: float | None = None  # reports without loss or queue since
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
@@ -205,6 +211,11 @@ class SendGate:
             self._audio_loss(fraction_lost, now)
         self._measure(now)
         self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now)
+        if fraction_lost < LIGHT_LOSS and not self.estimate.queueing:
+            if self._clean_since is None:
+                self._clean_since = now
+        else:
+            self._clean_since = None
         self._reported_at = now
         self._decide(now)
 
@@ -347,17 +358,23 @@ class SendGate:
                     self._schedule_probe()
             # congestion (loss with queueing, or heavy loss) and an estimate below the floor;
             # or an estimate so far below it that waiting for the loss would cost the sound
+            # (on a path that retransmits by itself, the loss reported is this server's own
+            # backlog dropped during a stall, which a pause would only prolong)
+            congested = self.estimate.congested and not any(
+                c.on_reliable_path() for c in self._consumers
+            )
             if estimate is not None and (
-                (warm and estimate < floor * FAR_BELOW)
-                or (estimate < floor and self.estimate.congested)
+                (warm and estimate < floor * FAR_BELOW) or (estimate < floor and congested)
             ):
                 held = now - self._resumed_at < STABLE_S
                 self._hold = min(self._hold * 2, PAUSE_HOLD_MAX_S) if held else PAUSE_HOLD_S
                 self._set(False, self.estimate.reason or "estimate", now)
             return
-        # a classroom that never sent a REMB can only be tried; one whose REMB went stale
-        # (between probe windows) waits for the next window
-        trial = estimate is None and self._first_remb_at is None
+        # a classroom that never sent a REMB can only be tried, and so can one whose REMB
+        # went stale while its reports have shown neither loss nor a queue for a while (its
+        # link is back after an outage); otherwise a stale REMB waits for the next probe
+        clean = self._clean_since is not None and now - self._clean_since >= RESUME_HOLD_S
+        trial = estimate is None and (self._first_remb_at is None or clean)
         if trial or (estimate is not None and estimate >= floor * RESUME_MARGIN):
             if self._room_since is None:
                 self._room_since = now

@@ -61,6 +61,9 @@ class Room:
     def reselect_layer(self) -> None:
         pass
 
+    def on_reliable_path(self) -> bool:
+        return False
+
     def send_padding(self, octets: int) -> int:
         self.padding += octets
         return octets
