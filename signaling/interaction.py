@@ -25,6 +25,17 @@ logger = logging.getLogger(__name__)
 
 MAX_CHAT_CHARS = 500
 # what a classroom page may report from getStats(), with the largest believable value
+# What the teacher's page says of its uplink, per source: its browser's estimate of what the
+# school's uplink carries, what it sends, the picture's size, and whether the estimate holds
+# the picture back.
+UPLINK_FIELDS = {
+    "available_kbps": 1e6,
+    "sent_kbps": 1e6,
+    "width": 1e4,
+    "height": 1e4,
+}
+UPLINK_SOURCES = ("camera", "courseware")
+
 STATS_FIELDS = {
     "bitrate_kbps": 1e6,
     "loss": 1.0,
@@ -92,6 +103,8 @@ def handle(
         return _stats(app, lesson_id, live, who, message)
     if kind == "remove":
         return _remove(app, lesson_id, live, who, message)
+    if kind == "uplink":
+        return _uplink(live, who, message)
     return error("unknown_type", f"unknown message type {kind[:40]!r}")
 
 
@@ -248,4 +261,35 @@ def _stats(
         classroom.client_stats_at = time.time()
         if path is not None:
             classroom.path = path
+    return None
+
+
+def _uplink(
+    live: LiveLesson | None, who: Participant, message: dict[str, Any]
+) -> dict[str, Any] | None:
+    if not who.is_teacher:
+        return _forbidden("report the uplink")
+    source = message.get("source")
+    if source not in UPLINK_SOURCES:
+        return error("bad_message", '"source" must be "camera" or "courseware"')
+    report: dict[str, Any] = {}
+    for field, limit in UPLINK_FIELDS.items():
+        value = message.get(field)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= limit
+        ):
+            return error("bad_message", f'"{field}" must be a number from 0 to {limit:g}')
+        report[field] = round(float(value), 1)
+    limited = message.get("limited", False)
+    if not isinstance(limited, bool):
+        return error("bad_message", '"limited" must be true or false')
+    report["limited"] = limited
+    if live is not None:
+        report["at"] = time.time()
+        live.uplinks[source] = report
     return None

@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 RETRY_FULL_S = 5  # how soon a classroom turned away from a full lesson should ask again
 
 
+UPLINK_FRESH_S = 10.0  # a teacher's uplink report older than this tells nothing
+
+
 class LiveLesson:
     """Made by ``LiveLessons`` (which hands it ``closed``, to forget it once it closes)."""
 
@@ -57,9 +60,19 @@ class LiveLesson:
         self._router: Router | None = None  # made with the first peer
         self._connect_timeout_s = connect_timeout_s
         self._removed: set[str] = set()  # classroom names the teacher removed, until rotate
+        # what the teacher's browser last said of its uplink, per source (signaling.interaction)
+        self.uplinks: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # media
+
+    def fresh_uplinks(self, now: float) -> dict[str, dict[str, Any]]:
+        """The teacher's uplink per source, as its browser estimated it lately."""
+        return {
+            source: {k: v for k, v in report.items() if k != "at"}
+            for source, report in self.uplinks.items()
+            if now - report["at"] <= UPLINK_FRESH_S
+        }
 
     @property
     def router(self) -> Router | None:

@@ -93,8 +93,14 @@ class QualityMonitor:
             router = live.router
             if router is not None and router.producers:
                 # the teacher sees what arrives of each source: its layers and their rates
+                # the teacher sees what arrives of each source (its layers and their rates) and
+                # what its own browser said of its uplink
                 layers = source_layers(router.producers)
-                lessons.tell(live.id, {"type": "layers", "sources": layers}, lambda p: p.is_teacher)
+                lessons.tell(
+                    live.id,
+                    {"type": "layers", "sources": layers, "uplinks": live.fresh_uplinks(now)},
+                    lambda p: p.is_teacher,
+                )
             present = live.room.present()
             if not present:
                 continue

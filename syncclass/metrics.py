@@ -12,8 +12,10 @@ has held.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -132,6 +134,18 @@ class _Collector:
         yield _gauge(
             "syncclass_video_layers", "video layers arriving from publishers now", len(layers)
         )
+        now = time.time()
+        uplinks = [
+            (lesson.id, source, report)
+            for lesson in live
+            if (here := held[lesson.id])
+            for source, report in here.fresh_uplinks(now).items()
+        ]
+        yield _gauge(
+            "syncclass_teacher_uplinks_limited",
+            "teachers' sources whose picture their browser holds back for the uplink now",
+            sum(1 for _, _, report in uplinks if report.get("limited")),
+        )
         links = Counter(
             peer.gate.state for here in held.values() if here for peer in here.links().values()
         )
@@ -155,6 +169,7 @@ class _Collector:
         if self._lesson_ids:
             yield from self._per_lesson(live, held)
             yield from _per_layer(layers)
+            yield from _per_uplink(uplinks[:MAX_LESSON_SERIES])
 
     def _per_lesson(
         self, live: list[Lesson], held: dict[str, LiveLesson | None]
@@ -209,6 +224,19 @@ def _per_layer(layers: list[tuple[str, str, dict[str, object]]]) -> Iterator[Met
             value = layer[key]
             family.add_metric([lesson_id, source, name], float(value) if value else 0.0)  # type: ignore[arg-type]
     yield from families.values()
+
+
+def _per_uplink(uplinks: list[tuple[str, str, dict[str, Any]]]) -> Iterator[Metric]:
+    """The teacher's uplink per lesson and source, as the teacher's browser estimates it."""
+    family = GaugeMetricFamily(
+        "syncclass_lesson_teacher_uplink_bps",
+        "what the teacher's browser estimates its uplink carries (availableOutgoingBitrate)",
+        labels=["lesson", "source"],
+    )
+    for lesson_id, source, report in uplinks:
+        if "available_kbps" in report:
+            family.add_metric([lesson_id, source], report["available_kbps"] * 1000)
+    yield family
 
 
 def _classrooms(live: LiveLesson | None) -> int:

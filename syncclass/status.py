@@ -10,7 +10,6 @@ from aiohttp import web
 
 from media.drops import DROPPED
 from media.layers import source_layers
-from media.router import Router
 from media.subscriber import Subscriber
 from media.tcp_mux import TcpPort
 from media.udp_mux import SharedPort
@@ -18,6 +17,7 @@ from signaling.auth import require_admin
 from signaling.classrooms import Classroom
 from signaling.json_answers import json_response
 from signaling.keys import LESSONS
+from signaling.live_lesson import LiveLesson
 
 STARTED_AT = web.AppKey("started_at", float)
 
@@ -68,13 +68,26 @@ def _shared_port(port: SharedPort) -> dict[str, object]:
     }
 
 
-def _video_layers(routers: list[Router]) -> list[dict[str, object]]:
-    """Per lesson and source, the video layers arriving: resolution, frame rate, bitrate."""
-    return [
-        {"lesson": router.id, "source": source, "layers": layers}
-        for router in routers
-        for source, layers in source_layers(router.producers).items()
-    ]
+def _video_layers(lessons: list[LiveLesson]) -> list[dict[str, object]]:
+    """Per lesson and source, the video layers arriving (resolution, frame rate, bitrate) and
+    the teacher's uplink as the teacher's browser estimates it (None: not reported)."""
+    now = time.time()
+    out: list[dict[str, object]] = []
+    for live in lessons:
+        router = live.router
+        if router is None:
+            continue
+        uplinks = live.fresh_uplinks(now)
+        for source, layers in source_layers(router.producers).items():
+            out.append(
+                {
+                    "lesson": router.id,
+                    "source": source,
+                    "layers": layers,
+                    "uplink": uplinks.get(source),
+                }
+            )
+    return out
 
 
 def _tcp_port(port: TcpPort) -> dict[str, object]:
@@ -142,7 +155,7 @@ async def status(request: web.Request) -> web.Response:
             "fds": _file_descriptors(),
             # datagrams and packets the media ports threw away since start, by reason
             "media_dropped": DROPPED.snapshot(),
-            "video_layers": _video_layers(routers),
+            "video_layers": _video_layers(lessons.all()),
             # each classroom's link: estimate, state (full / reduced / audio_only), why, layers fed
             "classrooms": [
                 _link(live.id, name, peer, _path(live.room.get(name)))

@@ -64,6 +64,16 @@ async def test_teacher_camera_ramps_to_720p_and_again_after_a_reconnect(
     await expect(teacher.locator("#uplink")).to_have_text(
         re.compile(r"^1280×720 · [\d.]+ Mbit/s · 上行良好$"), timeout=10000
     )
+    # ... and tells the server what its browser estimates of the uplink
+    uplink = None
+    for _ in range(50):
+        uplink = next(
+            (e["uplink"] for e in server.status()["video_layers"] if e["source"] == "camera"), None
+        )
+        if uplink and uplink.get("available_kbps", 0) >= 1500:
+            break
+        await asyncio.sleep(0.2)
+    assert uplink and uplink["available_kbps"] >= 1500 and uplink["height"] == 720, uplink
     await teacher.reload()  # a reconnect: the page publishes again by itself
     await expect(teacher.locator("#state")).to_have_attribute("data-state", "live", timeout=15000)
     await assert_ramps(teacher, "after a reconnect", "hd_and_target_s", HD_BOUND_S)

@@ -717,3 +717,60 @@ async def test_the_path_a_classroom_reports_reaches_the_teacher(
         for ws in (desk, pine):
             await ws.close()
         await close_all(room, teacher)
+
+
+async def test_the_teachers_uplink_reaches_status_metrics_and_the_layers_events(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    """What the teacher's browser says of its uplink (its own estimate, what it sends, whether
+    the picture is held back) shows per source in /api/status, /metrics and the teacher's
+    layers events; a classroom cannot report it, and bad values are refused."""
+    lesson = server.create_lesson("Uplink", record=False)
+    teacher = await teach(lesson)
+    room = await join(lesson, "Oak")
+    desk = await http.ws_connect(events_url(server, lesson, lesson["whip_token"]))
+    oak = await http.ws_connect(events_url(server, lesson, lesson["whep_token"], "Oak"))
+    report = {
+        "type": "uplink",
+        "source": "camera",
+        "available_kbps": 1450,
+        "sent_kbps": 1300,
+        "width": 1280,
+        "height": 720,
+        "limited": True,
+    }
+    try:
+        await oak.send_json(report)
+        assert (await until(oak, lambda m: m["type"] == "error"))["error"] == "forbidden"
+        for bad in (
+            {"source": "stage"},
+            {"available_kbps": -1},
+            {"available_kbps": "fast"},
+            {"width": float("inf")},
+            {"limited": "yes"},
+        ):
+            await desk.send_str(json.dumps({**report, **bad}))
+            answer = await until(desk, lambda m: m["type"] == "error")
+            assert answer["error"] == "bad_message", (bad, answer)
+        await desk.send_json(report)
+        told = await until(
+            desk, lambda m: m["type"] == "layers" and m.get("uplinks", {}).get("camera")
+        )
+        assert told["uplinks"]["camera"]["available_kbps"] == 1450
+        [camera] = [
+            e
+            for e in server.status()["video_layers"]
+            if e["lesson"] == lesson["id"] and e["source"] == "camera"
+        ]
+        assert camera["uplink"] == {
+            "available_kbps": 1450.0,
+            "sent_kbps": 1300.0,
+            "width": 1280.0,
+            "height": 720.0,
+            "limited": True,
+        }
+        assert _scrape(server)["syncclass_teacher_uplinks_limited"] == 1
+    finally:
+        for ws in (desk, oak):
+            await ws.close()
+        await close_all(room, teacher)

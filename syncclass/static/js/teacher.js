@@ -25,8 +25,9 @@ let events = null;
 let recording = null; // the lesson's recording as the server last told it
 const interaction = new TeacherInteraction(lessonId, token);
 // what is being sent of each source, and whether the uplink holds it back
-new UplinkMeter($('uplink'), () => camera?.connection ?? null);
-new UplinkMeter($('courseware-uplink'), () => courseware?.connection ?? null);
+const tellUplink = (source) => (sample) => events?.send({ type: 'uplink', source, ...sample });
+new UplinkMeter($('uplink'), () => camera?.connection ?? null, tellUplink('camera'));
+new UplinkMeter($('courseware-uplink'), () => courseware?.connection ?? null, tellUplink('courseware'));
 
 // which path the camera's media takes: 直连 UDP / 直连 TCP / 中继 (ladder.js)
 setInterval(async () => {

@@ -1,15 +1,18 @@
 // What the teacher's browser sends of one source, read from its own getStats() every 2 s:
-// the picture size, the bitrate, and whether the school's uplink holds the picture back.
+// the picture size, the bitrate, and whether the school's uplink holds the picture back. Each
+// sample is also handed to `report` (the page tells the server: /api/status, /metrics).
 
 import { setText } from './i18n.js';
 
 const EVERY_MS = 2000;
 
 export class UplinkMeter {
-  /** `element` shows the line; `connection()` is the source's RTCPeerConnection or null. */
-  constructor(element, connection) {
+  /** `element` shows the line; `connection()` is the source's RTCPeerConnection or null;
+   * `report(sample)` gets {available_kbps, sent_kbps, width, height, limited}. */
+  constructor(element, connection, report = () => {}) {
     this.element = element;
     this.connection = connection;
+    this.report = report;
     this.last = null; // {at, bytes}
     this.timer = setInterval(() => this.sample().catch(() => {}), EVERY_MS);
   }
@@ -42,6 +45,9 @@ export class UplinkMeter {
     const rate = ((sent.bytes - last.bytes) * 8000) / (sent.at - last.at);
     // 'bandwidth': the encoder lowered the picture because the uplink's estimate is too small
     const limited = sent.reason === 'bandwidth';
+    const sample = { sent_kbps: Math.round(rate / 1000), width: sent.width, height: sent.height, limited };
+    if (sent.available !== null) sample.available_kbps = Math.round(sent.available / 1000);
+    this.report(sample);
     this.element.hidden = false;
     this.element.dataset.limited = String(limited);
     setText(this.element, limited ? 'teach.uplink.limited' : 'teach.uplink.good', {
