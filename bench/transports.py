@@ -8,7 +8,10 @@ with its frame number) to a syncclass server. Then, one phase after the other:
 1. no classroom: the server's CPU with the publisher alone (the baseline);
 2. ``--classrooms`` classroom pages in a Chromium with UDP open (they take UDP);
 3. as many in a Chromium whose UDP is blocked by a packet filter (tests/support/no_udp.py):
-   they can only take the server's ICE-TCP port.
+   they can only take the server's ICE-TCP port;
+4. as many in a Chromium whose UDP and TCP to the ICE-TCP port are both blocked: they climb
+   the pages' ladder to the relay, a real coturn over TLS (tests/support/coturn.py); then one
+   of them reloads, and goes straight to the relay it remembered.
 
 Per phase: the server's CPU per classroom above the baseline (millicores), the time from
 opening the join link to the first picture, and the delay of each picture from the moment the
@@ -31,6 +34,7 @@ from typing import Any
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.support.browser import launch, open_page
+from tests.support.coturn import running_coturn
 from tests.support.media import MARKER_BITS, encode_opus_clip, encode_vp8_clip
 from tests.support.no_udp import udp_blocked_for_nobody, udp_dropped
 from tests.support.peers import Publisher, use_loopback_only, whip_publish
@@ -80,7 +84,9 @@ SELECTED_PROTOCOL = """async () => {
     for (const r of stats.values()) {
       if (r.type === 'transport' && r.selectedCandidatePairId) {
         const pair = stats.get(r.selectedCandidatePairId);
-        return stats.get(pair.localCandidateId).protocol;
+        const local = stats.get(pair.localCandidateId);
+        if (local.candidateType === 'relay') return `relay/${local.relayProtocol || '?'}`;
+        return local.protocol;
       }
     }
   }
@@ -150,7 +156,10 @@ async def phase(
     sent: SendTimes,
     baseline_mc: float,
     label: str,
+    rejoin: bool = False,
 ) -> dict[str, Any]:
+    """``rejoin``: at the end, the first classroom reloads its page (a path it remembered is
+    taken at once) and the time to its first picture is measured again."""
     pages = []
     waits = []
     for i in range(classrooms):
@@ -172,6 +181,12 @@ async def phase(
             frames = await page.evaluate("window.__frames")
             received.append(len(frames))
             delays += [d for i, at in frames if (d := sent.delay_ms(i, at)) is not None]
+        again = None
+        if rejoin:
+            page = pages[0][0]
+            opened = time.monotonic()
+            await page.reload()  # the name is remembered: the page joins by itself
+            again = round(await first_picture(page, opened), 3)
     finally:
         for page, _ in pages:
             await page.context.close()
@@ -184,14 +199,25 @@ async def phase(
         "pictures_received": received,
         "delay_ms_median": round(statistics.median(delays), 1) if delays else None,
         "delay_ms_p95": round(p, 1) if (p := percentile(delays, 0.95)) is not None else None,
+        "first_picture_again_s": again,
     }
 
 
 async def run(classrooms: int, seconds: float) -> dict[str, Any]:
     use_loopback_only()
     video = encode_vp8_clip(CLIP_S)
-    with tempfile.TemporaryDirectory() as tmp:
-        server = servers.start("syncclass", Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, running_coturn(Path(tmp) / "coturn") as coturn:
+        secret = Path(tmp) / "turn-secret"
+        secret.write_text(coturn.secret)
+        (Path(tmp) / "server").mkdir()
+        server = servers.start(
+            "syncclass",
+            Path(tmp) / "server",
+            "--turn-url",
+            coturn.turns_url,
+            "--turn-secret-file",
+            str(secret),
+        )
         try:
             lesson = server.api("POST", "/api/lessons", {"title": "Transports", "record": False})
             publisher = await whip_publish(
@@ -239,6 +265,29 @@ async def run(classrooms: int, seconds: float) -> dict[str, Any]:
                             await open_browser.close()
                             await blocked_browser.close()
                 status = server.api("GET", "/api/status", key=servers.ADMIN_KEY)
+                [tcp_port] = [port["port"] for port in status["tcp_ports"]]
+                with udp_blocked_for_nobody(tcp_ports=[tcp_port]) as chromium_as_nobody:
+                    async with async_playwright() as playwright:
+                        relay_browser = await launch(
+                            playwright,
+                            executable=chromium_as_nobody,
+                            # coturn's certificate is the bench's own
+                            extra=["--ignore-certificate-errors"],
+                        )
+                        try:
+                            relay = await phase(
+                                server,
+                                relay_browser,
+                                lesson["join_url"],
+                                classrooms,
+                                seconds,
+                                sent,
+                                baseline_mc,
+                                "relay",
+                                rejoin=True,
+                            )
+                        finally:
+                            await relay_browser.close()
             finally:
                 await publisher.close()
         finally:
@@ -247,6 +296,7 @@ async def run(classrooms: int, seconds: float) -> dict[str, Any]:
         "baseline_millicores": round(baseline_mc, 1),
         "udp": udp,
         "tcp": tcp,
+        "relay": relay,
         "udp_datagrams_blocked": dropped,
         "tcp_port": status["tcp_ports"],
     }
@@ -275,29 +325,22 @@ def main(argv: list[str] | None = None) -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "transports.json").write_text(json.dumps(result, indent=2))
-    udp, tcp = result["udp"], result["tcp"]
+    phases = [result["udp"], result["tcp"], result["relay"]]
+
+    def row(name: str, key: str) -> tuple[Any, ...]:
+        return (name, *(p[key] for p in phases))
+
     rows = [
-        (
-            "selected pair",
-            ", ".join(map(str, udp["protocols"])),
-            ", ".join(map(str, tcp["protocols"])),
-        ),
-        (
-            "server CPU per classroom (millicores)",
-            udp["millicores_per_classroom"],
-            tcp["millicores_per_classroom"],
-        ),
-        ("delay sent → received, median (ms)", udp["delay_ms_median"], tcp["delay_ms_median"]),
-        ("delay sent → received, p95 (ms)", udp["delay_ms_p95"], tcp["delay_ms_p95"]),
-        (
-            "join link → first picture, median (s)",
-            udp["first_picture_median_s"],
-            tcp["first_picture_median_s"],
-        ),
-        ("pictures read per classroom", udp["pictures_received"], tcp["pictures_received"]),
+        ("selected pair", *(", ".join(map(str, p["protocols"])) for p in phases)),
+        row("server CPU per classroom (millicores)", "millicores_per_classroom"),
+        row("delay sent → received, median (ms)", "delay_ms_median"),
+        row("delay sent → received, p95 (ms)", "delay_ms_p95"),
+        row("join link → first picture, median (s)", "first_picture_median_s"),
+        row("a reload → first picture (s)", "first_picture_again_s"),
+        row("pictures read per classroom", "pictures_received"),
     ]
     text = (
-        f"# Classrooms over UDP and over ICE-TCP ({result['started']})\n\n"
+        f"# Classrooms over UDP, over ICE-TCP and through the relay ({result['started']})\n\n"
         f"Command: `{result['command'].strip()}`  \n"
         f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['cpu']}, "
         f"Python {result['machine']['python']}  \n"
@@ -305,8 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         f"server with the publisher alone: {result['baseline_millicores']} millicores. "
         f"UDP of the blocked browser dropped by the filter: {result['udp_datagrams_blocked']} "
         "datagrams.\n\n"
-        "| | UDP | ICE-TCP (UDP blocked) |\n|---|---|---|\n"
-        + "".join(f"| {name} | {a} | {b} |\n" for name, a, b in rows)
+        "| | UDP | ICE-TCP (UDP blocked) | relay over TURN/TLS (UDP and ICE-TCP blocked) |\n"
+        "|---|---|---|---|\n" + "".join(f"| {' | '.join(map(str, r))} |\n" for r in rows)
     )
     (RESULTS / "transports.md").write_text(text)
     print(json.dumps(result, indent=2))
