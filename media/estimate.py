@@ -9,8 +9,9 @@ Two bounds, the lower one counts:
   of congestion: a receiver's estimator dips below what it is sent at every burst of jitter,
   and grows back.
 - **Loss with queueing.** A classroom that loses packets while its round trip grows above
-  the shortest one seen is congested: its bound drops to what it was sent, less half the loss
-  (as GCC's loss-based controller does). Loss without queueing (random loss of 1–3 % on a
+  the shortest one seen is congested: its bound drops by half the loss from the estimate (or
+  from what it was sent, if more), as GCC's loss-based controller does; under heavy loss, to
+  what it was sent less half the loss. Loss without queueing (random loss of 1–3 % on a
   rural line, which retransmission repairs) is not congestion and moves nothing; only heavy
   loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Without congestion the
   bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything.
@@ -119,7 +120,12 @@ class Estimate:
         heavy = fraction_lost >= HEAVY_LOSS
         self.congested = heavy or (fraction_lost >= LIGHT_LOSS and queueing)
         if self.congested and sent_bps > 0:
-            bound = sent_bps * (1 - 0.5 * fraction_lost)
+            # heavy loss: the link carries less than is sent now. Light loss with a queue: the
+            # estimate comes down by half the loss from where it was (GCC's loss-based step),
+            # not from what is sent, which is less once the classroom was moved down a layer:
+            # random loss and a burst of jitter on a rural line must not spiral it to nothing
+            base = sent_bps if heavy or self.bps is None else max(sent_bps, self.bps)
+            bound = base * (1 - 0.5 * fraction_lost)
             if self._loss_bound is None or bound < self._loss_bound:
                 self._loss_bound = bound
             self._update(now, "loss" if heavy else "queueing")

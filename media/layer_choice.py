@@ -3,11 +3,12 @@
 classroom's budget, and the hysteresis that keeps a classroom from flapping between them.
 
 Options are ranked best first: the top spatial layer at its full frame rate, then at half of
-it, then the next spatial layer the same way; the lowest spatial layer goes down to its base
-temporal layer. An option that costs no less than a better one is left out. Going down is
-fast (the link is full now: the sound suffers within a second); going up waits until the
-estimate has had room for the better option for a while, and waits twice as long after a step
-up that did not last.
+it (only while that is still MIN_FPS: a lower resolution that moves is better than a sharp
+picture that jerks), then the next spatial layer the same way; the lowest spatial layer goes
+down to its base temporal layer. An option that costs no less than a better one is left out.
+Going down is fast (the link is full now: the sound suffers within a second); going up waits
+until the estimate has had room for the better option for a while, and waits twice as long
+after a step up that did not last.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DOWN_HOLD_S = 1.0
 FIT_SHARE = 0.9
 # Stepping up: to what fits with UP_MARGIN to spare, once that has held for UP_HOLD_S (doubled,
 # up to UP_HOLD_MAX_S, each time a step up was followed by a step down within STABLE_S).
+MIN_FPS = 15.0  # a spatial layer above the lowest is not fed at a lower frame rate than this
 UP_MARGIN = 1.2
 UP_HOLD_S = 3.0
 UP_HOLD_MAX_S = 60.0
@@ -59,8 +61,12 @@ def options_of(group: Producer) -> list[LayerOption]:
     for index, layer in enumerate(ranked):
         meter = layer.meter
         top = meter.temporal_layers - 1
-        # every spatial layer at its full and half frame rate; the lowest also at its base
-        lowest = 0 if index == len(ranked) - 1 else max(top - 1, 0)
+        # every spatial layer at its full frame rate, and at half of it if that is fluid
+        # enough; the lowest at every temporal layer down to its base
+        if index == len(ranked) - 1:
+            lowest = 0
+        else:
+            lowest = top - 1 if top > 0 and meter.fps / 2 >= MIN_FPS else top
         for tid in range(top, lowest - 1, -1):
             bps = meter.bitrate_up_to(tid if tid < top else MAX_TID)
             if out and bps >= out[-1].bps:

@@ -8,12 +8,14 @@ from typing import Any
 
 from media.layer_choice import (
     DOWN_HOLD_S,
+    MIN_FPS,
     UP_HOLD_S,
     LayerOption,
     LayerSelector,
     allocate,
+    options_of,
 )
-from media.layers import MAX_TID
+from media.layers import MAX_TID, LayerMeter
 
 
 def teacher_options() -> list[LayerOption]:
@@ -112,3 +114,42 @@ def test_a_vanished_layer_falls_to_the_best_that_costs_no_more() -> None:
     selector.choose(OPTIONS, [2])  # 360p
     without_mid = [[o for o in OPTIONS[0] if o.height != 360]]
     assert without_mid[0][selector.current(without_mid)[0]].height == 180
+
+
+class _Layer:
+    """A layer as options_of reads it: its meter, already measured."""
+
+    def __init__(self, height: int, fps: float, bitrate: float, tids: int) -> None:
+        self.meter = LayerMeter()
+        self.meter.height, self.meter.width = height, height * 16 // 9
+        self.meter.fps, self.meter.bitrate = fps, bitrate
+        self.meter.tids = (1 << tids) - 2 if tids > 1 else 0  # layers 1.. seen (0 always)
+        share = [0.5, 0.2, 0.3][:tids] if tids == 3 else [1.0]
+        self.meter.tid_bitrate = [bitrate * s for s in share] + [0.0] * (4 - len(share))
+
+
+class _Group:
+    def __init__(self, *layers: _Layer) -> None:
+        self.layers = list(layers)
+
+    def ranked_layers(self) -> list[_Layer]:
+        return self.layers
+
+
+def test_options_keep_motion_fluid_before_sharpness() -> None:
+    # a teacher page at 30 fps: each spatial layer at 30 and 15 fps, the lowest down to 7.5
+    thirty = _Group(
+        _Layer(720, 30, 1_700_000, 3), _Layer(360, 30, 500_000, 3), _Layer(180, 30, 150_000, 3)
+    )
+    seen = [(o.height, round(o.fps, 1)) for o in options_of(thirty)]  # type: ignore[arg-type]
+    assert seen == [(720, 30), (720, 15), (360, 30), (360, 15), (180, 30), (180, 15), (180, 7.5)]
+    # a camera at 20 fps: half of it (10 fps) is below MIN_FPS above the lowest layer
+    twenty = _Group(
+        _Layer(720, 20, 800_000, 3), _Layer(360, 20, 370_000, 3), _Layer(180, 20, 140_000, 3)
+    )
+    seen = [(o.height, round(o.fps, 1)) for o in options_of(twenty)]  # type: ignore[arg-type]
+    assert seen == [(720, 20), (360, 20), (180, 20), (180, 10), (180, 5)]
+    assert all(o.fps >= MIN_FPS for o in options_of(twenty)[:3])  # type: ignore[arg-type]
+    # no temporal layers: one option per spatial layer
+    plain = _Group(_Layer(720, 30, 1_500_000, 1), _Layer(360, 30, 500_000, 1))
+    assert [o.max_tid for o in options_of(plain)] == [MAX_TID, MAX_TID]  # type: ignore[arg-type]
