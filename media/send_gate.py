@@ -7,16 +7,16 @@ fast and up slowly; while below the best, padding probes (below) show whether th
 room for the next step, since a receiver's estimate grows only a little above what it gets.
 
 The *floor* is what the lowest video layer needs (a source with one layer: its measured
-bitrate), plus the sound. When the classroom is
-congested (estimate.congested) and its estimate is below the floor, or the estimate is far
-below it, the classroom's video consumers pause (audio goes on); they resume, at a keyframe,
-once the estimate has stayed above the floor with room to spare for ``RESUME_HOLD_S``, and
-not before the pause has lasted its hold time (``PAUSE_HOLD_S``, doubled each time a resume does not
+bitrate), plus the sound. When the classroom is congested (estimate.congested) and its
+estimate is below the floor, or the estimate is far below it with a queue or loss seen, the
+classroom's video consumers pause (audio goes on); they resume, at a keyframe, once the
+estimate has stayed above the floor with room to spare for ``RESUME_HOLD_S``, and not before
+the pause has lasted its hold time (``PAUSE_HOLD_S``, doubled each time a resume does not
 last, so a link on the edge does not oscillate). While video pauses, the video consumers send
 padding (a *probe*, on their RTX stream) at a share of the classroom's REMB, in windows, so
-that its REMB measures its link and can grow back; a classroom that never sent a REMB is
-tried again (video resumes) once the hold is over.
-
+that its REMB measures its link and can grow back; a classroom that never sent a REMB, or
+whose REMB went stale while its reports show a clean link again (after an outage), is tried
+again (video resumes) once the hold is over.
 """
 
 from __future__ import annotations
