@@ -1,14 +1,18 @@
-"""The network check's endpoint: ``POST /api/check`` takes an SDP offer with one data channel
-and answers it with a diagnostic peer (media/probe.py) on the lessons' own ports.
+"""The network check's endpoints: ``POST /api/check`` takes an SDP offer with one data channel
+and answers it with a diagnostic peer (media/probe.py) on the lessons' own ports; ``GET
+/api/check`` gives the page the TURN servers to try the relay with, if any are configured.
 
-It needs no credential (the school's IT person may have no lesson link), so it is bounded:
-offers count against the media rate limit per address, at most ``MAX_PROBES`` checks run at
-once on the server (a 503 with ``Retry-After`` beyond), and each ends by itself.
+They need no credential (the school's IT person may have no lesson link), so they are
+bounded: both count against the media rate limit per address, at most ``MAX_PROBES`` checks
+run at once on the server (a 503 with ``Retry-After`` beyond), each ends by itself, and a
+TURN credential handed out here lasts ``CHECK_TURN_S`` (coturn relays only to the media
+server: it is a way to this server's ports, nothing more).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 
@@ -16,12 +20,14 @@ from media.offer import OfferError
 from media.probe import LIFETIME_S, Probe
 
 from .errors import http_error
-from .keys import LESSONS
+from .json_answers import json_response
+from .keys import LESSONS, TURN
 from .whip import read_offer
 
 logger = logging.getLogger(__name__)
 
 MAX_PROBES = 8
+CHECK_TURN_S = 120  # a check's TURN credential expires this long after it was handed out
 CHECK_SECTIONS = {"application": 1}
 PROBES: web.AppKey[set[Probe]] = web.AppKey("network_probes")
 
@@ -52,6 +58,14 @@ async def check_post(request: web.Request) -> web.Response:
     return web.Response(status=201, text=answer, content_type="application/sdp")
 
 
+async def check_get(request: web.Request) -> web.Response:
+    turn = request.app.get(TURN)
+    servers = []
+    if turn is not None:
+        servers.append(turn.mint("check", "check", time.time() + CHECK_TURN_S).ice_server())
+    return json_response({"ice_servers": servers})
+
+
 async def _close_probes(app: web.Application) -> None:
     probes: set[Probe] = app[PROBES]
     for probe in probes.copy():
@@ -61,4 +75,5 @@ async def _close_probes(app: web.Application) -> None:
 def add_routes(app: web.Application) -> None:
     app[PROBES] = set()
     app.router.add_post("/api/check", check_post)
+    app.router.add_get("/api/check", check_get)
     app.on_shutdown.append(_close_probes)

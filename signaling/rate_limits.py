@@ -157,6 +157,7 @@ _LIMITED = {
     ("POST", "/whip/{lesson_id}"): "media",
     ("POST", "/whep/{lesson_id}"): "media",
     ("POST", "/api/check"): "media",
+    ("GET", "/api/check"): "media",
 }
 
 

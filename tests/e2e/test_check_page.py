@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 async def check(page: Page) -> None:
     await page.click("#check-start")
     await expect(page.locator("body")).to_have_attribute(
-        "data-checked", re.compile("^(udp|tcp|none)$"), timeout=40000
+        "data-checked", re.compile("^(udp|tcp|relay|none)$"), timeout=40000
     )
 
 
@@ -37,6 +37,8 @@ async def test_the_check_finds_both_paths_with_udp_open(server: Server) -> None:
                 await expect(row.locator(".down")).to_contain_text("Mbit/s")
                 await expect(row.locator(".up")).to_contain_text("Mbit/s")
             await expect(page.locator("#check-advice-text")).to_contain_text("无需改动")
+            # no TURN server configured: no relay to try
+            await expect(page.locator("#path-relay")).to_be_hidden()
         finally:
             await browser.close()
 

@@ -231,3 +231,38 @@ async def test_a_teacher_reaching_only_the_turn_server_teaches_through_the_relay
                 if classroom is not None:
                     await classroom.close()
                 await browser.close()
+
+
+async def test_the_check_page_finds_only_the_relay_behind_a_firewall_that_passes_only_turn(
+    turn_server: Server,
+) -> None:
+    """/check, for the school's IT person: no UDP, no TCP to the media port, but the relay
+    works (a TURN credential of its own, short-lived), and the advice says so."""
+    [tcp_port] = [port["port"] for port in turn_server.status()["tcp_ports"]]
+    with udp_blocked_for_nobody(tcp_ports=[tcp_port]) as chromium_as_nobody:
+        async with async_playwright() as playwright:
+            browser = await launch(
+                playwright, executable=chromium_as_nobody, extra=["--ignore-certificate-errors"]
+            )
+            try:
+                page = await open_page(browser, turn_server.url + "/check")
+                await page.click("#check-start")
+                await expect(page.locator("body")).to_have_attribute(
+                    "data-checked", "relay", timeout=60000
+                )
+                await expect(page.locator("#path-udp .result")).to_have_text("不可用")
+                await expect(page.locator("#path-tcp .result")).to_have_text("不可用")
+                relay = page.locator("#path-relay")
+                await expect(relay.locator(".result")).to_have_text("可用")
+                await expect(relay.locator(".rtt")).to_contain_text("毫秒")
+                await expect(relay.locator(".down")).to_contain_text("Mbit/s")
+                await expect(page.locator("#check-advice-text")).to_contain_text("中继")
+            finally:
+                await browser.close()
+    # the credential the page was given is the check's own, and short-lived
+    status, body = turn_server.request("GET", "/api/check")
+    assert status == 200
+    [ice] = body["ice_servers"]
+    expiry = int(ice["username"].split(":", 1)[0])
+    assert ice["username"].endswith(":check.check")
+    assert time.time() < expiry <= time.time() + 130

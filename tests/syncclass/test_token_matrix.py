@@ -58,6 +58,7 @@ PUBLIC = {
     ("GET", "/metrics"),
     ("GET", "/check"),
     ("POST", "/api/check"),
+    ("GET", "/api/check"),
     # what a WHIP/WHEP endpoint accepts, to anyone (CORS preflights carry no credential); a
     # token given with it must be the lesson's, and only then are the TURN servers told
     # (tests/e2e/test_turn.py)

@@ -1,5 +1,7 @@
-// The network check: one data channel to the server per path (UDP alone, then TCP alone),
-// each told apart by keeping only that transport's candidates in the offer and the answer.
+// The network check: one data channel to the server per path (UDP alone, then TCP alone, then
+// the relay over the server's TURN servers, if it has any), the direct ones told apart by
+// keeping only that transport's candidates in the offer and the answer, the relay by the
+// browser gathering relay candidates only.
 // Per path: whether it connects, the round trip of a few pings, and a fixed download and
 // upload (media/probe.py on the server). Then what to ask the network's administrator.
 
@@ -49,8 +51,11 @@ function waitFor(channel, predicate, timeoutMs) {
   });
 }
 
-async function probe(transport) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+async function probe(transport, iceServers = []) {
+  const relay = transport === 'relay';
+  const pc = new RTCPeerConnection(
+    relay ? { iceServers, iceTransportPolicy: 'relay' } : { iceServers: [] },
+  );
   const channel = pc.createDataChannel('probe');
   channel.binaryType = 'arraybuffer';
   const result = { transport, works: false, rttMs: null, downMbps: null, upMbps: null };
@@ -60,7 +65,7 @@ async function probe(transport) {
     const response = await fetch('/api/check', {
       method: 'POST',
       headers: { 'Content-Type': 'application/sdp' },
-      body: onlyTransport(pc.localDescription.sdp, transport),
+      body: relay ? pc.localDescription.sdp : onlyTransport(pc.localDescription.sdp, transport),
     });
     if (response.status !== 201) {
       const body = await response.json().catch(() => ({}));
@@ -69,7 +74,9 @@ async function probe(transport) {
     }
     const answer = await response.text();
     result.ports = serverPorts(answer);
-    await pc.setRemoteDescription({ type: 'answer', sdp: onlyTransport(answer, transport) });
+    await pc.setRemoteDescription({
+      type: 'answer', sdp: relay ? answer : onlyTransport(answer, transport),
+    });
     await new Promise((resolve, reject) => {
       if (channel.readyState === 'open') resolve();
       const timer = setTimeout(() => reject(new Error('timeout')), CONNECT_TIMEOUT_MS);
@@ -125,7 +132,7 @@ function show(result) {
   row.querySelector('.up').textContent = result.upMbps == null ? '' : `${result.upMbps.toFixed(1)} Mbit/s`;
 }
 
-function advise(udp, tcp) {
+function advise(udp, tcp, relay) {
   const ports = udp.ports || tcp.ports || { udp: [], tcp: [] };
   const host = location.hostname;
   const udpPorts = ports.udp.join('、') || '（未知）';
@@ -135,12 +142,15 @@ function advise(udp, tcp) {
     text = '无需改动：直连 UDP 可用，上课效果最好。';
   } else if (tcp.works) {
     text = `目前经 TCP 上课可用，但 TCP 遇到丢包时画面容易卡顿。请放行到服务器 ${host} 的 UDP 端口 ${udpPorts}（出站及其回应）。`;
+  } else if (relay && relay.works) {
+    text = `目前只能经中继服务器上课（多绕一程，延迟稍大）。请放行到服务器 ${host} 的 UDP 端口 ${udpPorts}，或至少 TCP 端口 ${tcpPorts}。`;
   } else {
     text = `这台电脑收不到音视频。请放行到服务器 ${host} 的 UDP 端口 ${udpPorts}，至少放行 TCP 端口 ${tcpPorts}。`;
   }
   $('check-advice-text').textContent = text;
   $('check-advice').hidden = false;
-  document.body.dataset.checked = udp.works ? 'udp' : tcp.works ? 'tcp' : 'none';
+  document.body.dataset.checked = udp.works
+    ? 'udp' : tcp.works ? 'tcp' : relay && relay.works ? 'relay' : 'none';
 }
 
 async function run() {
@@ -152,8 +162,16 @@ async function run() {
   $('check-status').textContent = '正在检测 TCP…';
   const tcp = await probe('tcp');
   show(tcp);
+  let relay = null;
+  const servers = await fetch('/api/check').then((r) => (r.ok ? r.json() : null)).catch(() => null);
+  if (servers && servers.ice_servers.length) {
+    $('path-relay').hidden = false;
+    $('check-status').textContent = '正在检测中继…';
+    relay = await probe('relay', servers.ice_servers);
+    show(relay);
+  }
   $('check-status').textContent = '检测完成';
-  advise(udp, tcp);
+  advise(udp, tcp, relay);
   $('check-start').disabled = false;
 }
 
