@@ -5,7 +5,7 @@ Two bounds, the lower one counts:
 
 - **REMB**, the classroom's own measure of its link (its receive-side estimator watches the
   delay of the packets it gets, stamped with abs-send-time as they leave this server). It is
-  followed down at once and up at most ``RISE_PER_S`` per second. A REMB alone is no proof
+  followed down at once and up at most ``REMB_RISE_PER_S`` per second. A REMB alone is no proof
   of congestion: a receiver's estimator dips below what it is sent at every burst of jitter,
   and grows back.
 - **Loss with queueing.** A classroom that loses packets while its round trip grows above
@@ -14,7 +14,8 @@ Two bounds, the lower one counts:
   what it was sent less half the loss. Loss without queueing (random loss of 1–3 % on a
   rural line, which retransmission repairs) is not congestion and moves nothing; only heavy
   loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Without congestion the
-  bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything.
+  bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything,
+  or at once when a report is clean (no loss to speak of, no queue) while a REMB is fresh.
 
 A classroom that tells nothing (no REMB, no receiver report) has no estimate (``bps`` None):
 nothing is held back from it.
@@ -25,7 +26,11 @@ from __future__ import annotations
 import math
 from collections import deque
 
-RISE_PER_S = 0.08  # the most the estimate may grow per second (up slowly)
+RISE_PER_S = 0.08  # the most the loss bound may grow per second (up slowly)
+# ... and the most the estimate follows a growing REMB per second: the receiver's own estimator
+# already grows its REMB slowly (at most 1.5 times what it receives), and the layer selector
+# holds each step up; a classroom back from a collapse must not wait on both
+REMB_RISE_PER_S = 0.25
 HEAVY_LOSS = 0.10  # a report losing this much is congestion, whatever the round trip
 LIGHT_LOSS = 0.02  # from here on, loss with a growing round trip is congestion
 QUEUEING_MS = 40.0  # a round trip this much above the shortest one seen is a queue ...
@@ -130,6 +135,11 @@ class Estimate:
                 self._loss_bound = bound
             self._update(now, "loss" if heavy else "queueing")
             return
+        clean = fraction_lost < LIGHT_LOSS and not queueing
+        if self._loss_bound is not None and clean and now - self._remb_at <= REMB_FRESH_S:
+            # the loss is over and the classroom's REMB measures its link: the bound set
+            # while it lost (from what was sent then, little once its video was paused) goes
+            self._loss_bound = None
         if self._loss_bound is not None and self._updated_at is not None:
             grown = self._loss_bound * (1 + RISE_PER_S * max(now - self._updated_at, 0.0))
             slack = LOSS_BOUND_SLACK * max(sent_bps, 1.0)
@@ -160,8 +170,10 @@ class Estimate:
             self.bps = None
             return
         if current is not None and target > current and last is not None:
-            # up slowly: at most RISE_PER_S per second since the last update
-            target = min(target, current * (1 + RISE_PER_S * max(now - last, 0.0)))
+            # up slowly: at most RISE_PER_S per second since the last update (REMB_RISE_PER_S
+            # where the REMB is what bounds it)
+            rise = REMB_RISE_PER_S if remb is not None and target >= remb - 1 else RISE_PER_S
+            target = min(target, current * (1 + rise * max(now - last, 0.0)))
         if current is None or target < current:
             self.reason = "remb" if remb is not None and target >= remb - 1 else reason
         self.bps = target

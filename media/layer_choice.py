@@ -32,7 +32,7 @@ FIT_SHARE = 0.9
 # Stepping up: to what fits with UP_MARGIN to spare, once that has held for UP_HOLD_S (doubled,
 # up to UP_HOLD_MAX_S, each time a step up was followed by a step down within STABLE_S).
 MIN_FPS = 15.0  # a spatial layer above the lowest is not fed at a lower frame rate than this
-UP_MARGIN = 1.2
+UP_MARGIN = 1.1
 UP_HOLD_S = 3.0
 UP_HOLD_MAX_S = 60.0
 STABLE_S = 30.0

@@ -38,6 +38,13 @@ FAR_BELOW = 0.5  # an estimate under this share of the floor pauses video withou
 WARMUP_S = 3.0  # ... once the classroom's REMB has been heard this long (it starts low)
 RESUME_MARGIN = 1.25  # video resumes once the estimate is this far above the floor ...
 RESUME_HOLD_S = 2.0  # ... for this long
+# ... or, where the source has layers (the floor is its lowest, a small one), is tried again
+# once the classroom's reports have shown neither loss nor a queue for CLEAN_TRIAL_S and the
+# floor is within TRIAL_REACH of its REMB (a receiver's REMB grows only a little above
+# what it gets, and a paused classroom gets little: the lowest layer, tried, is how it shows
+# that the link carries it)
+CLEAN_TRIAL_S = 4.0
+TRIAL_REACH = 1.5
 PAUSE_HOLD_S = 4.0  # a pause lasts at least this long at first ...
 PAUSE_HOLD_MAX_S = 60.0  # ... doubled up to this when a resume did not last ...
 STABLE_S = 30.0  # ... that is, when video paused again within this long
@@ -375,11 +382,19 @@ class SendGate:
         # link is back after an outage); otherwise a stale REMB waits for the next probe
         clean = self._clean_since is not None and now - self._clean_since >= RESUME_HOLD_S
         trial = estimate is None and (self._first_remb_at is None or clean)
+        if (
+            estimate is not None
+            and self._clean_since is not None
+            and now - self._clean_since >= CLEAN_TRIAL_S
+            and floor <= (self.estimate.remb(now) or estimate) * TRIAL_REACH
+            and any(len(options) > 1 for options in self._options())
+        ):
+            trial = True
         if trial or (estimate is not None and estimate >= floor * RESUME_MARGIN):
             if self._room_since is None:
                 self._room_since = now
             waited = now - self._state_at >= self._hold
-            if waited and (estimate is None or now - self._room_since >= RESUME_HOLD_S):
+            if waited and (trial or now - self._room_since >= RESUME_HOLD_S):
                 self._set(True, "probe" if estimate is not None else "no_estimate", now)
         else:
             self._room_since = None
