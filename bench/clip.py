@@ -35,7 +35,8 @@ class VideoClip:
 def _pictures(count: int, width: int, height: int) -> list[av.VideoFrame]:
     """Moving texture and a moving bar: enough detail for a realistic bitrate."""
     rng = np.random.default_rng(1)
-    coarse = rng.integers(16, 235, size=(height // 8, width // 8)).astype(np.float32)
+    # rounded up: the texture must stay twice the picture's size for any size
+    coarse = rng.integers(16, 235, size=(-(-height // 8), -(-width // 8))).astype(np.float32)
     texture = np.kron(coarse, np.ones((16, 16), np.float32))  # soft blocks, twice the size
     texture = (texture + rng.normal(0, 3, texture.shape)).clip(16, 235).astype(np.uint8)
     pictures = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from aiortc.rtp import RtpPacket, is_rtcp
 from media.nack import LossTracker
 from media.rtp_packet import RtpError, parse_rtp
 from media.sender_clock import unix_to_ntp
+from tests.support.media import EncodedFrame
+from tests.support.simulcast import SimulcastPublisher, Stream
 
 from .clip import AUDIO_RATE, FPS, OPUS_FRAME, VideoClip
 
@@ -105,19 +108,22 @@ class Pacer:
     as it leaves (libwebrtc's pacer does both). Audio, RTCP and retransmissions are not held.
 
     aiortc itself sends a frame's packets back to back, as FFmpeg's WHIP muxer does; with
-    ``enabled`` off the origin behaves that way again."""
+    ``enabled`` off the origin behaves that way again. Simulcast: every layer's SSRC in
+    ``ssrcs`` and their bitrates summed, one queue for all, as libwebrtc paces them."""
 
-    def __init__(self, dtls: Any, ssrc: int, bitrate: float, abs_send_time_id: int | None) -> None:
+    def __init__(
+        self, dtls: Any, ssrcs: Iterable[int], bitrate: float, abs_send_time_id: int | None
+    ) -> None:
         self.enabled = True
         self._send = dtls._send_rtp
-        self._ssrc = ssrc.to_bytes(4, "big")
+        self._ssrcs = {ssrc.to_bytes(4, "big") for ssrc in ssrcs}
         self._rate = PACE_MULTIPLIER * bitrate / 8  # bytes per second
         self._abs_send_time_id = abs_send_time_id
         self._next = 0.0
         dtls._send_rtp = self.send
 
     async def send(self, data: bytes) -> None:
-        if self.enabled and not is_rtcp(data) and data[8:12] == self._ssrc:
+        if self.enabled and not is_rtcp(data) and data[8:12] in self._ssrcs:
             loop = asyncio.get_running_loop()
             now = loop.time()
             at = max(now, self._next)
@@ -186,9 +192,54 @@ async def publish(whip_url: str, token: str, clip: VideoClip, opus: list[bytes])
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     sender = next(t.sender for t in pc.getTransceivers() if t.kind == "video")
     pacer = Pacer(
-        sender.transport, sender._ssrc, clip.bitrate, _extension_id(answer, ABS_SEND_TIME)
+        sender.transport, [sender._ssrc], clip.bitrate, _extension_id(answer, ABS_SEND_TIME)
     )
     return Origin(pc, video, audio, location, pacer)
+
+
+@dataclass
+class SimulcastOrigin:
+    publisher: SimulcastPublisher
+    audio: ClipTrack
+    pacer: Pacer
+
+    @property
+    def streams(self) -> list[Stream]:
+        return self.publisher.streams
+
+    async def close(self) -> None:
+        self.audio.stop()
+        await self.publisher.close()
+
+
+async def publish_simulcast(
+    whip_url: str, token: str, clips: list[tuple[str, int, int, VideoClip]], opus: list[bytes]
+) -> SimulcastOrigin:
+    """Publish each ``(rid, width, height, clip)`` as one simulcast layer (best first), with
+    ``opus``, on one WHIP session, paced as a browser paces all its layers, every layer
+    answering keyframe requests for its own SSRC."""
+    streams = [
+        Stream(
+            rid,
+            width,
+            height,
+            round(clip.bitrate),
+            [EncodedFrame(d, i * 90000 // FPS, i == 0, i) for i, d in enumerate(clip.frames)],
+            keyframes=clip.keyframes,
+        )
+        for rid, width, height, clip in clips
+    ]
+    audio = ClipTrack("audio", opus, None)
+    publisher = SimulcastPublisher(streams, audio)
+    await publisher.publish(whip_url, token)
+    assert publisher.sender is not None
+    pacer = Pacer(
+        publisher.sender.transport,
+        [s.ssrc for s in streams],
+        sum(clip.bitrate for *_, clip in clips),
+        _extension_id(publisher.answer, ABS_SEND_TIME),
+    )
+    return SimulcastOrigin(publisher, audio, pacer)
 
 
 # --- sink classrooms ------------------------------------------------------------------------

@@ -6,6 +6,10 @@ browser leaves out then. Once connected, three pre-encoded VP8 streams at three 
 are packetized (aiortc's VP8 payloader: 15-bit picture ids), each with its own SSRC, sequence
 numbers and timestamps and its rid in a header extension, and sent on the one transport. Any
 stream can be stopped and started again, as a browser does when its uplink changes.
+
+A stream given standalone ``keyframes`` answers keyframe requests (PLI, FIR) for its own SSRC
+as a live encoder does: its next frame is the keyframe of the same picture. An ``audio`` track
+(Opus) is sent beside the video on the same session, by aiortc's own sender.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import av
 from aiortc import MediaStreamTrack, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, AnyRtcpPacket, RtcpPsfbPacket
 
 from tests.support.media import EncodedFrame, encode_vp8_clip
 from tests.support.peers import SignalingError, new_peer_connection, post_offer
@@ -51,6 +56,23 @@ class Stream:
     ssrc: int = field(default_factory=lambda: random.getrandbits(32))
     active: bool = True
     sent_frames: int = 0
+    # the same pictures as ``frames``, each a standalone keyframe (None: requests are ignored)
+    keyframes: list[bytes] | None = None
+    keyframe_requests: list[float] = field(default_factory=list)
+    want_keyframe: bool = False
+
+
+class _KeyframeAnswer:
+    """Stands in the transport's RTCP routing for one stream's SSRC, as aiortc's sender does
+    for its own: a PLI or FIR for that SSRC asks the stream for a keyframe."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.stream.keyframe_requests.append(time.monotonic())
+            self.stream.want_keyframe = self.stream.keyframes is not None
 
 
 def simulcast_offer(sdp: str, rids: list[str]) -> str:
@@ -74,8 +96,9 @@ def simulcast_offer(sdp: str, rids: list[str]) -> str:
 
 
 class SimulcastPublisher:
-    def __init__(self, streams: list[Stream]) -> None:
+    def __init__(self, streams: list[Stream], audio: MediaStreamTrack | None = None) -> None:
         self.streams = streams
+        self.audio = audio
         self.pc = new_peer_connection()
         self.sender: RTCRtpSender | None = None
         self.answer = ""
@@ -87,6 +110,11 @@ class SimulcastPublisher:
             [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name in ("VP8", "rtx")]
         )
         self.sender = transceiver.sender
+        if self.audio is not None:
+            sound = self.pc.addTransceiver(self.audio, direction="sendonly")
+            sound.setCodecPreferences(
+                [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.name == "opus"]
+            )
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = simulcast_offer(self.pc.localDescription.sdp, [s.rid for s in self.streams])
         result = await post_offer(whip_url, token, offer)
@@ -99,6 +127,9 @@ class SimulcastPublisher:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"publisher not connected: {self.pc.connectionState}")
             await asyncio.sleep(0.05)
+        router = self.sender.transport._rtp_router
+        for stream in self.streams:
+            router.senders[stream.ssrc] = _KeyframeAnswer(stream)
         self._task = asyncio.create_task(self._send())
 
     def check(self) -> None:
@@ -129,8 +160,12 @@ class SimulcastPublisher:
                 if not stream.active:
                     continue
                 encoder, seq, base = state[stream.rid]
-                frame = stream.frames[index % len(stream.frames)]
-                packet = av.Packet(frame.data)
+                at = index % len(stream.frames)
+                data = stream.frames[at].data
+                if stream.want_keyframe and stream.keyframes is not None:
+                    stream.want_keyframe = False
+                    data = stream.keyframes[at]
+                packet = av.Packet(data)
                 packet.pts = index * 3000
                 packet.time_base = fractions.Fraction(1, 90000)
                 payloads, _ = encoder.pack(packet)
