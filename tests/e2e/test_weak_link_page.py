@@ -101,7 +101,7 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
         print(message)
         # the targets (≥ 15 fps, ≤ 1 % frozen, ≥ 99 % of the sound) are the bench's,
         # medians over minutes (scripts/bench weak-links); here the behaviour, with room for a
-        # busy machine: fed the teacher's 720p, this page gets no picture and loses the sound
+        # busy machine
         assert fps >= 10, message
         assert video["freezes"] <= 0.15 * took, message
         assert concealed <= 0.05 * audio_samples, message
