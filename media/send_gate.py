@@ -351,13 +351,13 @@ class SendGate:
             return
         if self.video:
             # a REMB below what is sent is acted on without congestion only once it has been
-            # heard a while, and only beside a sign from the link itself (a queue or some
-            # loss): a receiver's REMB also falls after this server paused for a moment (a
-            # burst of late packets looks like a queue to it) and climbs back slowly
+            # heard a while, and only beside loss: a receiver's REMB and round trip also
+            # grow worse when this server, or the receiver, was held up a moment by its own
+            # machine (a burst of late packets looks like a queue), which drops nothing
             warm = (
                 self._first_remb_at is not None
                 and now - self._first_remb_at >= WARMUP_S
-                and (self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS)
+                and self.estimate.loss >= LIGHT_LOSS
             )
             if estimate is not None:
                 self._select(estimate, warm, now)

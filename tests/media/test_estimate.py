@@ -206,14 +206,16 @@ def test_a_remb_dip_without_loss_or_queueing_is_not_congestion() -> None:
     assert states == [FULL] * 3 and video.paused_at is None
 
 
-def test_collapse_pauses_once_the_queue_confirms_a_remb_far_below() -> None:
+def test_collapse_pauses_once_loss_confirms_a_remb_far_below() -> None:
     clock, gate, _ = classroom()
     play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 5)
     clock.t += 0.3
     gate.on_remb(250_000)  # the link fell to 300 kbit/s ...
     assert gate.state == FULL  # ... or this server paused a moment: the REMB alone is no proof
     gate.on_report(0.0, 180.0)
-    gate.on_report(0.0, 185.0)  # the round trip grows and stays: a queue
+    gate.on_report(0.0, 185.0)  # the round trip grows and stays: a queue, or a busy machine
+    assert gate.state == FULL
+    gate.on_report(0.04, 190.0)  # the queue overflows: the link's own proof
     assert gate.state == AUDIO_ONLY
 
 
