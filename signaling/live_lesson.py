@@ -14,6 +14,7 @@ from typing import Any
 from media.consumer import Consumer
 from media.peer import Peer
 from media.producer import Sink
+from media.pulled_source import PulledSource, PullState, PullStatus
 from media.router import Router
 from media.sfu import Sfu
 from media.subscriber import Subscriber
@@ -24,10 +25,12 @@ from .errors import http_error
 from .events_hub import EventsHub
 from .recording_port import RecordingHooks
 from .sessions import Session, Sessions
+from .source_url import SourceUrl
 from .stage import stage_source
 
 logger = logging.getLogger(__name__)
 
+PULLED_SOURCE = "camera"  # what a camera's stream (source_url) is published as
 RETRY_FULL_S = 5  # how soon a classroom turned away from a full lesson should ask again
 
 
@@ -63,6 +66,8 @@ class LiveLesson:
         # what the teacher's browser last said of its uplink, per source (signaling.interaction)
         self.uplinks: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._pulled: PulledSource | None = None  # the camera pulled from source_url
+        self._pulled_from = ""  # its URL, masked
 
     # media
 
@@ -97,6 +102,52 @@ class LiveLesson:
         return self._media().new_subscriber(
             Sessions.new_id(), label, slots, excluded_source=excluded_source
         )
+
+    async def pull(self, source: SourceUrl | None) -> None:
+        """Pull the lesson's camera from ``source`` from now on (None: stop pulling); the
+        stream's producers replace nobody's: a teacher publishing the camera is refused while
+        a source is set."""
+        if self._pulled is not None:
+            pulled, self._pulled = self._pulled, None
+            await pulled.close()
+            logger.info("lesson %s: stopped pulling %s", self.id, self._pulled_from)
+        if source is not None and not self.closed:
+            self._pulled_from = source.masked
+            logger.info("lesson %s: pulling its %s from %s", self.id, PULLED_SOURCE, source.masked)
+            self._pulled = self._media().pull(PULLED_SOURCE, source.reveal(), self._pull_changed)
+        self.changed()
+
+    def pulled(self) -> dict[str, Any] | None:
+        """The pulled camera as the API and the events show it (its URL masked), or None."""
+        if self._pulled is None:
+            return None
+        status = self._pulled.status
+        return {
+            "source": self._pulled.source,
+            "url": self._pulled_from,
+            "state": status.state.value,
+            "error": status.error,
+            "code": status.code,
+            "retry_in_s": status.retry_in_s,
+        }
+
+    def _pull_changed(self, status: PullStatus) -> None:
+        pulled = self.pulled()
+        if pulled is not None:
+            self._events.send(self.id, {"type": "source", **pulled})
+        if status.state is PullState.LIVE:
+            logger.info("lesson %s: the pulled %s is live", self.id, PULLED_SOURCE)
+            self.went_live()
+        self.changed()
+
+    def sources(self) -> list[str]:
+        """What the lesson's origin sends now: the teacher's sources, and a pulled camera
+        while its stream comes."""
+        sources = set(self.sessions.sources())
+        pulled = self._pulled
+        if pulled is not None and pulled.status.state is PullState.LIVE:
+            sources.add(pulled.source)
+        return sorted(sources)
 
     def apply_stage(self) -> None:
         """Make the lesson's media follow who is on stage now."""
@@ -323,6 +374,7 @@ class LiveLesson:
             return
         self.closed = True
         self._closed(self)
+        self._pulled = None  # stopped with the router
         if self._router is not None:
             await self._router.close()
         lesson = self._store.get(self.id)

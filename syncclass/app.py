@@ -35,6 +35,7 @@ from .disk_reserve import DISK_RESERVE, RESERVE_FILE, DiskReserve
 from .journal import SqliteLessonJournal
 from .open_files import watch_open_files
 from .recorder_wiring import setup_recording
+from .secret_box import SecretBox
 from .security_headers import setup_security_headers
 from .store import DATABASE_FILE, SqliteLessonStore
 from .tokens import (
@@ -91,9 +92,12 @@ def create_app(config: Config) -> web.Application:
     reserve = DiskReserve(data_dir / RESERVE_FILE, config.disk_reserve_mb * 1_000_000)
     reserve.keep()
     app[DISK_RESERVE] = reserve
-    store = SqliteLessonStore(data_dir / DATABASE_FILE, on_full=reserve.release)
+    server_secret = load_or_create_secret(data_dir)
+    store = SqliteLessonStore(
+        data_dir / DATABASE_FILE, on_full=reserve.release, secrets_box=SecretBox(server_secret)
+    )
     app[STORE] = store
-    app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
+    app[AUTHORITY] = TokenAuthority(server_secret, config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     if config.turn_urls and config.turn_secret:
         app[TURN] = TurnCredentials(config.turn_urls, config.turn_secret)
@@ -129,6 +133,7 @@ def create_app(config: Config) -> web.Application:
     setup_recording(app, config, data_dir)
     app.on_startup.append(_open_media_ports)
     app.on_startup.append(_start_quality)
+    app.on_startup.append(_resume_pulls)
     app.on_shutdown.append(_stop_quality)
 
     async def journal_retention(app: web.Application) -> AsyncIterator[None]:
@@ -169,6 +174,10 @@ async def _open_media_ports(app: web.Application) -> None:
         else:
             port, kind = (tcp.port if tcp is not None else 0), "TCP"
         raise MediaPortError(f"cannot open {kind} port {port} for media: {exc.strerror}") from exc
+
+
+async def _resume_pulls(app: web.Application) -> None:
+    await app[LESSONS].resume_pulls()
 
 
 async def _start_quality(app: web.Application) -> None:
