@@ -263,8 +263,9 @@ async def test_bad_cameras_get_clear_errors_and_the_lesson_beside_plays_on(
         assert status == 200, body
         await events.told(source_state("live"), 20)
         log = server.log()
-        for code in bad:
-            lines = [line for line in log.splitlines() if f"camera source {code}:" in line]
+        for code, (lesson, _) in lessons.items():
+            said = f"lesson {lesson['id']}: camera source {code}:"
+            lines = [line for line in log.splitlines() if said in line]
             assert len(lines) == 1, (code, lines)
         assert_no_password(log)
     finally:
