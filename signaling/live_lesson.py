@@ -129,6 +129,9 @@ class LiveLesson:
             "error": status.error,
             "code": status.code,
             "retry_in_s": status.retry_in_s,
+            # keyframes classrooms asked for (after throttling): a camera cannot be asked,
+            # they wait for its next one
+            "keyframe_requests": self._pulled.camera.keyframe_requests,
         }
 
     def _pull_changed(self, status: PullStatus) -> None:

@@ -137,6 +137,7 @@ async def test_a_camera_reaches_classrooms_with_sound_and_is_recorded(
     try:
         await classroom.wait_connected()
         status, body = await patch_source(server, lesson["id"], camera.url())
+        pulled_at = time.monotonic()
         assert status == 200, body
         assert body["source_url"] == f"rtsp://cam:***@127.0.0.1:{camera.port}/live"
         assert_no_password(json.dumps(body))
@@ -150,7 +151,18 @@ async def test_a_camera_reaches_classrooms_with_sound_and_is_recorded(
         assert video.frame_numbers[0] <= CLIP_GOP  # from the camera's first keyframes
         decoded, sent = decoded_share(classroom)
         assert decoded >= 0.95 * sent, (decoded, sent)
+        # a classroom joining between the camera's keyframes starts at its next one; its
+        # keyframe requests reach no camera, and are not repeated more than throttling lets
+        late = await whep_subscribe(lesson["whep_url"], lesson["whep_token"], name="late")
+        try:
+            await late.wait_for_frames(10, timeout=10)
+            assert late.video[0].first_frame_keyframe is True
+            assert late.video[0].unreadable == 0
+        finally:
+            await late.close()
         body = await read_lesson(server, lesson["id"])
+        asked = body["camera_source"]["keyframe_requests"]
+        assert asked <= (time.monotonic() - pulled_at) / 0.5 + 2, asked
         assert body["camera_source"]["state"] == "live"
         assert body["origin_sources"] == ["camera"]
         assert_no_password(json.dumps(body))
