@@ -284,7 +284,7 @@ async def test_bad_cameras_get_clear_errors_and_the_lesson_beside_plays_on(
         for events in listeners:
             await events.close()
         await watching.close()
-        for lesson, _ in lessons.values():
+        for lesson, _ in [*lessons.values(), (beside, None)]:
             await asyncio.to_thread(
                 server.request,
                 "POST",
