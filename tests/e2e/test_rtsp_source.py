@@ -16,7 +16,7 @@ import pytest
 
 from tests.recorder.lessons import end_and_wait, fetch
 from tests.recorder.playback import play
-from tests.server import Server, free_port
+from tests.server import Server, free_port, start_server
 from tests.support.peers import Classroom, whep_subscribe
 from tests.support.rtsp_camera import (
     CLIP_GOP,
@@ -356,3 +356,39 @@ def test_only_the_teacher_sets_the_source_and_the_camera_is_then_not_published(
     assert status == 200 and answer["source_url"] is None, answer
     assert answer["camera_source"] is None
     server.request("POST", f"/api/lessons/{lesson['id']}/end", token=server.teacher_key)
+
+
+async def until_source(server: Server, lesson_id: str, state: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = await read_lesson(server, lesson_id)
+        if (body.get("camera_source") or {}).get("state") == state:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"camera source not {state} within {within} s: {body}")
+
+
+async def test_a_restarted_server_pulls_the_camera_again(
+    camera: RtspCamera, tmp_path: Path
+) -> None:
+    data = tmp_path / "server"
+    port = free_port()
+    server = start_server(data, port=port)
+    try:
+        lesson = server.create_lesson("Restart", source_url=camera.url(), record=False)
+        await until_source(server, lesson["id"], "live", 20)
+    finally:
+        server.stop()
+    restarted = start_server(data, port=port)
+    try:
+        # the password was kept sealed, and opened again: the camera lets the server in
+        await until_source(restarted, lesson["id"], "live", 20)
+        body = await read_lesson(restarted, lesson["id"])
+        assert body["state"] == "live"
+        assert body["source_url"] == f"rtsp://cam:***@127.0.0.1:{camera.port}/live"
+        database = b"".join(p.read_bytes() for p in data.glob("syncclass.db*"))
+        assert PASSWORD.encode() not in database and PASSWORD_ENCODED.encode() not in database
+        assert_no_password(server.log() + restarted.log())
+    finally:
+        restarted.stop()
