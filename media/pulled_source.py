@@ -15,15 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .codec import Codec
+from .camera_feed import Camera, CameraFeed
 from .producer import Producer
-from .rtp_packet import RtpError, parse_rtp
-from .sender_clock import SenderClock
 from .stream_reader import (
-    AUDIO_CLOCK,
-    AUDIO_PAYLOAD_TYPE,
-    VIDEO_CLOCK,
-    VIDEO_PAYLOAD_TYPE,
     RtpBatch,
     StreamError,
     StreamInfo,
@@ -36,7 +30,6 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
 # a connection that stayed live this long was a good one: the next drop starts the back-off anew
 STEADY_S = 10.0
-SENDER_REPORT_INTERVAL_S = 1.0
 
 
 class PullState(enum.StrEnum):
@@ -52,19 +45,6 @@ class PullStatus:
     error: str | None = None  # why the last attempt failed or ended, in words
     code: str | None = None  # the same as a short code (unauthorized, not_h264, …)
     retry_in_s: float | None = None  # while lost: when the next attempt starts
-
-
-class _Camera:
-    """The producers' upstream: nothing to ask of a camera (counted, for the curious)."""
-
-    def __init__(self) -> None:
-        self.keyframe_requests = 0
-
-    def request_keyframe(self, ssrc: int) -> None:
-        self.keyframe_requests += 1
-
-    def send_nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
-        pass  # the stream came over TCP: the server lost nothing a camera could resend
 
 
 class PulledSource:
@@ -89,20 +69,17 @@ class PulledSource:
         self.router_id = router_id
         self.source = source
         self._url = url
-        self._add_producer = add_producer
-        self._remove_producer = remove_producer
         self._released = released
         self._on_state = on_state
         self._timeout_s = timeout_s
         self._backoff_s = backoff_s
         self.status = PullStatus(PullState.CONNECTING)
-        self.producers: list[Producer] = []
-        self.camera = _Camera()
+        self.camera = Camera()
+        self.feed = CameraFeed(source, add_producer, remove_producer, self.camera)
         self.connections = 0  # streams opened so far
         self.closed = False
         self._reader: StreamReader | None = None
         self._task: asyncio.Task[None] | None = None
-        self._reported: dict[Producer, float] = {}
         self._last_logged: str | None = None
 
     def __repr__(self) -> str:  # never the URL: it holds the camera's password
@@ -191,49 +168,11 @@ class PulledSource:
         if reader is not self._reader or self.closed:
             return
         self.connections += 1
-        clock = SenderClock()
-        camera = self.camera
-        video = Producer(
-            f"{self.router_id}/{self.source}/pull{self.connections}/video",
-            self.source,
-            [
-                Codec(
-                    "video/H264",
-                    VIDEO_CLOCK,
-                    VIDEO_PAYLOAD_TYPE,
-                    parameters={
-                        "level-asymmetry-allowed": "1",
-                        "packetization-mode": "1",
-                        "profile-level-id": info.profile_level_id,
-                    },
-                )
-            ],
-            [],
-            camera,
-            clock,
+        self.feed.open(
+            f"{self.router_id}/{self.source}/pull{self.connections}",
+            info.profile_level_id,
+            info.audio_ssrc is not None,
         )
-        self.producers = [video]
-        if info.audio_ssrc is not None:
-            self.producers.append(
-                Producer(
-                    f"{self.router_id}/{self.source}/pull{self.connections}/audio",
-                    self.source,
-                    [
-                        Codec(
-                            "audio/opus",
-                            AUDIO_CLOCK,
-                            AUDIO_PAYLOAD_TYPE,
-                            channels=2,
-                            parameters={"minptime": 10, "useinbandfec": 1},
-                        )
-                    ],
-                    [],
-                    camera,
-                    clock,
-                )
-            )
-        for producer in self.producers:
-            self._add_producer(producer)
         logger.info(
             "lesson %s: %s source connected: H.264 %s, sound %s",
             self.router_id,
@@ -243,28 +182,10 @@ class PulledSource:
         )
 
     def _batch(self, reader: StreamReader, batch: RtpBatch) -> None:
-        if reader is not self._reader or self.closed or not self.producers:
+        if reader is not self._reader or self.closed:
             return
-        arrival = time.time()
-        video = self.producers[0]
-        audio = self.producers[1] if len(self.producers) > 1 else None
-        for producer, packets, clock in (
-            (video, batch.video, batch.video_clock),
-            (audio, batch.audio, batch.audio_clock),
-        ):
-            if producer is None or not packets:
-                continue
-            if clock is not None and arrival - self._reported.get(producer, 0.0) >= (
-                SENDER_REPORT_INTERVAL_S
-            ):
-                self._reported[producer] = arrival
-                producer.on_sender_report(clock[0], clock[1], arrival)
-            for data in packets:
-                try:
-                    producer.on_rtp(parse_rtp(data), arrival)
-                except RtpError:
-                    continue
-        if batch.video and self.status.state is not PullState.LIVE:
+        self.feed.feed(batch)
+        if batch.video and self.feed.producers and self.status.state is not PullState.LIVE:
             self._last_logged = None
             self._set(PullStatus(PullState.LIVE))
 
@@ -280,11 +201,7 @@ class PulledSource:
                 logger.exception("lesson %s: %s source state", self.router_id, self.source)
 
     def _drop_producers(self) -> None:
-        producers, self.producers = self.producers, []
-        self._reported.clear()
-        if not self.closed:
-            for producer in producers:
-                self._remove_producer(producer)
+        self.feed.close(give_back=not self.closed)
 
     def _stop(self) -> None:
         self.closed = True
@@ -298,13 +215,11 @@ class PulledSource:
         """Stop pulling: the producers go back to the router (its consumers keep their place)."""
         if self.closed:
             return
-        producers, self.producers = self.producers, []
         self._stop()
-        for producer in producers:
-            self._remove_producer(producer)
+        self.feed.close()
         self._released(self)
 
     async def router_closed(self) -> None:
         """The router closed (its producers are already retired): stop the thread."""
-        self.producers = []
         self._stop()
+        self.feed.close(give_back=False)
