@@ -19,16 +19,19 @@ NAL_FU_A = 28
 MAX_PAYLOAD = 1188
 
 
-def split_nal_units(data: bytes) -> list[bytes]:
-    """The NAL units of one access unit: Annex B (start codes) or 4-byte length prefixes
-    (as in MP4 and some RTSP servers' extradata)."""
-    if data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01"):
-        return _split_annex_b(data)
+def split_nal_units(data: bytes, length_size: int | None = None) -> list[bytes]:
+    """The NAL units of one access unit: with ``length_size``, each prefixed with its length
+    in that many bytes (AVCC, as in FLV and MP4); without, Annex B (start codes), or 4-byte
+    prefixes where the data starts with no start code."""
+    if length_size is None:
+        if data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01"):
+            return _split_annex_b(data)
+        length_size = 4
     units = []
     pos = 0
-    while pos + 4 <= len(data):
-        (size,) = struct.unpack_from("!I", data, pos)
-        pos += 4
+    while pos + length_size <= len(data):
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size
         if size == 0 or pos + size > len(data):
             break
         units.append(data[pos : pos + size])
@@ -82,6 +85,13 @@ def parameter_sets(extradata: bytes | None) -> list[bytes]:
     return [u for u in units if u]
 
 
+def avcc_length_size(extradata: bytes) -> int | None:
+    """The NAL length prefix size an avcC record announces (None for Annex B extradata)."""
+    if len(extradata) >= 5 and extradata[0] == 1:
+        return (extradata[4] & 0x03) + 1
+    return None
+
+
 def profile_level_id(sps: bytes) -> str:
     """The SDP ``profile-level-id`` an SPS announces (profile_idc, constraint flags, level)."""
     return sps[1:4].hex() if len(sps) >= 4 else "42e01f"
@@ -92,6 +102,8 @@ class H264Packetizer:
 
     def __init__(self, ssrc: int, payload_type: int, max_payload: int = MAX_PAYLOAD) -> None:
         self.ssrc = ssrc
+        # AVCC streams (FLV) announce their NAL length prefix; None: Annex B (FFmpeg's RTSP)
+        self.length_size: int | None = None
         self.payload_type = payload_type
         self.max_payload = max_payload
         self.sequence_number = 0
@@ -113,7 +125,7 @@ class H264Packetizer:
         seen first, so that a classroom can start decoding at any keyframe."""
         units = [
             u
-            for u in split_nal_units(access_unit)
+            for u in split_nal_units(access_unit, self.length_size)
             if u and u[0] & 0x1F not in (NAL_AUD, NAL_FILLER)
         ]
         types = {u[0] & 0x1F for u in units}

@@ -18,6 +18,7 @@ from .peer import Peer
 from .producer import Producer, Sink
 from .publisher import Publisher
 from .pulled_source import PulledSource, PullStatus
+from .pushed_source import PushedSource
 from .subscriber import Subscriber
 from .traffic import TrafficTotals
 
@@ -123,6 +124,20 @@ class Router:
         self.peers.add(pulled)
         pulled.start()
         return pulled
+
+    def push(self, source: str, on_state: Callable[[PullStatus], None]) -> PushedSource:
+        """``source`` as an encoder pushes it (RTMP), from now until its connection ends;
+        closed with the router."""
+        pushed = PushedSource(
+            self.id,
+            source,
+            add_producer=self.add_producer,
+            remove_producer=self.remove_producer,
+            released=self.peers.discard,
+            on_state=on_state,
+        )
+        self.peers.add(pushed)
+        return pushed
 
     def _peer_released(self, peer: Peer) -> None:
         """A peer closed by itself (its producers or consumers are already given back)."""

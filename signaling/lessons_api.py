@@ -12,7 +12,7 @@ from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or
 from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .json_answers import json_response
-from .keys import AUTHORITY, LESSONS, STORE, TURN
+from .keys import AUTHORITY, LESSONS, RTMP, STORE, TURN
 from .source_url import SourceUrl, SourceUrlError
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,12 @@ def lesson_json(
             whep_url=f"{base}/whep/{lesson.id}",
             whep_token=classroom_token,
         )
+        rtmp = request.app.get(RTMP)
+        if rtmp is not None:
+            # OBS and hardware encoders: the server's URL, and the teacher token as the key
+            data.update(
+                rtmp_url=f"rtmp://{request.url.host}:{rtmp.port}/live", rtmp_key=origin_token
+            )
     return data
 
 
@@ -229,6 +235,10 @@ async def update_lesson(request: web.Request) -> web.Response:
     if lesson.state is LessonState.ENDED:
         raise http_error(410, "lesson_ended", "this lesson has ended")
     live = request.app[LESSONS].get(lesson_id)
+    if source is not None and live is not None and live.pushing():
+        raise http_error(
+            409, "camera_pushed", "an encoder pushes the camera over RTMP now: stop it first"
+        )
     if source is not None and live is not None and "camera" in live.sessions.sources():
         raise http_error(
             409,

@@ -15,6 +15,7 @@ from media.consumer import Consumer
 from media.peer import Peer
 from media.producer import Sink
 from media.pulled_source import PulledSource, PullState, PullStatus
+from media.pushed_source import PushedSource
 from media.router import Router
 from media.sfu import Sfu
 from media.subscriber import Subscriber
@@ -68,6 +69,7 @@ class LiveLesson:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pulled: PulledSource | None = None  # the camera pulled from source_url
         self._pulled_from = ""  # its URL, masked
+        self._pushed: PushedSource | None = None  # the camera an encoder pushes (RTMP)
 
     # media
 
@@ -117,21 +119,42 @@ class LiveLesson:
             self._pulled = self._media().pull(PULLED_SOURCE, source.reveal(), self._pull_changed)
         self.changed()
 
+    async def push(self) -> PushedSource:
+        """An encoder starts pushing the camera over RTMP: it replaces an earlier push."""
+        if self._pushed is not None:
+            pushed, self._pushed = self._pushed, None
+            await pushed.close()
+        self._pushed = self._media().push(PULLED_SOURCE, self._pull_changed)
+        self.changed()
+        return self._pushed
+
+    def pushing(self) -> bool:
+        """Whether an encoder pushes the camera now (or is about to: connected, no picture)."""
+        pushed = self._pushed
+        return pushed is not None and pushed.status.state in (PullState.CONNECTING, PullState.LIVE)
+
     def pulled(self) -> dict[str, Any] | None:
-        """The pulled camera as the API and the events show it (its URL masked), or None."""
-        if self._pulled is None:
+        """The camera the server pulls (RTSP) or is pushed (RTMP), as the API and the events
+        show it (a URL with its password masked), or None."""
+        if self._pulled is not None:
+            feed: PulledSource | PushedSource = self._pulled
+            via, url = "rtsp", self._pulled_from
+        elif self._pushed is not None:
+            feed, via, url = self._pushed, "rtmp", None
+        else:
             return None
-        status = self._pulled.status
+        status = feed.status
         return {
-            "source": self._pulled.source,
-            "url": self._pulled_from,
+            "source": feed.source,
+            "via": via,
+            "url": url,
             "state": status.state.value,
             "error": status.error,
             "code": status.code,
             "retry_in_s": status.retry_in_s,
             # keyframes classrooms asked for (after throttling): a camera cannot be asked,
             # they wait for its next one
-            "keyframe_requests": self._pulled.camera.keyframe_requests,
+            "keyframe_requests": feed.camera.keyframe_requests,
         }
 
     def _pull_changed(self, status: PullStatus) -> None:
@@ -139,7 +162,7 @@ class LiveLesson:
         if pulled is not None:
             self._events.send(self.id, {"type": "source", **pulled})
         if status.state is PullState.LIVE:
-            logger.info("lesson %s: the pulled %s is live", self.id, PULLED_SOURCE)
+            logger.info("lesson %s: the %s is live", self.id, PULLED_SOURCE)
             self.went_live()
         self.changed()
 
@@ -147,9 +170,9 @@ class LiveLesson:
         """What the lesson's origin sends now: the teacher's sources, and a pulled camera
         while its stream comes."""
         sources = set(self.sessions.sources())
-        pulled = self._pulled
-        if pulled is not None and pulled.status.state is PullState.LIVE:
-            sources.add(pulled.source)
+        for feed in (self._pulled, self._pushed):
+            if feed is not None and feed.status.state is PullState.LIVE:
+                sources.add(feed.source)
         return sorted(sources)
 
     def apply_stage(self) -> None:
@@ -378,6 +401,7 @@ class LiveLesson:
         self.closed = True
         self._closed(self)
         self._pulled = None  # stopped with the router
+        self._pushed = None
         if self._router is not None:
             await self._router.close()
         lesson = self._store.get(self.id)

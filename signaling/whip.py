@@ -164,6 +164,9 @@ async def whip_post(request: web.Request) -> web.Response:
             "camera_pulled",
             "this lesson's camera is pulled from its source_url: clear it first (PATCH)",
         )
+    pushed = request.app[LESSONS].get(lesson_id)
+    if source == "camera" and pushed is not None and pushed.pushing():
+        raise http_error(409, "camera_pushed", "an encoder pushes this lesson's camera over RTMP")
     offer = await read_offer(request, PUBLISH_SECTIONS)
     _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)
