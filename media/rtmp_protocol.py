@@ -154,8 +154,8 @@ async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     s1 = struct.pack("!II", int(time.monotonic() * 1000) & 0xFFFFFFFF, 0) + os.urandom(
         HANDSHAKE_SIZE - 8
     )
-    s2 = c1[:4] + struct.pack("!I", int(time.monotonic() * 1000) & 0xFFFFFFFF) + c1[8:]
-    writer.write(bytes((RTMP_VERSION,)) + s1 + s2)
+    # S2 echoes C1 whole: librtmp (OBS) compares them byte for byte
+    writer.write(bytes((RTMP_VERSION,)) + s1 + c1)
     await writer.drain()
     await reader.readexactly(HANDSHAKE_SIZE)  # C2: the echo of S1, nothing to check
 
