@@ -115,3 +115,19 @@ async def test_a_wrong_key_is_refused_before_any_media(
         await events.close()
     assert server.process.poll() is None
     assert json.dumps(body).count(lesson["rtmp_key"]) <= 2  # the key only where the links are
+
+
+async def test_garbage_on_the_rtmp_port_is_hung_up_on(rtmp_server: Server) -> None:
+    lesson = rtmp_server.create_lesson("Noise")
+    port = int(str(lesson["rtmp_url"]).rsplit(":", 1)[1].split("/")[0])
+    for noise in (b"GET / HTTP/1.1\r\n\r\n" + bytes(2000), b"\x03" + bytes(range(256)) * 40):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(noise)
+        await writer.drain()
+        # hung up on: a wrong version at once, noise after the handshake at the first chunk
+        while await asyncio.wait_for(reader.read(65536), 15):
+            pass
+        writer.close()
+    assert rtmp_server.process.poll() is None
+    said = await push(lesson, 2)
+    assert said == "sent 50", said
