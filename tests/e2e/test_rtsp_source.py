@@ -166,6 +166,7 @@ async def test_a_camera_reaches_classrooms_with_sound_and_is_recorded(
         assert body["camera_source"]["state"] == "live"
         assert body["origin_sources"] == ["camera"]
         assert_no_password(json.dumps(body))
+        assert_no_password(json.dumps(events.messages))
     finally:
         await classroom.close()
         await events.close()
@@ -263,6 +264,7 @@ async def test_bad_cameras_get_clear_errors_and_the_lesson_beside_plays_on(
             told = await events.told(source_state("lost"), 20)
             assert told["code"] == code, told
             assert told["error"] and "rtsp://" not in told["error"], told
+            assert_no_password(json.dumps(events.messages))
             body = await read_lesson(server, lesson["id"])
             assert body["camera_source"]["code"] == code
             assert body["state"] == "scheduled"  # nothing came: the lesson is not live
