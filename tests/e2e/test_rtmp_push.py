@@ -11,11 +11,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, expect
 
+from tests.e2e.test_pages import frames_grow, join
 from tests.e2e.test_rtsp_source import Events, decoded_share, listen, read_lesson, source_state
 from tests.recorder.lessons import end_and_wait, fetch
 from tests.recorder.playback import play
 from tests.server import Server, free_port, start_server
+from tests.support.browser import open_page
 from tests.support.peers import whep_subscribe
 from tests.support.rtmp_push import GOP, push_in_child
 
@@ -131,3 +134,29 @@ async def test_garbage_on_the_rtmp_port_is_hung_up_on(rtmp_server: Server) -> No
     assert rtmp_server.process.poll() is None
     said = await push(lesson, 2)
     assert said == "sent 50", said
+
+
+async def test_the_teacher_page_gives_the_encoder_its_settings_and_a_classroom_plays_it(
+    rtmp_server: Server, browser: Browser
+) -> None:
+    server = rtmp_server
+    lesson = server.create_lesson("OBS 推流", record=False)
+    teacher = await open_page(browser, lesson["teacher_url"])
+    try:
+        await expect(teacher.locator("#state")).to_have_attribute("data-state", "ready")
+        await teacher.select_option("#source-select", "pushed")
+        await expect(teacher.locator("#pushed-state")).to_have_text("等待编码器推流…")
+        url = await teacher.locator("#pushed-url").input_value()
+        key = await teacher.locator("#pushed-key").input_value()
+        assert url == lesson["rtmp_url"] and key
+        room = await join(browser, lesson["join_url"], "光明小学")
+        pushing = asyncio.create_task(asyncio.to_thread(push_in_child, f"{url}/{key}", 6))
+        await expect(teacher.locator("#pushed-state")).to_have_text("编码器推流中", timeout=15000)
+        await expect(teacher.locator("#state")).to_have_attribute("data-state", "live")
+        await frames_grow(room, "camera-video", 50, within=15)
+        assert (await pushing) == "sent 150"
+        away = room.locator("#message-title")
+        await expect(away).to_have_text("老师正在重新连接…", timeout=10000)
+        await expect(teacher.locator("#pushed-state")).to_contain_text("编码器推流中断")
+    finally:
+        server.request("POST", f"/api/lessons/{lesson['id']}/end", token=server.teacher_key)

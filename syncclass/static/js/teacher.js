@@ -23,8 +23,9 @@ let courseware = null; // Publication of the shared screen
 let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad link
 let events = null;
 let recording = null; // the lesson's recording as the server last told it
-// where the lesson's camera comes from: 'browser' (published from this page) or 'pulled' (a
-// classroom camera the server pulls over RTSP: its masked URL and its state as last told)
+// where the lesson's camera comes from: 'browser' (published from this page), 'pulled' (a
+// classroom camera the server pulls over RTSP: its masked URL and its state as last told) or
+// 'pushed' (an encoder pushing RTMP to the server, with this lesson's key)
 let mode = 'browser';
 let sourceUrl = null;
 let pulled = null;
@@ -58,7 +59,7 @@ function showState(state) {
     setText($('closed-text'), state === 'ended' ? endedNote() : 'teach.invalidNote');
   }
   $('start').disabled = ended || camera !== null || !(local.video || local.audio);
-  $('start').hidden = camera !== null || ended || mode === 'pulled';
+  $('start').hidden = camera !== null || ended || mode !== 'browser';
   $('end').disabled = ended || state === 'loading';
   $('courseware-toggle').disabled = ended || (camera === null && pulled?.state !== 'live');
 }
@@ -89,7 +90,7 @@ function showRecording(next) {
 
 function refreshState() {
   if (['loading', 'invalid', 'ended'].includes(lessonState)) return showState(lessonState);
-  if (mode === 'pulled') {
+  if (mode !== 'browser') {
     const states = { connecting: 'connecting', live: 'live', lost: 'reconnecting' };
     return showState(states[pulled?.state] ?? 'ready');
   }
@@ -159,9 +160,10 @@ function setMode(next) {
   $('source-select').value = next;
   document.body.dataset.cameraSource = next;
   $('pulled-box').hidden = next !== 'pulled';
+  $('pushed-box').hidden = next !== 'pushed';
   for (const field of document.querySelectorAll('.browser-only')) field.hidden = next !== 'browser';
-  $('pulled-preview').hidden = next !== 'pulled';
-  $('camera-preview').hidden = next === 'pulled';
+  $('pulled-preview').hidden = next === 'browser';
+  $('camera-preview').hidden = next !== 'browser';
   renderPulled();
   refreshState();
 }
@@ -172,10 +174,13 @@ function renderPulled() {
   current.hidden = !sourceUrl;
   if (sourceUrl) setText(current, 'teach.pulled.current', { url: sourceUrl });
   $('pulled-stop').hidden = !sourceUrl;
-  const key = pulled ? `teach.pulled.${pulled.state}` : 'teach.pulled.none';
-  const vars = pulled ? { error: pulled.error ?? '', seconds: pulled.retry_in_s ?? '' } : null;
-  for (const line of [$('pulled-state'), $('pulled-preview')]) {
-    line.dataset.state = pulled?.state ?? 'none';
+  const prefix = mode === 'pushed' ? 'teach.pushed' : 'teach.pulled';
+  // what the server says of the camera this mode feeds from, and of no other
+  const shown = pulled && (pulled.via === 'rtmp') === (mode === 'pushed') ? pulled : null;
+  const key = shown ? `${prefix}.${shown.state}` : `${prefix}.none`;
+  const vars = shown ? { error: shown.error ?? '', seconds: shown.retry_in_s ?? '' } : null;
+  for (const line of [$('pulled-state'), $('pushed-state'), $('pulled-preview')]) {
+    line.dataset.state = shown?.state ?? 'none';
     setText(line, key, vars);
   }
 }
@@ -198,12 +203,12 @@ async function setSource(url) {
 }
 
 async function chooseMode(next) {
-  if (next === 'pulled' && camera) {
+  if (next !== 'browser' && camera) {
     const publication = camera;
     camera = null;
     await publication.stop(); // the server takes no camera URL while this page publishes one
   }
-  if (next === 'browser' && sourceUrl) await setSource(null);
+  if (next !== 'pulled' && sourceUrl) await setSource(null);
   setMode(next);
 }
 
@@ -348,7 +353,15 @@ async function main() {
   }
   lessonState = lesson.state;
   sourceUrl = lesson.source_url;
+  if (lesson.rtmp_url) {
+    $('pushed-url').value = lesson.rtmp_url;
+    $('pushed-key').value = lesson.rtmp_key;
+  } else {
+    $('source-select').querySelector('option[value=pushed]').remove(); // no RTMP on this server
+  }
+  const pushing = lesson.camera_source?.via === 'rtmp' && lesson.camera_source.state !== 'lost';
   if (sourceUrl) setMode('pulled');
+  else if (pushing) setMode('pushed');
   showRecording(lesson.recording || null);
   showLesson({ ...lesson, sources: lesson.origin_sources });
   if (lesson.state === 'ended') return lessonEnded();
@@ -385,6 +398,7 @@ $('pulled-box').addEventListener('submit', (event) => {
   if (url) setSource(url);
 });
 $('pulled-stop').addEventListener('click', () => setSource(null));
+$('pushed-key').addEventListener('focus', (event) => event.target.select());
 $('end').addEventListener('click', () => endLesson());
 $('mic-toggle').addEventListener('click', () => {
   if (local.audio) local.audio.enabled = !local.audio.enabled;
