@@ -17,6 +17,8 @@ from .network import Network
 from .peer import Peer
 from .producer import Producer, Sink
 from .publisher import Publisher
+from .pulled_source import PulledSource, PullStatus
+from .pushed_source import PushedSource
 from .subscriber import Subscriber
 from .traffic import TrafficTotals
 
@@ -103,6 +105,39 @@ class Router:
         )
         self.peers.add(peer)
         return peer
+
+    def pull(
+        self, source: str, url: str, on_state: Callable[[PullStatus], None], timeout_s: float = 5.0
+    ) -> PulledSource:
+        """Pull ``source`` from a camera at ``url`` (RTSP) into this router, started now; its
+        producers come and go with the camera's stream. Closed with the router."""
+        pulled = PulledSource(
+            self.id,
+            source,
+            url,
+            add_producer=self.add_producer,
+            remove_producer=self.remove_producer,
+            released=self.peers.discard,
+            on_state=on_state,
+            timeout_s=timeout_s,
+        )
+        self.peers.add(pulled)
+        pulled.start()
+        return pulled
+
+    def push(self, source: str, on_state: Callable[[PullStatus], None]) -> PushedSource:
+        """``source`` as an encoder pushes it (RTMP), from now until its connection ends;
+        closed with the router."""
+        pushed = PushedSource(
+            self.id,
+            source,
+            add_producer=self.add_producer,
+            remove_producer=self.remove_producer,
+            released=self.peers.discard,
+            on_state=on_state,
+        )
+        self.peers.add(pushed)
+        return pushed
 
     def _peer_released(self, peer: Peer) -> None:
         """A peer closed by itself (its producers or consumers are already given back)."""

@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .source_url import SourceUrl
+
 
 class LessonState(enum.StrEnum):
     SCHEDULED = "scheduled"
@@ -40,6 +42,8 @@ class Lesson:
     keep_chat: bool = False  # chat is relayed, not stored, unless the lesson asks for it
     # bumped when the teacher replaces their own (origin) link: older origin tokens stop working
     origin_generation: int = 0
+    # the camera the lesson's camera source is pulled from (RTSP), if any; masked in repr
+    source: SourceUrl | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ class LessonStore(Protocol):
     def list(self) -> list[Lesson]: ...
 
     def set_state(self, lesson_id: str, state: LessonState) -> Lesson: ...
+
+    def set_source(self, lesson_id: str, source: SourceUrl | None) -> Lesson:
+        """Pull the lesson's camera from ``source`` (None: stop); KeyError if no such lesson."""
+        ...
 
     def rotate_link(self, lesson_id: str) -> Lesson:
         """Bump the lesson's link generation (KeyError if there is no such lesson)."""
@@ -173,6 +181,7 @@ class AuditAction(enum.StrEnum):
     LESSON_CREATED = "lesson_created"
     LESSON_ENDED = "lesson_ended"
     LINK_ROTATED = "link_rotated"
+    SOURCE_SET = "source_set"  # the camera a lesson pulls (masked), or none
     RECORDING_DELETED = "recording_deleted"
     RECORDING_PUBLIC = "recording_public"
     RECORDING_PRIVATE = "recording_private"

@@ -53,6 +53,10 @@ class LiveView(Protocol):
     @property
     def room(self) -> Room: ...
 
+    def sources(self) -> list[str]: ...
+
+    def pulled(self) -> dict[str, Any] | None: ...
+
 
 class EventsHub:
     """Owns the event sockets of every lesson; closing a lesson closes its sockets."""
@@ -89,7 +93,8 @@ class EventsHub:
             "state": lesson.state.value,
             "classrooms": live.sessions.classrooms() if live else 0,
             "max_classrooms": lesson.max_classrooms,
-            "sources": live.sessions.sources() if live else [],
+            "sources": live.sources() if live else [],
+            "camera_source": live.pulled() if live else None,
             "max_on_stage": self.max_on_stage,
             "on_stage": list(live.room.on_stage) if live else [],
             "hands": [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from media.rtmp_server import RtmpServer
+
 from .contracts import Accounts, AuditLog, Authority, LessonJournal, LessonStore
 from .live_lessons import LiveLessons
 from .turn_credentials import TurnCredentials
@@ -16,3 +18,5 @@ LESSONS = web.AppKey("live_lessons", LiveLessons)
 JOURNAL = web.AppKey("journal", LessonJournal)
 # set only where TURN servers are configured
 TURN = web.AppKey("turn_credentials", TurnCredentials)
+# set only where RTMP publishing is on (--rtmp-port)
+RTMP = web.AppKey("rtmp_server", RtmpServer)

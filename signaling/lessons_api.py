@@ -12,7 +12,8 @@ from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or
 from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .json_answers import json_response
-from .keys import AUTHORITY, LESSONS, STORE, TURN
+from .keys import AUTHORITY, LESSONS, RTMP, STORE, TURN
+from .source_url import SourceUrl, SourceUrlError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ def _keep_chat_field(body: dict[str, Any]) -> bool:
     return keep_chat
 
 
+def _source_field(body: dict[str, Any]) -> SourceUrl | None:
+    """The optional ``source_url``: a camera (rtsp://user:password@host/path) the lesson's
+    camera is pulled from; taken out of ``body``."""
+    value = body.pop("source_url", None)
+    if value is None:
+        return None
+    try:
+        return SourceUrl(value)
+    except SourceUrlError as exc:
+        raise http_error(400, "bad_source_url", str(exc)) from None
+
+
 def _teacher_field(body: dict[str, Any]) -> str:
     """The optional ``teacher`` (a name for the replay library); taken out of ``body``."""
     teacher = body.pop("teacher", "")
@@ -90,7 +103,10 @@ def lesson_json(
         "ended_at": lesson.ended_at,
         "classrooms": live.sessions.classrooms() if live else 0,
         "recording": lessons.recording_info(lesson.id),
-        "origin_sources": live.sessions.sources() if live else [],
+        "origin_sources": live.sources() if live else [],
+        # the camera pulled for the camera source: its URL never with the password
+        "source_url": lesson.source.masked if lesson.source is not None else None,
+        "camera_source": live.pulled() if live else None,
     }
     if with_links and lesson.state is not LessonState.ENDED:
         authority = request.app[AUTHORITY]
@@ -110,6 +126,12 @@ def lesson_json(
             whep_url=f"{base}/whep/{lesson.id}",
             whep_token=classroom_token,
         )
+        rtmp = request.app.get(RTMP)
+        if rtmp is not None:
+            # OBS and hardware encoders: the server's URL, and the teacher token as the key
+            data.update(
+                rtmp_url=f"rtmp://{request.url.host}:{rtmp.port}/live", rtmp_key=origin_token
+            )
     return data
 
 
@@ -125,12 +147,17 @@ async def create_lesson(request: web.Request) -> web.Response:
     body = await json_object(request)
     teacher = _teacher_field(body)
     keep_chat = _keep_chat_field(body)
+    source = _source_field(body)
     title, max_classrooms, record = _lesson_fields(request, body)
     lesson = request.app[STORE].create(
         title, max_classrooms, record, teacher, account.name, keep_chat
     )
     audit(request, AuditAction.LESSON_CREATED, lesson.id, lesson.title)
     logger.info("lesson %s created by %s: %r", lesson.id, account.name, lesson.title)
+    if source is not None:
+        lesson = request.app[STORE].set_source(lesson.id, source)
+        audit(request, AuditAction.SOURCE_SET, lesson.id, source.masked)
+        await request.app[LESSONS].pull(lesson)
     return json_response(
         lesson_json(request, lesson, with_links=True),
         status=201,
@@ -191,6 +218,40 @@ async def end_lesson(request: web.Request) -> web.Response:
     return json_response(lesson_json(request, lesson, with_links=False))
 
 
+async def update_lesson(request: web.Request) -> web.Response:
+    """``PATCH``: the teacher gives the lesson a camera to pull its camera source from
+    (``{"source_url": "rtsp://…"}``), another one, or none (``null``); pulling starts (or
+    stops) at once."""
+    lesson_id = request.match_info["lesson_id"]
+    caller: Account | Grant = teacher_or_grant(request, lesson_id, {Role.ORIGIN})
+    body = await json_object(request)
+    unknown = set(body) - {"source_url"}
+    if unknown:
+        raise http_error(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "source_url" not in body:
+        raise http_error(400, "nothing_to_change", "give source_url (a URL, or null for none)")
+    source = _source_field(body)
+    lesson = _existing(request, lesson_id)
+    if lesson.state is LessonState.ENDED:
+        raise http_error(410, "lesson_ended", "this lesson has ended")
+    live = request.app[LESSONS].get(lesson_id)
+    if source is not None and live is not None and live.pushing():
+        raise http_error(
+            409, "camera_pushed", "an encoder pushes the camera over RTMP now: stop it first"
+        )
+    if source is not None and live is not None and "camera" in live.sessions.sources():
+        raise http_error(
+            409,
+            "camera_published",
+            "the teacher publishes the camera now: stop it first, then set source_url",
+        )
+    lesson = request.app[STORE].set_source(lesson_id, source)
+    audit(request, AuditAction.SOURCE_SET, lesson_id, source.masked if source else "none")
+    await request.app[LESSONS].pull(lesson)
+    grant = caller if isinstance(caller, Grant) else None
+    return json_response(lesson_json(request, lesson, with_links=True, grant=grant))
+
+
 ROTATABLE_LINKS = ("classroom", "origin")
 
 
@@ -242,5 +303,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/lessons", create_lesson)
     app.router.add_get("/api/lessons", list_lessons)
     app.router.add_get("/api/lessons/{lesson_id}", get_lesson)
+    app.router.add_patch("/api/lessons/{lesson_id}", update_lesson)
     app.router.add_post("/api/lessons/{lesson_id}/end", end_lesson)
     app.router.add_post("/api/lessons/{lesson_id}/rotate", rotate_link)

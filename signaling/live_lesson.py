@@ -14,6 +14,8 @@ from typing import Any
 from media.consumer import Consumer
 from media.peer import Peer
 from media.producer import Sink
+from media.pulled_source import PulledSource, PullState, PullStatus
+from media.pushed_source import PushedSource
 from media.router import Router
 from media.sfu import Sfu
 from media.subscriber import Subscriber
@@ -24,10 +26,12 @@ from .errors import http_error
 from .events_hub import EventsHub
 from .recording_port import RecordingHooks
 from .sessions import Session, Sessions
+from .source_url import SourceUrl
 from .stage import stage_source
 
 logger = logging.getLogger(__name__)
 
+PULLED_SOURCE = "camera"  # what a camera's stream (source_url) is published as
 RETRY_FULL_S = 5  # how soon a classroom turned away from a full lesson should ask again
 
 
@@ -63,6 +67,9 @@ class LiveLesson:
         # what the teacher's browser last said of its uplink, per source (signaling.interaction)
         self.uplinks: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._pulled: PulledSource | None = None  # the camera pulled from source_url
+        self._pulled_from = ""  # its URL, masked
+        self._pushed: PushedSource | None = None  # the camera an encoder pushes (RTMP)
 
     # media
 
@@ -97,6 +104,76 @@ class LiveLesson:
         return self._media().new_subscriber(
             Sessions.new_id(), label, slots, excluded_source=excluded_source
         )
+
+    async def pull(self, source: SourceUrl | None) -> None:
+        """Pull the lesson's camera from ``source`` from now on (None: stop pulling); the
+        stream's producers replace nobody's: a teacher publishing the camera is refused while
+        a source is set."""
+        if self._pulled is not None:
+            pulled, self._pulled = self._pulled, None
+            await pulled.close()
+            logger.info("lesson %s: stopped pulling %s", self.id, self._pulled_from)
+        if source is not None and not self.closed:
+            self._pulled_from = source.masked
+            logger.info("lesson %s: pulling its %s from %s", self.id, PULLED_SOURCE, source.masked)
+            self._pulled = self._media().pull(PULLED_SOURCE, source.reveal(), self._pull_changed)
+        self.changed()
+
+    async def push(self) -> PushedSource:
+        """An encoder starts pushing the camera over RTMP: it replaces an earlier push."""
+        if self._pushed is not None:
+            pushed, self._pushed = self._pushed, None
+            await pushed.close()
+        self._pushed = self._media().push(PULLED_SOURCE, self._pull_changed)
+        self.changed()
+        return self._pushed
+
+    def pushing(self) -> bool:
+        """Whether an encoder pushes the camera now (or is about to: connected, no picture)."""
+        pushed = self._pushed
+        return pushed is not None and pushed.status.state in (PullState.CONNECTING, PullState.LIVE)
+
+    def pulled(self) -> dict[str, Any] | None:
+        """The camera the server pulls (RTSP) or is pushed (RTMP), as the API and the events
+        show it (a URL with its password masked), or None."""
+        if self._pulled is not None:
+            feed: PulledSource | PushedSource = self._pulled
+            via, url = "rtsp", self._pulled_from
+        elif self._pushed is not None:
+            feed, via, url = self._pushed, "rtmp", None
+        else:
+            return None
+        status = feed.status
+        return {
+            "source": feed.source,
+            "via": via,
+            "url": url,
+            "state": status.state.value,
+            "error": status.error,
+            "code": status.code,
+            "retry_in_s": status.retry_in_s,
+            # keyframes classrooms asked for (after throttling): a camera cannot be asked,
+            # they wait for its next one
+            "keyframe_requests": feed.camera.keyframe_requests,
+        }
+
+    def _pull_changed(self, status: PullStatus) -> None:
+        pulled = self.pulled()
+        if pulled is not None:
+            self._events.send(self.id, {"type": "source", **pulled})
+        if status.state is PullState.LIVE:
+            logger.info("lesson %s: the %s is live", self.id, PULLED_SOURCE)
+            self.went_live()
+        self.changed()
+
+    def sources(self) -> list[str]:
+        """What the lesson's origin sends now: the teacher's sources, and a pulled camera
+        while its stream comes."""
+        sources = set(self.sessions.sources())
+        for feed in (self._pulled, self._pushed):
+            if feed is not None and feed.status.state is PullState.LIVE:
+                sources.add(feed.source)
+        return sorted(sources)
 
     def apply_stage(self) -> None:
         """Make the lesson's media follow who is on stage now."""
@@ -323,6 +400,8 @@ class LiveLesson:
             return
         self.closed = True
         self._closed(self)
+        self._pulled = None  # stopped with the router
+        self._pushed = None
         if self._router is not None:
             await self._router.close()
         lesson = self._store.get(self.id)

@@ -12,7 +12,7 @@ from media.router import Router
 from media.sfu import Sfu
 from media.traffic import TrafficTotals
 
-from .contracts import LessonJournal, LessonState, LessonStore
+from .contracts import Lesson, LessonJournal, LessonState, LessonStore
 from .errors import http_error
 from .events_hub import EventsHub, Participant
 from .live_lesson import LiveLesson
@@ -94,6 +94,21 @@ class LiveLessons:
         recording and event sockets are still told)."""
         live = self._lessons.get(lesson_id) or self._make(lesson_id)
         await live.close()
+
+    async def pull(self, lesson: Lesson) -> None:
+        """Pull the lesson's camera from its ``source`` (as the store has it now), or stop."""
+        if lesson.state is LessonState.ENDED:
+            return
+        live = self._lessons.get(lesson.id)
+        if live is None and lesson.source is None:
+            return
+        await (live or self._make(lesson.id)).pull(lesson.source)
+
+    async def resume_pulls(self) -> None:
+        """At start: every lesson not ended with a source is pulled again."""
+        for lesson in self._store.list():
+            if lesson.source is not None and lesson.state is not LessonState.ENDED:
+                await self.pull(lesson)
 
     def recording_info(self, lesson_id: str) -> dict[str, Any] | None:
         """The lesson's recording as the API shows it, or None if it has none."""

@@ -184,7 +184,7 @@ async def live(request: web.Request) -> web.Response:
                 "started_at": lesson.started_at,
                 "classrooms": live.sessions.classrooms() if live else 0,
                 "max_classrooms": lesson.max_classrooms,
-                "sources": live.sessions.sources() if live else [],
+                "sources": live.sources() if live else [],
                 "on_stage": list(live.room.on_stage) if live else [],
                 "hands": len(live.room.hands()) if live else 0,
                 "quality": {g: grades.get(g, 0) for g in ("good", "fair", "poor")},

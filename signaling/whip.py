@@ -158,6 +158,15 @@ async def whip_post(request: web.Request) -> web.Response:
             "bad_source",
             f"source must be one of {', '.join((*SOURCES, FEED))}, not {source[:40]!r}",
         )
+    if source == "camera" and _lesson(request, lesson_id).source is not None:
+        raise http_error(
+            409,
+            "camera_pulled",
+            "this lesson's camera is pulled from its source_url: clear it first (PATCH)",
+        )
+    pushed = request.app[LESSONS].get(lesson_id)
+    if source == "camera" and pushed is not None and pushed.pushing():
+        raise http_error(409, "camera_pushed", "an encoder pushes this lesson's camera over RTMP")
     offer = await read_offer(request, PUBLISH_SECTIONS)
     _lesson(request, lesson_id)  # again: it may have ended while the offer came in
     live = request.app[LESSONS].open(lesson_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from media.network import SAME_AS_UDP, NetworkConfig
+from media.rtmp_server import RtmpServer
 from signaling import (
     accounts_api,
     audit_api,
@@ -21,10 +22,11 @@ from signaling import (
 )
 from signaling.cors import setup_cors
 from signaling.errors import setup_json_errors
-from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, STORE, TURN
+from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, RTMP, STORE, TURN
 from signaling.live_lessons import LiveLessons
 from signaling.quality import QualityMonitor
 from signaling.rate_limits import Rate, RateLimits, setup_rate_limits
+from signaling.rtmp_ingest import RtmpIngest
 from signaling.turn_credentials import TurnCredentials
 
 from . import metrics, pages, status
@@ -35,6 +37,7 @@ from .disk_reserve import DISK_RESERVE, RESERVE_FILE, DiskReserve
 from .journal import SqliteLessonJournal
 from .open_files import watch_open_files
 from .recorder_wiring import setup_recording
+from .secret_box import SecretBox
 from .security_headers import setup_security_headers
 from .store import DATABASE_FILE, SqliteLessonStore
 from .tokens import (
@@ -91,9 +94,12 @@ def create_app(config: Config) -> web.Application:
     reserve = DiskReserve(data_dir / RESERVE_FILE, config.disk_reserve_mb * 1_000_000)
     reserve.keep()
     app[DISK_RESERVE] = reserve
-    store = SqliteLessonStore(data_dir / DATABASE_FILE, on_full=reserve.release)
+    server_secret = load_or_create_secret(data_dir)
+    store = SqliteLessonStore(
+        data_dir / DATABASE_FILE, on_full=reserve.release, secrets_box=SecretBox(server_secret)
+    )
     app[STORE] = store
-    app[AUTHORITY] = TokenAuthority(load_or_create_secret(data_dir), config.token_ttl_s)
+    app[AUTHORITY] = TokenAuthority(server_secret, config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     if config.turn_urls and config.turn_secret:
         app[TURN] = TurnCredentials(config.turn_urls, config.turn_secret)
@@ -114,6 +120,9 @@ def create_app(config: Config) -> web.Application:
     app[LESSONS] = LiveLessons(
         store, journal, network, config.max_on_stage, config.connect_timeout_s
     )
+    if config.rtmp_port is not None:
+        ingest = RtmpIngest(store, app[AUTHORITY], app[LESSONS])
+        app[RTMP] = RtmpServer(config.host, config.rtmp_port, ingest.authorize)
     app[QUALITY] = QualityMonitor(app)
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)
@@ -129,6 +138,8 @@ def create_app(config: Config) -> web.Application:
     setup_recording(app, config, data_dir)
     app.on_startup.append(_open_media_ports)
     app.on_startup.append(_start_quality)
+    app.on_startup.append(_resume_pulls)
+    app.on_startup.append(_open_rtmp)
     app.on_shutdown.append(_stop_quality)
 
     async def journal_retention(app: web.Application) -> AsyncIterator[None]:
@@ -141,6 +152,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(journal_retention)
     app.cleanup_ctx.append(watch_open_files)
+    app.on_shutdown.append(_close_rtmp)
     app.on_shutdown.append(_close_lessons)
     app.on_cleanup.append(_close_store)
     return app
@@ -169,6 +181,27 @@ async def _open_media_ports(app: web.Application) -> None:
         else:
             port, kind = (tcp.port if tcp is not None else 0), "TCP"
         raise MediaPortError(f"cannot open {kind} port {port} for media: {exc.strerror}") from exc
+
+
+async def _open_rtmp(app: web.Application) -> None:
+    rtmp = app.get(RTMP)
+    if rtmp is not None:
+        try:
+            await rtmp.open()
+        except OSError as exc:
+            raise MediaPortError(
+                f"cannot open TCP port {rtmp.port} for RTMP: {exc.strerror}"
+            ) from exc
+
+
+async def _close_rtmp(app: web.Application) -> None:
+    rtmp = app.get(RTMP)
+    if rtmp is not None:
+        await rtmp.close()
+
+
+async def _resume_pulls(app: web.Application) -> None:
+    await app[LESSONS].resume_pulls()
 
 
 async def _start_quality(app: web.Application) -> None:

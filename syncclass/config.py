@@ -31,6 +31,7 @@ class Config:
     ice_port: int = 0  # without ice_ports: the one UDP port every peer shares (0: a free one)
     # ICE over TCP (passive candidates) on this port; SAME_AS_UDP: ice_port's number; None: off
     ice_tcp_port: int | None = SAME_AS_UDP
+    rtmp_port: int | None = None  # encoders push RTMP here (None: no RTMP)
     ice_consent_timeout_s: float = CONSENT_TIMEOUT_S  # a peer unheard of this long is closed
     connect_timeout_s: float = 15.0  # a session not connected (ICE + DTLS) by then is closed
     tls_cert: Path | None = None
@@ -396,6 +397,16 @@ _OPTIONS: tuple[_Option, ...] = (
         "(off or 0: none)",
         _tcp_port,
         "the number of --ice-port; none with --ice-ports",
+    ),
+    _Option(
+        "--rtmp-port",
+        "rtmp_port",
+        "PORT|off",
+        "a TCP port (on --host) where encoders push a lesson's camera over RTMP: "
+        "rtmp://HOST:PORT/live with the lesson's teacher token as the stream key (1935 is "
+        "RTMP's usual port)",
+        _tcp_port,
+        "off",
     ),
     _Option(
         "--ice-ports",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -13,6 +15,11 @@ from typing import Any
 
 from recorder.catalog import Recording, RecordingState
 from signaling.contracts import Lesson, LessonState
+from signaling.source_url import SourceUrl, SourceUrlError
+
+from .secret_box import SecretBox, SecretBoxError
+
+logger = logging.getLogger(__name__)
 
 DATABASE_FILE = "syncclass.db"  # in the data directory
 
@@ -129,13 +136,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # the path each classroom's media took: udp, tcp or relay (直连 UDP / 直连 TCP / 中继)
     ("ALTER TABLE quality_samples ADD COLUMN path TEXT",),
+    (
+        # a camera the lesson's camera source is pulled from: its URL without the password,
+        # and the password sealed with the server's key (syncclass.secret_box)
+        "ALTER TABLE lessons ADD COLUMN source_url TEXT",
+        "ALTER TABLE lessons ADD COLUMN source_secret BLOB",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_COLUMNS = (
+_INSERT_COLUMNS = (
     "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher, "
     "owner, link_generation, keep_chat, origin_generation"
 )
+_COLUMNS = _INSERT_COLUMNS + ", source_url, source_secret"
 _ID_ATTEMPTS = 5
 
 
@@ -183,8 +197,10 @@ class SqliteLessonStore:
         *,
         clock: Callable[[], float] = time.time,
         on_full: Callable[[], bool] | None = None,
+        secrets_box: SecretBox | None = None,
     ) -> None:
         self._clock = clock
+        self._box = secrets_box  # seals source passwords; without it none can be kept
         # The server may call in from executor threads; one connection guarded by a lock keeps
         # SQLite's single-writer rule trivially satisfied.
         self._lock = threading.Lock()
@@ -244,7 +260,7 @@ class SqliteLessonStore:
                 lesson_id = secrets.token_urlsafe(8)
                 try:
                     self._db.execute(
-                        f"INSERT INTO lessons ({_COLUMNS}) "
+                        f"INSERT INTO lessons ({_INSERT_COLUMNS}) "
                         "VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, 0, ?, 0)",
                         (
                             lesson_id,
@@ -278,7 +294,7 @@ class SqliteLessonStore:
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
             ).fetchone()
-        return None if row is None else _to_lesson(row)
+        return None if row is None else self._to_lesson(row)
 
     def list(self) -> list[Lesson]:
         with self._lock:
@@ -286,7 +302,28 @@ class SqliteLessonStore:
                 # rowid breaks ties between lessons created within the same clock tick.
                 f"SELECT {_COLUMNS} FROM lessons ORDER BY created_at DESC, rowid DESC"
             ).fetchall()
-        return [_to_lesson(row) for row in rows]
+        return [self._to_lesson(row) for row in rows]
+
+    def set_source(self, lesson_id: str, source: SourceUrl | None) -> Lesson:
+        """Pull the lesson's camera from ``source`` (None: from nobody); the password is kept
+        sealed (ValueError without a secret box to seal it)."""
+        sealed = None
+        if source is not None and source.password is not None:
+            if self._box is None:
+                raise ValueError("this store keeps no passwords (no secret box)")
+            sealed = self._box.seal(source.password, lesson_id)
+        url = None if source is None else source.without_password
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE lessons SET source_url = ?, source_secret = ? WHERE id = ?",
+                (url, sealed, lesson_id),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(lesson_id)
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
+            ).fetchone()
+        return self._to_lesson(row)
 
     def set_state(self, lesson_id: str, state: LessonState) -> Lesson:
         state = LessonState(state)
@@ -314,7 +351,7 @@ class SqliteLessonStore:
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
             ).fetchone()
-        return _to_lesson(row)
+        return self._to_lesson(row)
 
     def rotate_link(self, lesson_id: str) -> Lesson:
         return self._bump(lesson_id, "link_generation")
@@ -333,11 +370,29 @@ class SqliteLessonStore:
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM lessons WHERE id = ?", (lesson_id,)
             ).fetchone()
-        return _to_lesson(row)
+        return self._to_lesson(row)
 
     def database(self) -> tuple[sqlite3.Connection, threading.Lock]:
         """The connection and the lock that guards it, for the other tables in this file."""
         return self._db, self._lock
+
+    def _to_lesson(self, row: tuple[Any, ...]) -> Lesson:
+        lesson = _to_lesson(row[:-2])
+        url, sealed = row[-2:]
+        if url is None:
+            return lesson
+        password = None
+        if sealed is not None:
+            try:
+                password = None if self._box is None else self._box.open(sealed, lesson.id)
+            except SecretBoxError:
+                logger.warning("lesson %s: its camera's password cannot be opened", lesson.id)
+        try:
+            source = SourceUrl.stored(url, password)
+        except SourceUrlError:
+            logger.warning("lesson %s: its kept source URL is not valid", lesson.id)
+            return lesson
+        return dataclasses.replace(lesson, source=source)
 
 
 def _to_lesson(row: tuple[Any, ...]) -> Lesson:

@@ -79,6 +79,7 @@ async def test_participants_are_told_the_lesson_and_each_change(
         "classrooms": 0,
         "max_classrooms": 7,
         "sources": [],
+        "camera_source": None,
         "max_on_stage": 1,
         "on_stage": [],
         "hands": [],

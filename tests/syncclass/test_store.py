@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from signaling.contracts import Lesson, LessonState, LessonStore
+from signaling.source_url import SourceUrl
+from syncclass.secret_box import SecretBox
 from syncclass.store import SCHEMA_VERSION, SqliteLessonStore
 
 
@@ -174,3 +176,32 @@ def test_creates_missing_data_dir(tmp_path: Path) -> None:
         assert store.list() == []
     finally:
         store.close()
+
+
+def test_a_source_password_is_kept_sealed(db_path: Path) -> None:
+    url = "rtsp://cam:s3cr%40t-w0rd@10.1.2.3:554/Streaming/Channels/101"
+    box = SecretBox(b"k" * 32)
+    store = SqliteLessonStore(db_path, secrets_box=box)
+    lesson = store.create("Maths", 30, True)
+    kept = store.set_source(lesson.id, SourceUrl(url))
+    assert kept.source is not None and kept.source.reveal() == url
+    assert "s3cr" not in repr(kept)  # a lesson in a log line shows the password masked
+    store.close()
+    # on disk: the URL without its password, the password sealed
+    with sqlite3.connect(db_path) as db:
+        plain, sealed = db.execute("SELECT source_url, source_secret FROM lessons").fetchone()
+    assert plain == "rtsp://cam@10.1.2.3:554/Streaming/Channels/101"
+    assert b"s3cr" not in sealed
+    reopened = SqliteLessonStore(db_path, secrets_box=SecretBox(b"k" * 32))
+    again = reopened.get(lesson.id)
+    assert again is not None and again.source is not None and again.source.reveal() == url
+    assert reopened.set_source(lesson.id, None).source is None
+    reopened.close()
+    # another server's key opens nothing: the source is kept without a password
+    other = SqliteLessonStore(db_path, secrets_box=SecretBox(b"o" * 32))
+    other.set_source(lesson.id, SourceUrl(url))
+    other.close()
+    wrong = SqliteLessonStore(db_path, secrets_box=box)
+    seen = wrong.get(lesson.id)
+    assert seen is not None and seen.source is not None and seen.source.password is None
+    wrong.close()

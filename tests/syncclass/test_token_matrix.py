@@ -96,6 +96,9 @@ MATRIX: dict[tuple[str, str], list[Entry]] = {
     ("GET", "/api/lessons/{lesson_id}"): [
         Entry(LESSON, "owner", _roles(ORIGIN, CLASSROOM), after_end=_roles(ORIGIN))
     ],
+    ("PATCH", "/api/lessons/{lesson_id}"): [
+        Entry(LESSON, "owner", _roles(ORIGIN), body={"source_url": None})
+    ],
     ("POST", "/api/lessons/{lesson_id}/end"): [
         Entry(LESSON + "/end", "owner", _roles(ORIGIN), after_end=_roles(ORIGIN))
     ],

@@ -23,6 +23,12 @@ let courseware = null; // Publication of the shared screen
 let lessonState = 'loading'; // then the lesson's state, or 'invalid' for a bad link
 let events = null;
 let recording = null; // the lesson's recording as the server last told it
+// where the lesson's camera comes from: 'browser' (published from this page), 'pulled' (a
+// classroom camera the server pulls over RTSP: its masked URL and its state as last told) or
+// 'pushed' (an encoder pushing RTMP to the server, with this lesson's key)
+let mode = 'browser';
+let sourceUrl = null;
+let pulled = null;
 const interaction = new TeacherInteraction(lessonId, token);
 // what is being sent of each source, and whether the uplink holds it back
 const tellUplink = (source) => (sample) => events?.send({ type: 'uplink', source, ...sample });
@@ -53,9 +59,9 @@ function showState(state) {
     setText($('closed-text'), state === 'ended' ? endedNote() : 'teach.invalidNote');
   }
   $('start').disabled = ended || camera !== null || !(local.video || local.audio);
-  $('start').hidden = camera !== null || ended;
+  $('start').hidden = camera !== null || ended || mode !== 'browser';
   $('end').disabled = ended || state === 'loading';
-  $('courseware-toggle').disabled = ended || camera === null;
+  $('courseware-toggle').disabled = ended || (camera === null && pulled?.state !== 'live');
 }
 
 // --- the recording -----------------------------------------------------------------------------
@@ -84,6 +90,10 @@ function showRecording(next) {
 
 function refreshState() {
   if (['loading', 'invalid', 'ended'].includes(lessonState)) return showState(lessonState);
+  if (mode !== 'browser') {
+    const states = { connecting: 'connecting', live: 'live', lost: 'reconnecting' };
+    return showState(states[pulled?.state] ?? 'ready');
+  }
   if (!camera) return showState('ready');
   return showState(camera.state === 'stopped' ? 'ready' : camera.state);
 }
@@ -141,6 +151,65 @@ function renderToggles() {
   const share = $('courseware-toggle');
   setText(share, courseware ? 'teach.stopCourseware' : 'teach.shareCourseware');
   share.setAttribute('aria-pressed', String(courseware !== null));
+}
+
+// --- a classroom camera pulled by the server (RTSP) ------------------------------------------
+
+function setMode(next) {
+  mode = next;
+  $('source-select').value = next;
+  document.body.dataset.cameraSource = next;
+  $('pulled-box').hidden = next !== 'pulled';
+  $('pushed-box').hidden = next !== 'pushed';
+  for (const field of document.querySelectorAll('.browser-only')) field.hidden = next !== 'browser';
+  $('pulled-preview').hidden = next === 'browser';
+  $('camera-preview').hidden = next !== 'browser';
+  renderPulled();
+  refreshState();
+}
+
+// what the server says of its pull, as it is: no picture is shown here that is not coming
+function renderPulled() {
+  const current = $('pulled-current');
+  current.hidden = !sourceUrl;
+  if (sourceUrl) setText(current, 'teach.pulled.current', { url: sourceUrl });
+  $('pulled-stop').hidden = !sourceUrl;
+  const prefix = mode === 'pushed' ? 'teach.pushed' : 'teach.pulled';
+  // what the server says of the camera this mode feeds from, and of no other
+  const shown = pulled && (pulled.via === 'rtmp') === (mode === 'pushed') ? pulled : null;
+  const key = shown ? `${prefix}.${shown.state}` : `${prefix}.none`;
+  const vars = shown ? { error: shown.error ?? '', seconds: shown.retry_in_s ?? '' } : null;
+  for (const line of [$('pulled-state'), $('pushed-state'), $('pulled-preview')]) {
+    line.dataset.state = shown?.state ?? 'none';
+    setText(line, key, vars);
+  }
+}
+
+async function setSource(url) {
+  try {
+    const lesson = await api('PATCH', `/api/lessons/${encodeURIComponent(lessonId)}`, {
+      credential: token,
+      body: { source_url: url },
+    });
+    sourceUrl = lesson.source_url;
+    pulled = lesson.camera_source;
+    $('pulled-url').value = '';
+    $('media-error').hidden = true;
+  } catch (error) {
+    showError('teach.pulled.failed', error);
+  }
+  renderPulled();
+  refreshState();
+}
+
+async function chooseMode(next) {
+  if (next !== 'browser' && camera) {
+    const publication = camera;
+    camera = null;
+    await publication.stop(); // the server takes no camera URL while this page publishes one
+  }
+  if (next !== 'pulled' && sourceUrl) await setSource(null);
+  setMode(next);
 }
 
 // --- publishing ------------------------------------------------------------------------------
@@ -223,6 +292,10 @@ function lessonEnded() {
 
 function showLesson(snapshot) {
   interaction.lesson(snapshot);
+  if (snapshot.camera_source !== undefined) {
+    pulled = snapshot.camera_source;
+    renderPulled();
+  }
   $('courseware-live').hidden = !snapshot.sources.includes('courseware');
   if (snapshot.state === 'ended') lessonEnded();
 }
@@ -279,6 +352,16 @@ async function main() {
     link.hidden = false;
   }
   lessonState = lesson.state;
+  sourceUrl = lesson.source_url;
+  if (lesson.rtmp_url) {
+    $('pushed-url').value = lesson.rtmp_url;
+    $('pushed-key').value = lesson.rtmp_key;
+  } else {
+    $('source-select').querySelector('option[value=pushed]').remove(); // no RTMP on this server
+  }
+  const pushing = lesson.camera_source?.via === 'rtmp' && lesson.camera_source.state !== 'lost';
+  if (sourceUrl) setMode('pulled');
+  else if (pushing) setMode('pushed');
   showRecording(lesson.recording || null);
   showLesson({ ...lesson, sources: lesson.origin_sources });
   if (lesson.state === 'ended') return lessonEnded();
@@ -291,6 +374,11 @@ async function main() {
     onEnded: lessonEnded,
     onMessage: (message) => {
       if (message.type === 'recording') showRecording(message.recording);
+      else if (message.type === 'source') {
+        pulled = message;
+        renderPulled();
+        refreshState();
+      }
       else interaction.message(message);
     },
   });
@@ -299,10 +387,18 @@ async function main() {
   await openLocalMedia();
   refreshState();
   // a reload in the middle of a lesson carries on teaching without another click
-  if (lesson.state === 'live') startTeaching();
+  if (lesson.state === 'live' && mode === 'browser') startTeaching();
 }
 
 $('start').addEventListener('click', () => startTeaching());
+$('source-select').addEventListener('change', (event) => chooseMode(event.target.value));
+$('pulled-box').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const url = $('pulled-url').value.trim();
+  if (url) setSource(url);
+});
+$('pulled-stop').addEventListener('click', () => setSource(null));
+$('pushed-key').addEventListener('focus', (event) => event.target.select());
 $('end').addEventListener('click', () => endLesson());
 $('mic-toggle').addEventListener('click', () => {
   if (local.audio) local.audio.enabled = !local.audio.enabled;
@@ -317,6 +413,7 @@ $('camera-select').addEventListener('change', (event) => switchDevice('video', e
 $('mic-select').addEventListener('change', (event) => switchDevice('audio', event.target.value));
 window.addEventListener('langchange', () => {
   refreshState();
+  renderPulled();
   interaction.render();
 });
 // leave at once, so classrooms wait for the reloaded page instead of a connection timing out
