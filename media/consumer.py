@@ -88,6 +88,7 @@ class ReceiverQuality:
     rtt_ms: float | None = None
     remb_bps: int | None = None
     reports: int = 0
+    highest_sequence: int | None = None  # extended, as the latest report gave it
 
 
 class ConsumerStats:
@@ -614,9 +615,23 @@ class Consumer:
         producer.request_keyframe()
 
     def on_receiver_report(
-        self, fraction_lost: int, packets_lost: int, jitter: int, rtt_s: float | None
+        self,
+        fraction_lost: int,
+        packets_lost: int,
+        jitter: int,
+        rtt_s: float | None,
+        highest_sequence: int | None = None,
     ) -> None:
         quality = self.quality
+        # the packets this report covers: the growth of the extended highest sequence number
+        # the classroom received since its last report (None: unknown, or out of order)
+        packets = None
+        if highest_sequence is not None:
+            last = quality.highest_sequence
+            if last is not None and 0 <= highest_sequence - last < 1 << 16:
+                packets = highest_sequence - last
+            if last is None or highest_sequence > last:
+                quality.highest_sequence = highest_sequence
         quality.fraction_lost = fraction_lost / 256
         quality.packets_lost = packets_lost
         rate = self._codec.clock_rate if self._codec else 90000
@@ -625,7 +640,7 @@ class Consumer:
             quality.rtt_ms = rtt_s * 1000
         quality.reports += 1
         if self.gate is not None:
-            self.gate.on_report(quality.fraction_lost, quality.rtt_ms, self.kind)
+            self.gate.on_report(quality.fraction_lost, quality.rtt_ms, self.kind, packets)
 
     def on_remb(self, bitrate: int) -> None:
         self.quality.remb_bps = bitrate

@@ -13,7 +13,11 @@ Two bounds, the lower one counts:
   from what it was sent, if more), as GCC's loss-based controller does; under heavy loss, to
   what it was sent less half the loss. Loss without queueing (random loss of 1–3 % on a
   rural line, which retransmission repairs) is not congestion and moves nothing; only heavy
-  loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Without congestion the
+  loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Loss is pooled over the
+  reports of the last ``LOSS_POOL_S`` (every stream of the classroom, by the packets each
+  covers) and counts as heavy only with ``HEAVY_MIN_LOST`` packets lost: one report on a
+  low-rate stream that loses two of its fifteen packets to 3 % random loss is chance, not
+  congestion, and must not move the classroom down a layer. Without congestion the
   bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything,
   or at once when a report is clean (no loss to speak of, no queue) while a REMB is fresh.
 
@@ -33,6 +37,12 @@ RISE_PER_S = 0.08  # the most the loss bound may grow per second (up slowly)
 REMB_RISE_PER_S = 0.25
 HEAVY_LOSS = 0.10  # a report losing this much is congestion, whatever the round trip
 LIGHT_LOSS = 0.02  # from here on, loss with a growing round trip is congestion
+# loss is pooled over the reports of this many seconds, by the packets each report covers ...
+LOSS_POOL_S = 2.0
+# ... and heavy loss is heavy only with this many packets lost in the pool: 3 % random loss
+# loses as many of 130 packets less than once in a thousand pools, while a link that carries
+# half of what it is sent loses them in its first report
+HEAVY_MIN_LOST = 8
 QUEUEING_MS = 40.0  # a round trip this much above the shortest one seen is a queue ...
 QUEUEING_SHARE = 0.3  # ... or this share of the shortest one, whichever is more
 # ... in each of the latest reports (the shortest of them counts): a queue stays, while a
@@ -73,6 +83,7 @@ class Estimate:
         "_updated_at",
         "_nacks",
         "_nacks_at",
+        "_pool",
     )
 
     def __init__(self) -> None:
@@ -92,6 +103,8 @@ class Estimate:
         self._updated_at: float | None = None
         self._nacks = 0
         self._nacks_at: float | None = None
+        # (when, packets lost, packets covered) of the latest reports, for the pooled loss
+        self._pool: deque[tuple[float, float, int]] = deque()
 
     # what the classroom says
 
@@ -107,10 +120,17 @@ class Estimate:
         return self._remb * REMB_DECREASE
 
     def on_report(
-        self, fraction_lost: float, rtt_ms: float | None, sent_bps: float, now: float
+        self,
+        fraction_lost: float,
+        rtt_ms: float | None,
+        sent_bps: float,
+        now: float,
+        packets: int | None = None,
     ) -> None:
         """A receiver report: ``fraction_lost`` (0..1) of the stream it covers, the round trip
-        if known, and what the server sent the classroom lately (all its streams, bit/s)."""
+        if known, what the server sent the classroom lately (all its streams, bit/s), and how
+        many packets the report covers (None: unknown, the report is taken on its own)."""
+        fraction_lost = self._pooled(fraction_lost, packets, now)
         self.loss = fraction_lost
         queueing = False
         if rtt_ms is not None:
@@ -122,8 +142,10 @@ class Estimate:
             self._recent_rtts.append(rtt_ms)
             queueing = min(self._recent_rtts) - base > max(QUEUEING_MS, QUEUEING_SHARE * base)
         self.queueing = queueing
-        heavy = fraction_lost >= HEAVY_LOSS
+        heavy = fraction_lost >= HEAVY_LOSS and self._pooled_lost() >= HEAVY_MIN_LOST
         self.congested = heavy or (fraction_lost >= LIGHT_LOSS and queueing)
+        if heavy:
+            self._pool.clear()  # the loss is acted on once: what follows is measured afresh
         if self.congested and sent_bps > 0:
             # heavy loss: the link carries less than is sent now. Light loss with a queue: the
             # estimate comes down by half the loss from where it was (GCC's loss-based step),
@@ -145,6 +167,24 @@ class Estimate:
             slack = LOSS_BOUND_SLACK * max(sent_bps, 1.0)
             self._loss_bound = None if grown > slack else grown
         self._update(now, self.reason)
+
+    def _pooled(self, fraction_lost: float, packets: int | None, now: float) -> float:
+        """The loss of the reports of the last LOSS_POOL_S, this one included."""
+        pool = self._pool
+        if packets is None:
+            # unknown: the report alone, as if it covered just enough packets to be sure
+            covered = math.ceil(HEAVY_MIN_LOST / HEAVY_LOSS)
+            pool.clear()
+            pool.append((now, fraction_lost * covered, covered))
+            return fraction_lost
+        pool.append((now, fraction_lost * packets, packets))
+        while pool and now - pool[0][0] > LOSS_POOL_S:
+            pool.popleft()
+        covered = sum(p[2] for p in pool)
+        return sum(p[1] for p in pool) / covered if covered else 0.0
+
+    def _pooled_lost(self) -> float:
+        return sum(p[1] for p in self._pool)
 
     def on_nacks(self, count: int, now: float) -> None:
         """``count`` sequence numbers asked for again (for the record: the loss a NACK tells

@@ -212,13 +212,20 @@ class SendGate:
         self._reported_at = now
         self._decide(now)
 
-    def on_report(self, fraction_lost: float, rtt_ms: float | None, kind: str = "video") -> None:
+    def on_report(
+        self,
+        fraction_lost: float,
+        rtt_ms: float | None,
+        kind: str = "video",
+        packets: int | None = None,
+    ) -> None:
+        """One receiver report of one stream: its loss over the ``packets`` it covers."""
         now = self._now()
         if kind == "audio":
             self._audio_loss(fraction_lost, now)
         self._measure(now)
-        self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now)
-        if fraction_lost < LIGHT_LOSS and not self.estimate.queueing:
+        self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now, packets)
+        if self.estimate.loss < LIGHT_LOSS and not self.estimate.queueing:
             if self._clean_since is None:
                 self._clean_since = now
         else:

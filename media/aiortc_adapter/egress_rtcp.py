@@ -56,7 +56,12 @@ class EgressSink(Protocol):
     def on_keyframe_request(self) -> None: ...
 
     def on_receiver_report(
-        self, fraction_lost: int, packets_lost: int, jitter: int, rtt_s: float | None
+        self,
+        fraction_lost: int,
+        packets_lost: int,
+        jitter: int,
+        rtt_s: float | None,
+        highest_sequence: int | None = None,
     ) -> None: ...
 
     def on_remb(self, bitrate: int) -> None: ...
@@ -173,7 +178,11 @@ class EgressRtcp:
                 if sent is not None and report.lsr:
                     rtt = max(time.time() - sent - report.dlsr / 65536, 0.0)
                 sink.on_receiver_report(
-                    report.fraction_lost, report.packets_lost, report.jitter, rtt
+                    report.fraction_lost,
+                    report.packets_lost,
+                    report.jitter,
+                    rtt,
+                    report.highest_sequence,
                 )
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             sink.on_nack(packet.lost)

@@ -106,7 +106,7 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
         assert video["freezes"] <= 0.15 * took, message
         assert concealed <= 0.05 * audio_samples, message
         assert after["video"]["height"] < 720, message
-        assert now["switches"] - switches_before <= 2, message  # no flapping
+        assert now["switches"] - switches_before <= 3, message  # no flapping
         # the other classroom is untouched: the teacher's best
         assert top["state"] == "full", message
         good_video = (await received(good))["video"]

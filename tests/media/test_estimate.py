@@ -142,6 +142,39 @@ def test_heavy_loss_is_congestion_whatever_the_round_trip() -> None:
     assert gate.reason == "loss"
 
 
+def low_rate_reports(seconds: int, loss: float, seed: int) -> list[tuple[float, int, int]]:
+    """A classroom fed the lowest layer (15 packets a second) and its sound (50): each second
+    one report per stream, as (when, packets lost, packets covered), losing each packet with
+    probability ``loss``."""
+    rng = random.Random(seed)
+    reports = []
+    for second in range(seconds):
+        for packets in (15, 50):
+            lost = sum(rng.random() < loss for _ in range(packets))
+            reports.append((float(second), lost, packets))
+    return reports
+
+
+def test_random_loss_on_a_low_rate_stream_is_not_taken_for_congestion() -> None:
+    # 3 % random loss loses two of a report's fifteen packets now and then (13 %): alone, that
+    # report looks like heavy loss; pooled with the others, it is what it is
+    reports = low_rate_reports(300, 0.03, seed=5)
+    alone, pooled = Estimate(), Estimate()
+    heavy_alone = heavy_pooled = 0
+    for when, lost, packets in reports:
+        alone.on_report(lost / packets, 150.0, 250_000, when)
+        pooled.on_report(lost / packets, 150.0, 250_000, when, packets)
+        heavy_alone += alone.congested
+        heavy_pooled += pooled.congested
+    assert heavy_alone > 0  # the trace does hold such reports
+    assert heavy_pooled == 0
+    # a link that carries half of it loses as much in its first second
+    for when, lost, packets in low_rate_reports(1, 0.5, seed=6):
+        pooled.on_report(lost / packets, 150.0, 250_000, 300.0 + when, packets)
+    assert pooled.congested
+    assert pooled.reason == "loss"
+
+
 def test_remb_goes_down_fast_and_up_slowly() -> None:
     estimate = Estimate()
     estimate.on_remb(3_000_000, 0.0)
