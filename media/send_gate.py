@@ -65,9 +65,12 @@ PROBE_WINDOW_S = 8.0
 # (doubled, up to CEILING_HOLD_MAX_S, each time a step down comes within STABLE_S of a step up)
 # nothing is probed for that needs more than the ceiling: padding up to a link's limit queues
 # the picture and the sound for as long as the probe lasts.
+# Meanwhile probes go up to what the link carried then: a REMB that grows past the ceiling by
+# CEILING_LIFT, in clean reports, shows the link came back (after a collapse) and lifts it.
 CEILING_SHARE = 0.85
 CEILING_HOLD_S = 20.0
 CEILING_HOLD_MAX_S = 120.0
+CEILING_LIFT = 1.2
 # Sound is sent twice (the same SRTP datagram: a copy that arrives after the original is
 # dropped by the classroom's replay check) while its receiver reports lose this much of it,
 # until they have lost less than AUDIO_REPEAT_OFF for AUDIO_REPEAT_HOLD_S: random loss of a
@@ -492,20 +495,29 @@ class SendGate:
             return
         octets = 0
         if self.video:
-            # on lower layers: padding on top of the video, up to what the next step needs
+            # on lower layers: padding on top of the video, up to what the best layers need
             # but never above the share of the classroom's REMB (which grows at most to 1.5
-            # times what the classroom receives: the probe climbs with it, step by step); a
-            # classroom without a REMB is not probed blind, its estimate grows by itself
+            # times what the classroom receives: the probe climbs with it, step by step, and
+            # the selector takes the best that fits, several steps at once when the link came
+            # back); a classroom without a REMB is not probed blind, its estimate grows by
+            # itself
             options = self._options()
-            need = self.selector.next_need(options)
             remb = self.estimate.remb(now)
-            if need is None or remb is None:
+            if self.selector.next_need(options) is None or remb is None:
                 return  # nothing to probe for, or nothing to measure it: _decide restarts it
+            need = sum(opts[0].bps for opts in options if opts)
+            want = min(need * UP_MARGIN, PROBE_SHARE * remb)
             ceiling = self._ceiling
-            if ceiling is not None and need * UP_MARGIN > ceiling and now < self._ceiling_until:
-                return  # the link showed it cannot carry it a moment ago
+            if ceiling is not None and now < self._ceiling_until and want > ceiling:
+                clean = self.estimate.loss < LIGHT_LOSS and not self.estimate.queueing
+                if clean and remb >= ceiling * CEILING_LIFT:
+                    self._ceiling = None  # the link carries more than it did: it came back
+                else:
+                    # the link showed it cannot carry more a moment ago: probe up to what it
+                    # carried then, no further, so that its REMB shows whether it came back
+                    want = ceiling * CEILING_SHARE
             sending = sum(o.bps for o in self.choice)
-            target = min(need * UP_MARGIN, PROBE_SHARE * remb) - sending
+            target = want - sending
             if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:
                 target = 0.0
             octets = int(max(target, 0.0) * PROBE_INTERVAL_S / 8)

@@ -5,6 +5,7 @@ picture and unbroken sound, while a classroom on a good link keeps the teacher's
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from typing import Any
@@ -69,6 +70,22 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
     await expect(teacher.locator("#state")).to_have_attribute("data-state", "ready")
     await teacher.click("#start")
     await expect(teacher.locator("#state")).to_have_attribute("data-state", "live", timeout=15000)
+    # the teacher's browser starts low and climbs: the poor classroom is tested against a
+    # teacher that sends its 720p layer
+    deadline = time.monotonic() + 60
+    heights: list[int] = []
+    while time.monotonic() < deadline:
+        status = await asyncio.to_thread(server.status)
+        heights = [
+            layer["height"]
+            for entry in status["video_layers"]
+            if entry["lesson"] == lesson["id"] and entry["source"] == "camera"
+            for layer in entry["layers"]
+        ]
+        if heights and max(heights) >= 720:
+            break
+        await asyncio.sleep(0.5)
+    assert heights and max(heights) >= 720, heights
     link = LinkEmulator(POOR, seed=11, own_thread=True)
     try:
         good = await join(browser, lesson["join_url"], "城区", None)
@@ -82,7 +99,9 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
             if state.get("state") == "reduced" and layers and layers[0]["height"] < 720:
                 break
             await asyncio.sleep(0.5)
-        assert state.get("state") == "reduced", state
+        assert state.get("state") == "reduced", json.dumps(
+            {"classroom": state, "status": await asyncio.to_thread(server.status)}
+        )
         await asyncio.sleep(3.0)  # the switch's keyframe, and what was queued before it
         before, began = await received(poor), time.monotonic()
         switches_before = state["switches"]
