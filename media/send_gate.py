@@ -507,25 +507,25 @@ class SendGate:
                 return  # nothing to probe for, or nothing to measure it: _decide restarts it
             need = sum(opts[0].bps for opts in options if opts)
             want = min(need * UP_MARGIN, PROBE_SHARE * remb)
+            # a link that queues, or loses heavily, is full: nothing more is sent into it (the
+            # random loss of a rural line, which retransmission repairs, is no such sign)
+            full = self.estimate.queueing or self.estimate.congested
             ceiling = self._ceiling
             if ceiling is not None and now < self._ceiling_until and want > ceiling:
-                clean = self.estimate.loss < LIGHT_LOSS and not self.estimate.queueing
-                if clean and remb >= ceiling * CEILING_LIFT:
+                if not full and remb >= ceiling * CEILING_LIFT:
                     self._ceiling = None  # the link carries more than it did: it came back
                 else:
                     # the link showed it cannot carry more a moment ago: probe up to what it
                     # carried then, no further, so that its REMB shows whether it came back
                     want = ceiling * CEILING_SHARE
             sending = sum(o.bps for o in self.choice)
-            target = want - sending
-            if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:
-                target = 0.0
+            target = 0.0 if full else want - sending
             octets = int(max(target, 0.0) * PROBE_INTERVAL_S / 8)
         elif self.floor_bps is not None:
             # padding up to a share of the REMB, never above what resuming needs
             remb = self.estimate.remb(now) or 0.0
             target = min(PROBE_SHARE * remb, self.floor_bps * RESUME_MARGIN)
-            if self.estimate.queueing or self.estimate.loss >= LIGHT_LOSS:
+            if self.estimate.queueing or self.estimate.congested:
                 target = 0.0  # the link is full already: the sound comes first
             octets = int(max(target, PROBE_MIN_BPS) * PROBE_INTERVAL_S / 8)
         for consumer in self._video:
