@@ -13,6 +13,7 @@ BENCHMARKS = {
     "soak": "bench.soak",
     "uplink": "bench.uplink",
     "weak-links": "bench.weak_links",
+    "weak-link-pages": "bench.weak_link_pages",
 }
 
 
