@@ -40,7 +40,7 @@ RESUME_MARGIN = 1.25  # video resumes once the estimate is this far above the fl
 RESUME_HOLD_S = 2.0  # ... for this long
 # ... or, where the source has layers (the floor is its lowest, a small one), is tried again
 # once the classroom's reports have shown neither loss nor a queue for CLEAN_TRIAL_S and the
-# floor is within TRIAL_REACH of its REMB (a receiver's REMB grows only a little above
+# floor is within TRIAL_REACH of its REMB (or for twice as long, whatever its REMB) (a receiver's REMB grows only a little above
 # what it gets, and a paused classroom gets little: the lowest layer, tried, is how it shows
 # that the link carries it)
 CLEAN_TRIAL_S = 4.0
@@ -392,11 +392,16 @@ class SendGate:
         # link is back after an outage); otherwise a stale REMB waits for the next probe
         clean = self._clean_since is not None and now - self._clean_since >= RESUME_HOLD_S
         trial = estimate is None and (self._first_remb_at is None or clean)
+        clean_for = -1.0 if self._clean_since is None else now - self._clean_since
         if (
             estimate is not None
-            and self._clean_since is not None
-            and now - self._clean_since >= CLEAN_TRIAL_S
-            and floor <= (self.estimate.remb(now) or estimate) * TRIAL_REACH
+            and clean_for >= CLEAN_TRIAL_S
+            and (
+                floor <= (self.estimate.remb(now) or estimate) * TRIAL_REACH
+                # a REMB that cannot grow (little video reaches the classroom, and probes
+                # rest) is no reason to wait for ever on a link that loses nothing
+                or clean_for >= 2 * CLEAN_TRIAL_S
+            )
             and any(len(options) > 1 for options in self._options())
         ):
             trial = True
