@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = {
     "fanout": "bench.fanout",
+    "hardening": "bench.hardening",
     "hotpath": "bench.hotpath",
     "recorder": "bench.recorder_cpu",
     "transports": "bench.transports",
