@@ -146,13 +146,15 @@ def _figures(
     }
 
 
-async def _run(adaptive: bool, seconds: float, picture: Path, seed: int) -> dict[str, Any]:
+async def _run(
+    adaptive: bool, seconds: float, picture: Path, seed: int, profiles: list[str]
+) -> dict[str, Any]:
     options = () if adaptive else ("--no-adaptation",)
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
         server = servers.start("syncclass", Path(tmp), *options)
         links = {
             name: LinkEmulator(_profile(name), seed=seed * 10 + i, own_thread=True)
-            for i, name in enumerate(PROFILES)
+            for i, name in enumerate(profiles)
         }
         try:
             lesson = await asyncio.to_thread(
@@ -187,16 +189,17 @@ async def _watch(
     links: dict[str, LinkEmulator],
     seconds: float,
 ) -> dict[str, Any]:
-    by_name = {NAMES[name]: name for name in PROFILES}
+    profiles = list(pages)
+    by_name = {NAMES[name]: name for name in profiles}
     squeeze_at, squeeze_s = seconds / 6, min(20.0, seconds / 3)
     before = {name: await _received(page) for name, page in pages.items()}
     first = {c["name"]: c for c in (await _status(server))["classrooms"]}
-    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in PROFILES}
-    heights: dict[str, list[int]] = {name: [] for name in PROFILES}
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in profiles}
+    heights: dict[str, list[int]] = {name: [] for name in profiles}
     begin = time.monotonic()
     squeezed = recovered = None
     while (now := time.monotonic()) - begin < seconds:
-        if squeezed is None and now - begin >= squeeze_at:
+        if "collapse" in links and squeezed is None and now - begin >= squeeze_at:
             links["collapse"].set_profile(
                 replace(GOOD, name="collapse", rate=COLLAPSE_RATE, uplink_rate="same")
             )
@@ -217,7 +220,7 @@ async def _watch(
     final = {c["name"]: c for c in final_status["classrooms"]}
     # the teacher's browser drops its top layer when its machine is busy: say what it sent
     result: dict[str, Any] = {"teacher_top": _top(final_status)}
-    for name in PROFILES:
+    for name in profiles:
         figures = _figures(before[name], after[name], took, heights[name])
         is_collapse = name == "collapse" and recovered is not None
         figures.update(_layer_figures(samples[name], recovered if is_collapse else None))
@@ -253,11 +256,11 @@ FIGURES = (
 )
 
 
-def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def medians(runs: list[dict[str, Any]], profiles: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("adapted", "baseline"):
         out[mode] = {}
-        for name in PROFILES:
+        for name in profiles:
             rows = [run[mode][name] for run in runs]
             figures: dict[str, Any] = {}
             for key, _, _ in FIGURES:
@@ -285,14 +288,14 @@ def markdown(result: dict[str, Any]) -> str:
         "| link | | " + " | ".join(label for _, label, _ in FIGURES) + " |",
         "|---|---|" + "---|" * len(FIGURES),
     ]
-    for name in PROFILES:
+    for name in result["profiles"]:
         for mode in ("adapted", "baseline"):
             row = result["medians"][mode][name]
             cells = ["–" if row[key] is None else fmt.format(row[key]) for key, _, fmt in FIGURES]
             lines.append(
                 f"| {name if mode == 'adapted' else ''} | {mode} | " + " | ".join(cells) + " |"
             )
-    collapse = result["medians"]["adapted"]["collapse"]
+    collapse = result["medians"]["adapted"].get("collapse", {})
     back = collapse.get("full_again_after_s")
     tops = [run[mode]["teacher_top"] for run in result["runs"] for mode in ("adapted", "baseline")]
     lines += [
@@ -304,12 +307,20 @@ def markdown(result: dict[str, Any]) -> str:
         "freezeCount. *full / reduced / sound only*, *height fed*, *switches*: from "
         "/api/status once a second, as in `scripts/bench weak-links`; *height shown*: the "
         "median frameHeight the page decoded.",
-        "",
-        f"Collapse (300 kbit/s for {min(20.0, result['seconds'] / 3):.0f} s, from "
-        f"{result['seconds'] / 6:.0f} s): back on the best layer "
-        + ("never within the window" if back is None else f"{back:.0f} s after the link came back")
-        + f" (adapted; {collapse.get('came_back', 0)} of {len(result['runs'])} runs came back).",
     ]
+    if "collapse" in result["profiles"]:
+        lines += [
+            "",
+            f"Collapse (300 kbit/s for {min(20.0, result['seconds'] / 3):.0f} s, from "
+            f"{result['seconds'] / 6:.0f} s): back on the best layer "
+            + (
+                "never within the window"
+                if back is None
+                else f"{back:.0f} s after the link came back"
+            )
+            + f" (adapted; {collapse.get('came_back', 0)} of {len(result['runs'])} runs came"
+            " back).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -321,7 +332,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--profiles",
+        default=",".join(PROFILES),
+        help="the weak classrooms watching at once (comma-separated; good always watches)",
+    )
     args = parser.parse_args(argv)
+    profiles = ["good", *(p for p in args.profiles.split(",") if p and p != "good")]
+    if any(p not in PROFILES for p in profiles):
+        parser.error(f"profiles: {', '.join(PROFILES)}")
     if not 20 <= args.seconds <= 300 or not 1 <= args.runs <= 5:
         parser.error("bounded load: 20-300 s windows, 1 to 5 runs")
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -332,8 +351,8 @@ def main(argv: list[str] | None = None) -> None:
             one = {}
             for mode, adaptive in (("adapted", True), ("baseline", False)):
                 print(f"run {run + 1} of {args.runs}, {mode}:", flush=True)
-                one[mode] = asyncio.run(_run(adaptive, args.seconds, picture, seed=run + 1))
-                for name in PROFILES:
+                one[mode] = asyncio.run(_run(adaptive, args.seconds, picture, run + 1, profiles))
+                for name in profiles:
                     f = one[mode][name]
                     print(
                         f"  {name:9s} audio {f['audio_played']:.1%} video {f['video_fps']:.1f} "
@@ -350,8 +369,9 @@ def main(argv: list[str] | None = None) -> None:
         "started": started,
         "machine": report.machine(),
         "seconds": args.seconds,
+        "profiles": profiles,
         "runs": runs,
-        "medians": medians(runs),
+        "medians": medians(runs, profiles),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "weak-link-pages.json").write_text(json.dumps(result, indent=1))
