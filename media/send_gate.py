@@ -40,9 +40,9 @@ RESUME_MARGIN = 1.25  # video resumes once the estimate is this far above the fl
 RESUME_HOLD_S = 2.0  # ... for this long
 # ... or, where the source has layers (the floor is its lowest, a small one), is tried again
 # once the classroom's reports have shown neither loss nor a queue for CLEAN_TRIAL_S and the
-# floor is within TRIAL_REACH of its REMB (or for twice as long, whatever its REMB) (a receiver's REMB grows only a little above
-# what it gets, and a paused classroom gets little: the lowest layer, tried, is how it shows
-# that the link carries it)
+# floor is within TRIAL_REACH of its REMB, or for twice as long whatever its REMB (a
+# receiver's REMB grows only a little above what it gets, and a paused classroom gets little:
+# the lowest layer, tried, is how it shows that the link carries it)
 CLEAN_TRIAL_S = 4.0
 TRIAL_REACH = 1.5
 PAUSE_HOLD_S = 4.0  # a pause lasts at least this long at first ...
