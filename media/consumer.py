@@ -13,6 +13,7 @@ from .codec import Codec, HeaderExtension, extension_id_map, match_codec
 from .layers import MAX_TID, KeyframeWatch, LayerChoice, top_layer
 from .packet_cache import DEFAULT_CAPACITY
 from .producer import Producer
+from .red import Redundancy, red_payload_type
 from .rtp_packet import (
     ABS_SEND_TIME,
     RtpPacket,
@@ -164,6 +165,8 @@ class Consumer:
         "gate",
         "_paused",
         "_send_time_id",
+        "_redundancy",
+        "_red",
     )
 
     def __init__(
@@ -231,6 +234,9 @@ class Consumer:
         self.gate: SendGate | None = None
         self._paused = False
         self._send_time_id = 0  # the peer's abs-send-time id, for probes
+        # redundant sound (media.red), where the peer negotiated it, and whether it is on
+        self._redundancy: Redundancy | None = None
+        self._red = False
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -266,6 +272,8 @@ class Consumer:
             return
         self._codec = codec
         self._payload_type = codec.payload_type
+        red = red_payload_type(self._codecs, codec.payload_type) if self.kind == "audio" else None
+        self._redundancy = None if red is None else Redundancy(red, codec.payload_type)
         self._seq_offset = None
         self._waiting = producer.kind == "video"
         self.producer = producer
@@ -443,9 +451,16 @@ class Consumer:
             if filtered is None:
                 return
             packet, seq_offset = filtered
+        payload_type = self._payload_type
+        redundancy = self._redundancy
+        if redundancy is not None:
+            if self._red:
+                packet, payload_type = redundancy.wrap(packet), redundancy.payload_type
+            else:
+                redundancy.remember(packet)
         link.forward(
             packet,
-            self._payload_type,
+            payload_type,
             (packet.sequence_number + seq_offset) & 0xFFFF,
             (packet.timestamp + self._ts_offset) & 0xFFFFFFFF,
             self._ssrc,
@@ -710,9 +725,19 @@ class Consumer:
         return sent
 
     def repeat(self, on: bool) -> None:
-        """Have the link send each packet twice (the same datagram), or once again."""
-        if self._link is not None and hasattr(self._link, "repeat"):
+        """Send each packet with the one or two before it (RED, where the peer negotiated
+        it), or have the link send each packet twice (the same datagram); or once again."""
+        if self._redundancy is not None:
+            self._red = on
+        elif self._link is not None and hasattr(self._link, "repeat"):
             self._link.repeat = on
+
+    @property
+    def redundant(self) -> str | None:
+        """How the sound is protected now: ``red``, ``repeat`` or None."""
+        if self._red and self._redundancy is not None:
+            return "red"
+        return "repeat" if getattr(self._link, "repeat", False) else None
 
     def _link_stamps_send_time(self) -> bool:
         return bool(getattr(self._link, "stamp_send_time", False))

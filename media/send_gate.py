@@ -124,7 +124,13 @@ class GatedConsumer(Protocol):
         ...
 
     def repeat(self, on: bool) -> None:
-        """Send each packet twice (sound on a lossy link), or once again."""
+        """Send each packet twice, or with the ones before it (sound on a lossy link), or
+        once again."""
+        ...
+
+    @property
+    def redundant(self) -> str | None:
+        """How the sound is protected now: ``red``, ``repeat`` or None."""
         ...
 
 
@@ -552,6 +558,11 @@ class SendGate:
             "sent_kbps": round(self.sent_bps / 1000, 1),
             "switches": self.switches,
             "audio_repeat": self.audio_repeat,
+            # RED where the classroom negotiated it, the same datagram twice otherwise
+            "audio_redundancy": next(
+                (c.redundant for c in self._consumers if c.kind == "audio" and c.redundant),
+                None,
+            ),
             # what the camera (then courseware) is fed now, when the gate has chosen
             "layers": [
                 {"height": o.height, "fps": round(o.fps, 1), "kbps": round(o.bps / 1000)}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .aiortc_adapter.codecs import restrict_codecs
+from aiortc.sdp import SessionDescription
+
+from .aiortc_adapter.codecs import accept_red, restrict_codecs
 from .aiortc_adapter.egress_rtcp import install_egress
 from .codec import SUPPORTED, match_codec
 from .consumer import Consumer
@@ -56,9 +58,18 @@ class Subscriber(Peer):
         if not any(m.receives for m in sections):
             raise OfferError("a receiving offer must receive audio or video (recvonly)")
         await self._apply_offer(offer)
+        # redundant sound, where offered (aiortc's own answer leaves it out)
+        offered_red = {}
+        if any("red" in (c.lower() for c in m.codecs) for m in sections):
+            parsed = [
+                m for m in SessionDescription.parse(offer).media if m.kind in ("audio", "video")
+            ]
+            offered_red = {i: m.rtp.codecs for i, m in enumerate(parsed) if m.kind == "audio"}
         taken = {"audio": 0, "video": 0}
         consumers = []
-        for transceiver, section in zip(self.pc.getTransceivers(), sections, strict=False):
+        for index, (transceiver, section) in enumerate(
+            zip(self.pc.getTransceivers(), sections, strict=False)
+        ):
             kind = transceiver.kind
             slots = self._slots.get(kind, ())
             if not section.receives or taken[kind] >= len(slots):
@@ -70,6 +81,8 @@ class Subscriber(Peer):
             if not codecs:
                 transceiver.direction = "inactive"
                 continue
+            if index in offered_red:
+                codecs = accept_red(transceiver, offered_red[index])
             producer = self._producer(slot, kind)
             if producer is not None and match_codec(producer.codec, codecs) is None:
                 raise NegotiationError(

@@ -58,6 +58,22 @@ def restrict_codecs(transceiver: RTCRtpTransceiver, mime_types: tuple[str, ...])
     return codecs_of(kept)
 
 
+def accept_red(transceiver: RTCRtpTransceiver, offered: list[RTCRtpCodecParameters]) -> list[Codec]:
+    """Also answer redundant sound (``audio/red``, RFC 2198) where the offer has it over the
+    Opus kept (aiortc knows no RED and drops it from the answer): the consumer sends it while
+    the classroom's link loses sound (media.red). Returns the answer's codecs."""
+    opus = next((c for c in transceiver._codecs if c.mimeType.lower() == "audio/opus"), None)
+    if opus is not None:
+        wanted = str(opus.payloadType)
+        for codec in offered:
+            formats = str(next(iter(codec.parameters), ""))
+            if codec.mimeType.lower() == "audio/red" and formats:
+                if all(f == wanted for f in formats.split("/")):
+                    transceiver._codecs = [*transceiver._codecs, codec]
+                    break
+    return codecs_of(transceiver._codecs)
+
+
 def accept_header_extensions(transceiver: RTCRtpTransceiver, offered: dict[str, int]) -> None:
     """Also answer the header extensions ``offered`` (uri -> the offer's id) that aiortc does
     not know, e.g. the simulcast rid ones (``transceiver._headerExtensions``)."""

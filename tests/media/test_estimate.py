@@ -71,6 +71,10 @@ class Room:
     def repeat(self, on: bool) -> None:
         self.repeated = on
 
+    @property
+    def redundant(self) -> str | None:
+        return "repeat" if self.repeated else None
+
 
 def classroom(adaptive: bool = True) -> tuple[Clock, SendGate, Room]:
     clock = Clock()
