@@ -230,11 +230,17 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def sweep(
-    kind: str, codec: str, points: list[int], seconds: float, workers: int, profile_s: float = 0
+    kind: str,
+    codec: str,
+    points: list[int],
+    seconds: float,
+    workers: int,
+    profile_s: float = 0,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     clip, opus = video_clip(codec), opus_clip()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        server = servers.start(kind, Path(tmp))
+        server = servers.start(kind, Path(tmp), *options)
         origin_thread = OriginThread()
         rooms: Classrooms | None = None
         first: Classrooms | None = None
@@ -401,6 +407,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--runs", type=int, default=1, help="repeat the whole sweep; figures are the medians"
     )
+    parser.add_argument(
+        "--adaptation-cost",
+        action="store_true",
+        help="also sweep this server with --no-adaptation, in the same run: what the "
+        "per-classroom estimate, gate and layer choice cost",
+    )
     args = parser.parse_args(argv)
     points = sorted({int(p) for p in args.points.split(",")})
     baseline_points = sorted({int(p) for p in args.baseline_points.split(",")})
@@ -418,7 +430,17 @@ def main(argv: list[str] | None = None) -> None:
         ours = sweep("syncclass", args.codec, points, args.seconds, args.workers, profile_s)
         print("baseline (aiortc MediaRelay):", flush=True)
         baseline = sweep("relay", args.codec, baseline_points, args.seconds, min(args.workers, 2))
-        runs.append(report.headline({"syncclass": ours, "baseline": baseline}))
+        headline = report.headline({"syncclass": ours, "baseline": baseline})
+        if args.adaptation_cost:
+            print("syncclass --no-adaptation:", flush=True)
+            plain = sweep(
+                "syncclass", args.codec, points, args.seconds, args.workers, 0, ("--no-adaptation",)
+            )
+            headline["millicores_no_adaptation"] = plain["fit"]["millicores_per_classroom"]
+            headline["adaptation_cost"] = (
+                headline["millicores"] / headline["millicores_no_adaptation"] - 1
+            )
+        runs.append(headline)
     result = {
         "benchmark": "fanout",
         "command": "scripts/bench fanout " + " ".join(argv if argv is not None else []),
@@ -438,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
         "medians": report.medians(runs),
     }
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"fanout-{args.codec.lower()}"
+    stem = RESULTS / f"fanout-{args.codec.lower()}{'-adaptation' if args.adaptation_cost else ''}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     stem.with_suffix(".md").write_text(report.markdown(result))
     report.plot(result, stem.with_suffix(".png"))

@@ -123,6 +123,19 @@ def markdown(result: dict[str, Any]) -> str:
             "≤ 2.5 millicores",
             within("millicores_paced", TARGETS["millicores"]),
         ),
+        *(
+            [
+                row(
+                    "the estimate, gate and layer choice (against --no-adaptation, same run)",
+                    f"{_f(h['millicores_no_adaptation'])} → {millicores:.2f} millicores "
+                    f"({h['adaptation_cost']:+.1%})",
+                    "≤ +10 %",
+                    within("adaptation_cost", 0.10),
+                )
+            ]
+            if "adaptation_cost" in h
+            else []
+        ),
         row(
             "ratio to the MediaRelay baseline",
             f"{h['ratio']:.0f}×",
