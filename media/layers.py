@@ -91,13 +91,16 @@ def available(layer: Producer, now: float) -> bool:
 
 
 def ranked(layers: list[Producer], now: float) -> list[Producer]:
-    """The layers that are sending, best first: by the resolution of their keyframes, then
-    their bitrate (never by rid: publishers name and order them as they like)."""
+    """The layers that are sending, best first: what publishers send before what the server
+    makes from it, then by the resolution of their keyframes, then their bitrate (never by
+    rid: publishers name and order them as they like)."""
     live = [layer for layer in layers if not layer.closed and available(layer, now)]
     for layer in live:
         layer.meter.rates(now, layer.stats.bytes)
     return sorted(
-        live, key=lambda p: (p.meter.width * p.meter.height, p.meter.bitrate), reverse=True
+        live,
+        key=lambda p: (not p.made, p.meter.width * p.meter.height, p.meter.bitrate),
+        reverse=True,
     )
 
 
@@ -159,6 +162,7 @@ def describe(layer: Producer, now: float) -> dict[str, object]:
         "bitrate": round(bitrate),
         "temporal_layers": layer.meter.temporal_layers,
         "active": available(layer, now),
+        "made": layer.made,  # made here from the source's single layer (media.made_layer)
     }
 
 
