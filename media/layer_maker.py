@@ -23,13 +23,17 @@ from .h264_packetizer import MAX_PAYLOAD, H264Packetizer
 logger = logging.getLogger(__name__)
 
 MADE_HEIGHT = 360  # lines of the made layer (a source no taller gets none)
-MADE_BPS = 400_000  # what it is encoded at: fits a lossy 1 Mbit/s link beside the sound
+# what it is encoded at: fits a lossy 1 Mbit/s link beside the sound (sent twice on a lossy
+# link), its retransmissions and the probes that look for room to step up
+MADE_BPS = 350_000
 MIN_BPS = 150_000
 SOURCE_SHARE = 0.4  # ... and never more than this share of what the source sends
-KEYFRAME_INTERVAL_S = 2.5  # a keyframe at least this often (a classroom joining or repaired)
-# A keyframe a classroom asks for comes at most this often (the producer throttles the
-# requests too; this guards the encoder from a source that restarts often).
-FORCED_KEYFRAME_MIN_S = 0.5
+KEYFRAME_INTERVAL_S = 3.0  # a keyframe at least this often (a classroom joining or repaired)
+# A keyframe a classroom asks for comes at most this often after the last one: on a lossy
+# link every keyframe is a burst that queues, loses packets and makes the classroom ask again.
+FORCED_KEYFRAME_MIN_S = 1.0
+# The encoder's rate buffer, in seconds of its bitrate: what one frame (a keyframe) may take.
+VBV_S = 0.5
 REORDER_PACKETS = 64  # a packet this far behind the newest one is taken as lost
 VIDEO_CLOCK = 90_000
 _ENCODER = {"H264": "libx264", "VP8": "libvpx"}
@@ -60,6 +64,7 @@ class MadeOutput:
 
     packets: list[bytes] = field(default_factory=list)
     source_size: tuple[int, int] | None = None
+    made_size: tuple[int, int] | None = None  # the made layer's, once its encoder is opened
     too_small: bool = False  # the source is no taller than the made layer would be
     need_keyframe: bool = False  # a frame of the source was lost: wait for its next keyframe
 
@@ -177,11 +182,11 @@ class LayerMaker:
         self._decoder.thread_count = 1  # frame threads would hold pictures back
         self._encoder: Any = None
         self._size: tuple[int, int] | None = None  # the source's
+        self._made_size: tuple[int, int] | None = None
         self._last_ts: int | None = None  # of the newest frame encoded
         self._pts = 0  # ... as the encoder's pts (from 0 at the first)
         self._last_keyframe_ts: float = float("-inf")
         self._keyframe_asked = False
-        self._last_forced_ts: float = float("-inf")
         self._h264 = H264Packetizer(self.ssrc, payload_type) if codec == "H264" else None
         if self._h264 is not None:
             self._h264.sequence_number = random.randrange(0x8000)
@@ -231,6 +236,7 @@ class LayerMaker:
                 self._size = out.source_size = size
                 if not self._open_encoder(*size):
                     return
+                out.made_size = self._made_size
             self._encode(picture, timestamp, out)
 
     def _open_encoder(self, width: int, height: int) -> bool:
@@ -254,7 +260,7 @@ class LayerMaker:
                 "level": "3.1",
                 # parameter sets in-band before each IDR; keyframes when this layer says so
                 "x264-params": f"keyint=600:min-keyint=600:scenecut=0:bframes=0:"
-                f"vbv-maxrate={kbps * 5 // 4}:vbv-bufsize={kbps}:repeat-headers=1",
+                f"vbv-maxrate={kbps}:vbv-bufsize={int(kbps * VBV_S)}:repeat-headers=1",
             }
         else:
             encoder.gop_size = 600
@@ -263,11 +269,12 @@ class LayerMaker:
                 "cpu-used": "8",
                 "lag-in-frames": "0",
                 "error-resilient": "1",
-                "maxrate": str(self.bitrate * 5 // 4),
-                "bufsize": str(self.bitrate),
+                "maxrate": str(self.bitrate),
+                "bufsize": str(int(self.bitrate * VBV_S)),
             }
         encoder.open()
         self._encoder = encoder
+        self._made_size = made
         self._last_keyframe_ts = float("-inf")  # a new encoder starts with one anyway
         return True
 
@@ -288,14 +295,12 @@ class LayerMaker:
         scaled.pts = pts
         scaled.time_base = encoder.time_base
         since = (pts - self._last_keyframe_ts) / VIDEO_CLOCK
-        asked = self._keyframe_asked and (pts - self._last_forced_ts) / VIDEO_CLOCK >= (
+        asked = self._keyframe_asked and (pts - self._last_keyframe_ts) / VIDEO_CLOCK >= (
             FORCED_KEYFRAME_MIN_S
         )
         if since >= KEYFRAME_INTERVAL_S or asked:
             scaled.pict_type = av.video.frame.PictureType.I
-            if asked:
-                self._keyframe_asked = False
-                self._last_forced_ts = pts
+            self._keyframe_asked = False  # answered by this one
         try:
             packets = encoder.encode(scaled)
         except (av.error.FFmpegError, ValueError):
