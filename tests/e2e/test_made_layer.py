@@ -142,7 +142,8 @@ async def test_a_poor_link_plays_a_layer_made_once_while_a_good_one_keeps_the_ca
         made = _made_layers(status, lid)
         print(
             f"made layer after {to_made:.1f} s: {made}; poor classroom {fps:.1f} fps at "
-            f"{heights} ({decoded:.1%} of the camera's frames), sound {audio_fps:.1f} frames/s; good classroom at {good_height} lines, "
+            f"{heights} ({decoded:.1%} of the camera's frames), sound {audio_fps:.1f} frames/s; "
+            f"good classroom at {good_height} lines, "
             f"{_link(status, 'good')['state']}; poor link {_link(status, 'poor')}"
         )
         assert heights == {360}

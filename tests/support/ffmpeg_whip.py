@@ -165,9 +165,9 @@ def publish_with_ffmpeg(
     Blocks until done (use ``asyncio.to_thread`` from a test). The picture is the same test
     pattern as :mod:`tests.support.media` (frame number + keyframe flag readable after
     decoding), at ``bitrate`` bits per second, IDR every ``gop`` frames, paced in real time
-    once the muxer is connected (the WHIP exchange itself takes about a second). Raises ``RuntimeError`` with FFmpeg's log if
-    the muxer fails (e.g. the POST was refused, ICE/DTLS timed out after 5 s, or the server
-    closed the connection).
+    once the muxer is connected (the WHIP exchange itself takes about a second). Raises
+    ``RuntimeError`` with FFmpeg's log if the muxer fails (e.g. the POST was refused, ICE/DTLS
+    timed out after 5 s, or the server closed the connection).
 
     The muxer never answers STUN consent checks once connected, so a server using aioice's
     default consent freshness drops it after about 30 s: keep ``seconds`` below that unless
