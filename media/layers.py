@@ -110,8 +110,9 @@ LayerChoice = Callable[["Producer"], "tuple[Producer | None, int]"]
 
 
 def top_layer(group: Producer) -> tuple[Producer | None, int]:
-    """The best layer sending now (the group itself while nothing is), every temporal layer."""
-    layers = group.ranked_layers()
+    """The best layer the publisher sends now (the group itself while nothing is), every
+    temporal layer; never a layer made here (the recording keeps what the teacher sent)."""
+    layers = [layer for layer in group.ranked_layers() if not layer.made]
     return (layers[0] if layers else group), MAX_TID
 
 

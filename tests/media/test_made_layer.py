@@ -30,7 +30,7 @@ from media.layer_maker import (
     made_size,
     vp8_packets,
 )
-from media.layers import describe
+from media.layers import describe, top_layer
 from media.made_layer import MadeLayer
 from media.made_layers import MadeLayers, single_layer
 from media.producer import Producer
@@ -234,6 +234,11 @@ async def test_a_made_layer_joins_the_group_below_the_original_and_leaves_no_thr
     assert (group.meter.width, group.meter.height) == (1280, 720)
     # ranked below the original, offered to the gates like any layer
     assert group.ranked_layers() == [group, layer]
+    # the recording's choice is never a made layer, even while the original is not sending
+    assert top_layer(group)[0] is group
+    group.last_seen = time.time() - 5
+    assert top_layer(group)[0] is group
+    group.last_seen = time.time()
     options = options_of(group)
     assert [o.layer for o in options] == [group, layer]
     assert options[1].height == 360 and options[1].bps < options[0].bps
