@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "fanout": "bench.fanout",
     "hotpath": "bench.hotpath",
+    "made-layer": "bench.made_layer",
     "recorder": "bench.recorder_cpu",
     "transports": "bench.transports",
     "soak": "bench.soak",
