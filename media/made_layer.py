@@ -1,13 +1,14 @@
 """One lower layer the server makes from a single-layer source (DESIGN §4.6): a sink on the
-source that hands its packets to a ``LayerMaker`` on a thread of its own, and the producer its
-packets feed, which joins the source's group as a layer (``made``) so that the classrooms'
-send gates offer it like any other.
+source that hands its packets to a ``LayerMaker`` in a child process of its own, and the
+producer its packets feed, which joins the source's group as a layer (``made``) so that the
+classrooms' send gates offer it like any other.
 
-Nothing of the decoding, scaling and encoding runs on the event loop: the loop only queues the
-source's payloads (a bounded queue: when the thread falls behind, what is queued is dropped
-and the thread starts again at the source's next keyframe) and feeds the producer the packets
-that come back, in batches. Made once per source, never per classroom; ``MadeLayers`` says
-when."""
+Nothing of the decoding, scaling and encoding runs in the server's process: a child process
+does it (media.layer_process), and a thread of the made layer's own carries batches to it and
+back. The event loop only queues the source's payloads (a bounded queue: when the child falls
+behind, what is queued is dropped and it starts again at the source's next keyframe) and feeds
+the producer the packets that come back, in batches. Made once per source, never per
+classroom; ``MadeLayers`` says when."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .layer_maker import LayerMaker, MadeOutput, made_bitrate
+from .layer_maker import MADE_HEIGHT, MadeOutput, made_bitrate
+from .layer_process import LayerProcess, LayerProcessError
 from .producer import Producer
 from .rtp_packet import ABS_SEND_TIME, RtpError, RtpPacket, parse_rtp
 from .sender_clock import SenderClock
@@ -80,14 +82,14 @@ class MadeLayer:
         self._stopping = False
         self._skip_to_keyframe = True  # the decoder starts at a keyframe
         self._measured: asyncio.TimerHandle | None = None
-        send_time_id = extensions[0].id if extensions else 0
-        self._maker = LayerMaker(
-            codec,
-            source.codec.payload_type,
-            made_bitrate(source.meter.bitrate),
-            send_time_id,
-            **({"max_height": max_height} if max_height else {}),
-        )
+        self._maker_parameters: dict[str, object] = {
+            "codec": codec,
+            "payload_type": source.codec.payload_type,
+            "bitrate": made_bitrate(source.meter.bitrate),
+            "send_time_id": extensions[0].id if extensions else 0,
+            "max_height": max_height or MADE_HEIGHT,
+        }
+        self.process_id: int | None = None  # the child's, once started
         self.thread = threading.Thread(
             target=self._run, name=f"made layer {source.id}", daemon=True
         )
@@ -158,7 +160,13 @@ class MadeLayer:
     # the thread
 
     def _run(self) -> None:
-        maker = self._maker
+        try:
+            maker = LayerProcess(**self._maker_parameters)
+        except OSError as exc:
+            logger.warning("made layer %s: no process for it (%s)", self, exc)
+            self._tell(self._ended, f"failed ({type(exc).__name__})")
+            return
+        self.process_id = maker.pid
         try:
             while True:
                 with self._lock:
@@ -169,27 +177,30 @@ class MadeLayer:
                     items, self._queued = self._queued, []
                     resync, self._resync = self._resync, False
                     asked, self._keyframe_asked = self._keyframe_asked, False
-                if resync:
-                    maker.resync()
-                if asked:
-                    maker.ask_keyframe()
-                out = maker.push(items)
+                out = maker.push(items, resync, asked)
                 if out.packets or out.source_size or out.too_small or out.need_keyframe:
                     # (made_size comes with source_size)
-                    try:
-                        self._loop.call_soon_threadsafe(self._made, out)
-                    except RuntimeError:
-                        return  # the loop has closed: the server is gone
+                    if not self._tell(self._made, out):
+                        return
                 if out.too_small:
                     return
-        except Exception as exc:  # a bug or a codec failure must not take the server down
+        except LayerProcessError as exc:
+            if not self._stopping:  # (not the child ending as asked)
+                logger.warning("made layer %s: %s", self, exc)
+                self._tell(self._ended, "failed (the layer process ended)")
+        except Exception as exc:  # a bug here must not take the server down
             logger.exception("made layer %s: stopped", self)
-            try:
-                self._loop.call_soon_threadsafe(self._ended, f"failed ({type(exc).__name__})")
-            except RuntimeError:
-                pass
+            self._tell(self._ended, f"failed ({type(exc).__name__})")
         finally:
             maker.close()
+
+    def _tell(self, callback: Callable[..., None], *args: object) -> bool:
+        """Call ``callback`` on the loop; False once the loop has closed (the server is gone)."""
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+            return True
+        except RuntimeError:
+            return False
 
     # what the thread made, on the loop
 

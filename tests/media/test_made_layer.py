@@ -1,14 +1,17 @@
 """The layer made of a single-layer source: its size and rate, the packets put back in order,
 a real decode–scale–encode round trip in H.264 and VP8 (the picture numbers of the source read
-back from the made layer), garbage that makes nothing, and the made layer's life in a source's
-group: ranked below the original, offered to the classrooms' gates, closed without a thread
-left behind. The trigger, with real classrooms on emulated links, is in
-tests/e2e/test_made_layer.py."""
+back from the made layer), garbage that makes nothing, the child process's framing, and the
+made layer's life in a source's group: ranked below the original, offered to the classrooms'
+gates, closed without a thread or a process left behind. The trigger, with real classrooms on
+emulated links, is in tests/e2e/test_made_layer.py."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import random
+import signal
 import time
 from dataclasses import replace
 
@@ -25,10 +28,19 @@ from media.layer_maker import (
     MIN_BPS,
     REORDER_PACKETS,
     LayerMaker,
+    MadeOutput,
     Reorder,
     made_bitrate,
     made_size,
     vp8_packets,
+)
+from media.layer_process import (
+    LayerProcess,
+    LayerProcessError,
+    read_batch,
+    read_output,
+    write_batch,
+    write_output,
 )
 from media.layers import describe, top_layer
 from media.made_layer import MadeLayer
@@ -203,6 +215,66 @@ def test_garbage_makes_nothing_and_breaks_nothing() -> None:
             assert made
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_child_process_framing_round_trips_and_refuses_nonsense() -> None:
+    items = [(65535, 0xFFFFFFFF, True, b"\x01\x02"), (0, 7, False, b"")]
+    stream = io.BytesIO()
+    write_batch(stream, items, True, False)
+    stream.seek(0)
+    assert read_batch(stream) == (items, True, False)
+    out = MadeOutput([b"abc", b""], (1920, 1080), (640, 360), False, True)
+    stream = io.BytesIO()
+    write_output(stream, out)
+    stream.seek(0)
+    assert read_output(stream) == out
+    for broken in (b"", b"\x00\x00", bytes(9) + b"\xff\xff\xff\xff"):
+        with pytest.raises(LayerProcessError):
+            read_output(io.BytesIO(broken))
+
+
+def test_garbage_through_the_child_process_makes_nothing_and_it_goes_on() -> None:
+    rng = random.Random(9)
+    process = LayerProcess(codec="H264", payload_type=102)
+    try:
+        for batch in range(40):
+            items = [
+                (batch * 50 + i, batch * 3000, i == 49, rng.randbytes(rng.randrange(1, 1200)))
+                for i in range(50)
+            ]
+            assert process.push(items).packets == []
+        made = []
+        for packets in _h264_packets(encode_h264_clip(1.0, width=1280, height=720)):
+            made += process.push(_items(packets), resync=not made).packets
+        assert made
+    finally:
+        process.close()
+
+
+async def test_a_made_layer_whose_process_dies_ends_and_says_so() -> None:
+    group, _ = _group()
+    ended: list[str] = []
+    made = MadeLayer(group, on_end=lambda layer, why: ended.append(why))
+    await _wait(lambda: made.process_id is not None)
+    assert made.process_id is not None
+    os.kill(made.process_id, signal.SIGKILL)
+    for packets in _h264_packets(encode_h264_clip(0.5, width=1280, height=720)):
+        for data in packets:
+            group.on_rtp(parse_rtp(data), time.time())
+        await asyncio.sleep(0.01)
+    await _wait(lambda: bool(ended))
+    assert ended[0].startswith("failed") and made.closed
+    assert made.layer not in group.layers and not group.closed
+    await asyncio.to_thread(made.thread.join, 3.0)
+    assert not made.thread.is_alive()
+
+
 def _group(codec: Codec = H264) -> tuple[Producer, Upstream]:
     upstream = Upstream()
     return Producer("p/video", "camera", [codec], [], upstream, SenderClock()), upstream
@@ -252,9 +324,12 @@ async def test_a_made_layer_joins_the_group_below_the_original_and_leaves_no_thr
     consumer.choose_layer = lambda g: (g if layer.closed else layer, 3)
     consumer.reselect_layer()
     assert made.fed
+    child = made.process_id
+    assert child is not None and _running(child)
     made.close()
-    await asyncio.to_thread(made.thread.join, 2.0)
+    await asyncio.to_thread(made.thread.join, 3.0)
     assert not made.thread.is_alive()
+    assert not _running(child)  # the child process ended and was waited for
     assert layer not in group.layers and layer.closed
     assert consumer.layer is group  # it stays on the original
     consumer.close()
@@ -265,7 +340,7 @@ async def test_a_closed_source_stops_its_made_layer() -> None:
     made = MadeLayer(group)
     group.close()
     assert made.closed
-    await asyncio.to_thread(made.thread.join, 2.0)
+    await asyncio.to_thread(made.thread.join, 3.0)
     assert not made.thread.is_alive()
 
 
