@@ -25,6 +25,7 @@ _OUTPUT = struct.Struct("!BBHHHHI")  # too small, need keyframe, source w/h, mad
 _SIZE = struct.Struct("!I")
 MAX_PAYLOAD = 1 << 16  # an RTP payload is smaller; anything larger is a broken framing
 MAX_COUNT = 1 << 16
+READY = b"R"  # the child's first byte, once it can take batches
 
 Item = tuple[int, int, bool, bytes]
 
@@ -102,12 +103,27 @@ class LayerProcess:
             stdout=subprocess.PIPE,
             stderr=None,  # the child's warnings go where the server's go
         )
+        self._ready = False
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
+    def wait_ready(self) -> None:
+        """Wait until the child has started (imported its codecs: most of a second)."""
+        if self._ready:
+            return
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            self._ready = True
+            if _read(stdout, 1) != READY:
+                raise LayerProcessError("the layer process said something else than ready")
+        except (OSError, ValueError) as exc:
+            raise LayerProcessError(f"the layer process failed ({type(exc).__name__})") from None
+
     def push(self, items: list[Item], resync: bool = False, asked: bool = False) -> MadeOutput:
+        self.wait_ready()
         stdin, stdout = self._process.stdin, self._process.stdout
         assert stdin is not None and stdout is not None
         try:
@@ -139,6 +155,8 @@ def main() -> None:
     maker = LayerMaker(**parameters)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
+        stdout.write(READY)
+        stdout.flush()
         while True:
             try:
                 items, resync, asked = read_batch(stdin)

@@ -27,9 +27,12 @@ from .sender_clock import SenderClock
 logger = logging.getLogger(__name__)
 
 CODECS = ("H264", "VP8")  # what a layer can be made from (and in)
-# Source packets waiting for the thread: about two seconds of a 1080p source; beyond, the
-# thread has fallen behind and what waits is dropped.
+# Source packets waiting for the child: when they span more than MAX_BEHIND_S of the source's
+# time (or number more than MAX_QUEUED), the child has fallen behind and what waits is dropped:
+# a made layer that lags seconds behind the sound is worse than one that skips to a keyframe.
+MAX_BEHIND_S = 1.0
 MAX_QUEUED = 800
+VIDEO_CLOCK = 90_000
 WAKE_S = 0.5  # the thread looks at its stop flag at least this often
 FIRST_CHECK_S = 0.5  # once its first packets are out, the layer is measured this long
 
@@ -81,6 +84,7 @@ class MadeLayer:
         self._keyframe_asked = False
         self._stopping = False
         self._skip_to_keyframe = True  # the decoder starts at a keyframe
+        self._ready = False  # the child process is up: packets are taken from now on
         self._measured: asyncio.TimerHandle | None = None
         self._maker_parameters: dict[str, object] = {
             "codec": codec,
@@ -104,11 +108,16 @@ class MadeLayer:
     # the source's packets, on the loop
 
     @property
+    def ready(self) -> bool:
+        """Whether its process has started (the source's packets are taken from then on)."""
+        return self._ready
+
+    @property
     def waiting_for_keyframe(self) -> bool:
         return self._skip_to_keyframe and not self.closed
 
     def forward(self, packet: RtpPacket, keyframe: bool) -> None:
-        if self.closed:
+        if self.closed or not self._ready:
             return
         if self._skip_to_keyframe:
             if not keyframe:
@@ -122,7 +131,11 @@ class MadeLayer:
         )
         with self._lock:
             queued = self._queued
-            if len(queued) >= MAX_QUEUED:
+            behind = (
+                bool(queued)
+                and MAX_BEHIND_S * VIDEO_CLOCK < (item[1] - queued[0][1]) & 0xFFFFFFFF < 0x80000000
+            )
+            if behind or len(queued) >= MAX_QUEUED:
                 # behind by more than the queue holds: drop it all, start at a keyframe
                 self.dropped += len(queued) + 1
                 queued.clear()
@@ -168,6 +181,10 @@ class MadeLayer:
             return
         self.process_id = maker.pid
         try:
+            maker.wait_ready()
+            with self._lock:
+                self._ready = True  # (packets queued before would start it seconds late)
+            self._tell(self._asked_source)
             while True:
                 with self._lock:
                     while not (self._queued or self._stopping or self._keyframe_asked):
@@ -193,6 +210,10 @@ class MadeLayer:
             self._tell(self._ended, f"failed ({type(exc).__name__})")
         finally:
             maker.close()
+
+    def _asked_source(self) -> None:
+        if not self.closed:
+            self.group.request_keyframe()
 
     def _tell(self, callback: Callable[..., None], *args: object) -> bool:
         """Call ``callback`` on the loop; False once the loop has closed (the server is gone)."""

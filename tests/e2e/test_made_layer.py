@@ -73,16 +73,23 @@ def _metric(server: Server, name: str) -> float:
     return float(line.split()[1])
 
 
-async def _rates(room: Classroom, seconds: float) -> tuple[float, float, set[int]]:
-    """Video and audio frames a second the classroom decodes over ``seconds``, and the
-    picture heights it saw."""
-    video, audio, began = room.video_frames, room.audio_frames, time.monotonic()
-    heights = set()
+async def _rates(
+    rooms: tuple[Classroom, ...], seconds: float
+) -> list[tuple[float, float, set[int]]]:
+    """For each classroom, the video and audio frames a second it decodes over the same
+    ``seconds``, and the picture heights it saw."""
+    counts = [(room.video_frames, room.audio_frames) for room in rooms]
+    heights: list[set[int]] = [set() for _ in rooms]
+    began = time.monotonic()
     while time.monotonic() - began < seconds:
         await asyncio.sleep(0.1)
-        heights.add(room.video[0].height)
+        for room, seen in zip(rooms, heights, strict=True):
+            seen.add(room.video[0].height)
     took = time.monotonic() - began
-    return (room.video_frames - video) / took, (room.audio_frames - audio) / took, heights
+    return [
+        ((room.video_frames - video) / took, (room.audio_frames - audio) / took, seen)
+        for room, (video, audio), seen in zip(rooms, counts, heights, strict=True)
+    ]
 
 
 async def test_a_poor_link_plays_a_layer_made_once_while_a_good_one_keeps_the_camera(
@@ -133,23 +140,27 @@ async def test_a_poor_link_plays_a_layer_made_once_while_a_good_one_keeps_the_ca
         await _wait_for_height(poor, 360, 10)
         await asyncio.sleep(1.0)  # what its link had queued before plays out
         numbers = len(poor.video[0].frame_numbers)
-        fps, audio_fps, heights = await _rates(poor, 3.0)
+        # (measured beside the good classroom: what the camera sends, on a loaded machine)
+        (fps, audio_fps, heights), (good_fps, good_audio, _) = await _rates((poor, good), 4.0)
         window = poor.video[0].frame_numbers[numbers:]
         # of the camera's frames over the window, those it decoded
         decoded = len(set(window)) / (max(window) - min(window) + 1)
+        # how far the made layer runs behind the camera as it is sent, in frames
+        behind = good.video[0].frame_numbers[-1] - poor.video[0].frame_numbers[-1]
         good_height = good.video[0].height
         status = await asyncio.to_thread(server.status)
         made = _made_layers(status, lid)
         print(
             f"made layer after {to_made:.1f} s: {made}; poor classroom {fps:.1f} fps at "
-            f"{heights} ({decoded:.1%} of the camera's frames), sound {audio_fps:.1f} frames/s; "
-            f"good classroom at {good_height} lines, "
+            f"{heights} ({decoded:.1%} of the camera's frames, {behind} frames behind the good "
+            f"classroom), sound {audio_fps:.1f} frames/s; "
+            f"good classroom at {good_height} lines, {good_fps:.1f} fps, sound {good_audio:.1f}; "
             f"{_link(status, 'good')['state']}; poor link {_link(status, 'poor')}"
         )
         assert heights == {360}
         assert decoded >= 0.9, window
-        assert fps >= 20, fps  # the camera sends 30
-        assert audio_fps >= 45, audio_fps  # 50 Opus frames a second
+        assert fps >= max(10.0, 0.66 * good_fps), (fps, good_fps)  # the camera sends 30
+        assert audio_fps >= 0.9 * good_audio, (audio_fps, good_audio)  # 50 Opus frames/s
         # the good classroom still gets the camera as it is sent
         assert good_height == HEIGHT
         assert _link(status, "good")["state"] == "full"

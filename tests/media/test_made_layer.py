@@ -263,6 +263,7 @@ async def test_a_made_layer_whose_process_dies_ends_and_says_so() -> None:
     made = MadeLayer(group, on_end=lambda layer, why: ended.append(why))
     await _wait(lambda: made.process_id is not None)
     assert made.process_id is not None
+    await _wait(lambda: made.ready)
     os.kill(made.process_id, signal.SIGKILL)
     for packets in _h264_packets(encode_h264_clip(0.5, width=1280, height=720)):
         for data in packets:
@@ -295,6 +296,7 @@ async def test_a_made_layer_joins_the_group_below_the_original_and_leaves_no_thr
     consumer = Consumer("c", "video", "camera", [replace(H264, payload_type=100)])
     consumer.attach(Link(), EgressParameters(ssrc=0xAAAA, rtx_ssrc=0xBBBB, extensions=[]))
     consumer.bind(group)
+    await _wait(lambda: made.ready)
     clip = encode_h264_clip(2.0, width=1280, height=720, bitrate=2_000_000)
     for packets in _h264_packets(clip):
         for data in packets:
