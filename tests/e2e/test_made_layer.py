@@ -143,6 +143,7 @@ async def test_a_poor_link_plays_a_layer_made_once_while_a_good_one_keeps_the_ca
         # (measured beside the good classroom: what the camera sends, on a loaded machine)
         (fps, audio_fps, heights), (good_fps, good_audio, _) = await _rates((poor, good), 4.0)
         window = poor.video[0].frame_numbers[numbers:]
+        assert window, f"the poor classroom decoded nothing: {poor.video[0]}"
         # of the camera's frames over the window, those it decoded
         decoded = len(set(window)) / (max(window) - min(window) + 1)
         # how far the made layer runs behind the camera as it is sent, in frames
