@@ -8,8 +8,9 @@ as by default. Each lesson has a classroom on loopback (counts packets, decodes 
 one behind the link emulator's poor profile (1 Mbit/s, 3 % loss, 150 ms: it decodes what it
 gets, in this process). On the default server the poor classroom ends up on the made layer;
 once it does (or once the baseline has paused its picture), the CPU of each server (with its
-child processes: the made layer's) is measured over the same window. The difference is the cost of the made layer: decoding the
-source once, scaling it and encoding 360 lines once, whatever the number of classrooms fed.
+child processes: the made layer's) is measured over the same window. The difference is the
+cost of the made layer: decoding the source once, scaling it and encoding 360 lines once,
+whatever the number of classrooms fed.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['cpu']}  ",
-        f"Window: {result['seconds']:g} s per lesson; CPU of the server and its child processes (cores), same run",
+        f"Window: {result['seconds']:g} s per lesson; CPU of the server and its child "
+        "processes (cores), same run",
         "",
         "| source | forwarding only | with the made layer | made layer costs | made layer "
         "| poor classroom on it |",
