@@ -47,6 +47,7 @@ from media.made_layer import MadeLayer
 from media.made_layers import MadeLayers, single_layer
 from media.producer import Producer
 from media.rtp_packet import parse_rtp
+from media.send_gate import SendGate
 from media.sender_clock import SenderClock
 from tests.media.test_layers import Link, Upstream
 from tests.support.media import EncodedFrame, encode_h264_clip, encode_vp8_clip, read_marker
@@ -363,6 +364,58 @@ async def test_made_layers_are_for_single_layer_cameras_only() -> None:
     made.close()
     # the router's made layers: none while no classroom's picture is paused
     layers = MadeLayers("lesson", lambda: [single], idle_s=1.0)
+    layers.check()
+    assert layers.layers == {}
+    layers.close()
+
+
+class Follower:
+    """A classroom's video consumer as the made layers see it: its kind and its gate."""
+
+    kind = "video"
+
+    def __init__(self, gate: SendGate) -> None:
+        self.gate = gate
+
+    def reselect_layer(self) -> None:
+        pass
+
+
+async def test_a_paused_classroom_starts_one_made_layer_that_stops_once_idle() -> None:
+    group, _ = _group()
+    clock = [100.0]
+    layers = MadeLayers("lesson", lambda: [group], idle_s=30.0, now=lambda: clock[0])
+    gates = [SendGate(), SendGate()]
+    for gate in gates:
+        group.follow(Follower(gate))  # type: ignore[arg-type]
+    layers.check()
+    assert layers.layers == {}  # every picture plays: nothing to make
+    gates[0].video = False  # one classroom's gate pauses the camera's picture
+    layers.check()
+    made = layers.layers[group]
+    gates[1].video = False
+    layers.check()
+    assert layers.layers == {group: made} and layers.made == 1  # one for the lesson
+    # still needed while a classroom is paused for want of it, however long
+    clock[0] += 100
+    layers.check()
+    assert not made.closed
+    # nobody paused, nobody fed: it stops once idle for idle_s
+    gates[0].video = gates[1].video = True
+    layers.check()
+    clock[0] += 29
+    layers.check()
+    assert not made.closed
+    clock[0] += 2
+    layers.check()
+    assert made.closed and layers.layers == {}
+    await asyncio.to_thread(made.thread.join, 3.0)
+    assert not made.thread.is_alive()
+    # a gate that does not adapt never asks for one
+    static = SendGate(adaptive=False)
+    static.video = False
+    group.follow(Follower(static))  # type: ignore[arg-type]
+    gates[0].video = True
     layers.check()
     assert layers.layers == {}
     layers.close()
