@@ -9,6 +9,7 @@ BENCHMARKS = {
     "fanout": "bench.fanout",
     "hardening": "bench.hardening",
     "hotpath": "bench.hotpath",
+    "made-layer": "bench.made_layer",
     "recorder": "bench.recorder_cpu",
     "transports": "bench.transports",
     "soak": "bench.soak",

@@ -91,13 +91,16 @@ def available(layer: Producer, now: float) -> bool:
 
 
 def ranked(layers: list[Producer], now: float) -> list[Producer]:
-    """The layers that are sending, best first: by the resolution of their keyframes, then
-    their bitrate (never by rid: publishers name and order them as they like)."""
+    """The layers that are sending, best first: what publishers send before what the server
+    makes from it, then by the resolution of their keyframes, then their bitrate (never by
+    rid: publishers name and order them as they like)."""
     live = [layer for layer in layers if not layer.closed and available(layer, now)]
     for layer in live:
         layer.meter.rates(now, layer.stats.bytes)
     return sorted(
-        live, key=lambda p: (p.meter.width * p.meter.height, p.meter.bitrate), reverse=True
+        live,
+        key=lambda p: (not p.made, p.meter.width * p.meter.height, p.meter.bitrate),
+        reverse=True,
     )
 
 
@@ -107,8 +110,9 @@ LayerChoice = Callable[["Producer"], "tuple[Producer | None, int]"]
 
 
 def top_layer(group: Producer) -> tuple[Producer | None, int]:
-    """The best layer sending now (the group itself while nothing is), every temporal layer."""
-    layers = group.ranked_layers()
+    """The best layer the publisher sends now (the group itself while nothing is), every
+    temporal layer; never a layer made here (the recording keeps what the teacher sent)."""
+    layers = [layer for layer in group.ranked_layers() if not layer.made]
     return (layers[0] if layers else group), MAX_TID
 
 
@@ -159,6 +163,7 @@ def describe(layer: Producer, now: float) -> dict[str, object]:
         "bitrate": round(bitrate),
         "temporal_layers": layer.meter.temporal_layers,
         "active": available(layer, now),
+        "made": layer.made,  # made here from the source's single layer (media.made_layer)
     }
 
 

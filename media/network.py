@@ -45,6 +45,10 @@ class NetworkConfig:
     # fit what each receiving peer is sent to its link's estimate (send_gate); off, every peer
     # is sent everything (the estimate is still kept and shown)
     adapt_to_links: bool = True
+    # make one lighter layer of a single-layer camera for the classrooms whose link cannot
+    # carry it (media.made_layers), stopped once none has needed it for this many seconds
+    made_layers: bool = True
+    made_layer_idle_s: float = 30.0
 
     def __post_init__(self) -> None:
         for address in (*self.bind, *((self.announce,) if self.announce else ())):
@@ -63,6 +67,8 @@ class NetworkConfig:
                 raise ValueError("ICE-TCP on the UDP port's number needs a shared UDP port")
         elif self.tcp_port is not None and not 0 <= self.tcp_port <= 65535:
             raise ValueError(f"invalid TCP port {self.tcp_port}")
+        if self.made_layer_idle_s <= 0:
+            raise ValueError(f"a made layer's idle time must be positive: {self.made_layer_idle_s}")
         if not 0 < self.consent_timeout_s <= 30:
             raise ValueError(
                 f"the ICE consent timeout must be within 30 s: {self.consent_timeout_s}"

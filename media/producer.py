@@ -154,6 +154,10 @@ class Producer:
         self.group: Producer = self
         self.layers: list[Producer] = [self]
         self.followers: list[Sink] = []
+        # a layer the server makes from another of the group (media.made_layer): ranked below
+        # the streams publishers send, on their RTP clock (``timed_by``)
+        self.made = False
+        self.timed_by: Producer | None = None
 
     # ingress
 
@@ -247,6 +251,8 @@ class Producer:
 
     def rtp_timestamp_at(self, wall_time: float) -> int | None:
         """This stream's RTP timestamp at ``wall_time`` on the server's clock, if known."""
+        if self.timed_by is not None:
+            return self.timed_by.rtp_timestamp_at(wall_time)
         rate = self.codec.clock_rate
         if self._sender_report is not None:
             sender_time, rtp_timestamp = self._sender_report
@@ -383,6 +389,11 @@ class Producer:
         """Group ``layer`` (another stream of this source) under this producer."""
         layer.group = self
         self.layers = [*self.layers, layer]
+
+    def remove_layer(self, layer: Producer) -> None:
+        """Take ``layer`` out of this group (it stops: a made layer no longer needed)."""
+        if layer is not self and layer in self.layers:
+            self.layers = [other for other in self.layers if other is not layer]
 
     def ranked_layers(self) -> list[Producer]:
         """This source's layers that are sending now, best first."""

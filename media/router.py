@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .consumer import Consumer
+from .made_layers import MadeLayers
 from .network import Network
 from .peer import Peer
 from .producer import Producer, Sink
@@ -63,6 +64,13 @@ class Router:
         self._followers: dict[tuple[str | None, str], set[Sink]] = {}  # (source, kind)
         self._publishers: dict[str, Peer] = {}
         self.retired = TrafficTotals()  # what producers and consumers now gone had counted
+        config = network.config
+        # lighter layers made of single-layer sources for the classrooms that need them
+        self.made_layers = (
+            MadeLayers(router_id, self.producers.values, config.made_layer_idle_s)
+            if config.made_layers
+            else None
+        )
 
     # peers
 
@@ -168,6 +176,8 @@ class Router:
             self._retire_producer(old)
         for sink in self._followers.get(key, ()):
             sink.bind(producer)
+        if self.made_layers is not None and producer.kind == "video":
+            self.made_layers.start()
 
     def remove_producer(self, producer: Producer) -> None:
         key = (producer.source, producer.kind)
@@ -178,7 +188,8 @@ class Router:
     def _retire_producer(self, producer: Producer) -> None:
         if not producer.closed:
             for layer in producer.layers:
-                self.retired.add_producer(layer.stats)
+                if not layer.made:  # made here: not received
+                    self.retired.add_producer(layer.stats)
         producer.close()
 
     # consumers
@@ -240,7 +251,8 @@ class Router:
         totals.add(self.retired)
         for producer in self.producers.values():
             for layer in producer.layers:
-                totals.add_producer(layer.stats)
+                if not layer.made:
+                    totals.add_producer(layer.stats)
         for sink in self._following:
             if isinstance(sink, Consumer):
                 totals.add_consumer(sink.stats)
@@ -252,6 +264,8 @@ class Router:
         if self.closed:
             return
         self.closed = True
+        if self.made_layers is not None:
+            self.made_layers.close()
         for sink in list(self._following):
             self.remove_consumer(sink)
         for producer in list(self.producers.values()):

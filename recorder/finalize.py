@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .depacketizer import Framer, opus_frames
+from media.depacketizer import Framer, opus_frames
+
 from .layout import LOCK, RESULT, THUMBNAIL, TRACKS, log_name
 from .packet_log import LogTail
 from .remux import SourceWriter, TimedFrame

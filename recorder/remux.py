@@ -19,7 +19,8 @@ from typing import Any
 
 import av
 
-from .depacketizer import opus_samples, vp8_frame_size
+from media.depacketizer import opus_samples, vp8_frame_size
+
 from .thumbnail import keyframe_size
 
 VIDEO_RATE = 90_000

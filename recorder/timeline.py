@@ -18,7 +18,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from .depacketizer import RtpItem
+from media.depacketizer import RtpItem
+
 from .packet_log import FLAG_MARKER, End, Epoch, Packet, Record, SenderReport
 
 SETTLE_S = 3.0

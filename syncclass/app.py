@@ -116,6 +116,8 @@ def create_app(config: Config) -> web.Application:
         consent_timeout_s=config.ice_consent_timeout_s,
         transport_cc=config.transport_cc,
         adapt_to_links=not config.no_adaptation,
+        made_layers=config.made_layer,
+        made_layer_idle_s=config.made_layer_idle_s,
     )
     app[LESSONS] = LiveLessons(
         store, journal, network, config.max_on_stage, config.connect_timeout_s

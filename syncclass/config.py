@@ -57,6 +57,10 @@ class Config:
     metrics_lesson_ids: bool = False
     # fit what each classroom is sent to its link (off: everybody gets everything, as a baseline)
     no_adaptation: bool = False
+    # a lighter layer made once per lesson of a single-layer camera, for the classrooms whose
+    # link cannot carry it; stopped once none has needed it for this many seconds
+    made_layer: bool = True
+    made_layer_idle_s: float = 30.0
     attendance_retain_days: float | None = 365.0  # None: keep attendance and quality samples
     # transport-wide congestion control feedback to publishers (off: Chrome's slow loss-based
     # ramp, as a baseline)
@@ -455,6 +459,22 @@ _OPTIONS: tuple[_Option, ...] = (
         "until it can)",
         _switch,
         switch=True,
+    ),
+    _Option(
+        "--no-made-layer",
+        "made_layer",
+        "",
+        "never make a lighter layer of a single-layer camera (RTSP, RTMP, FFmpeg or OBS over "
+        "WHIP) for the classrooms whose link cannot carry it: they get sound only instead",
+        _switch_off,
+        switch=True,
+    ),
+    _Option(
+        "--made-layer-idle",
+        "made_layer_idle_s",
+        "SECONDS",
+        "stop a made layer once no classroom has needed it for this long",
+        _ttl,
     ),
     _Option(
         "--metrics-lesson-ids",

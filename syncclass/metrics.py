@@ -132,7 +132,15 @@ class _Collector:
             if layer["active"]
         ]
         yield _gauge(
-            "syncclass_video_layers", "video layers arriving from publishers now", len(layers)
+            "syncclass_video_layers",
+            "video layers arriving from publishers now",
+            sum(1 for _, _, layer in layers if not layer["made"]),
+        )
+        yield _gauge(
+            "syncclass_made_layers",
+            "lighter layers the server makes now of single-layer cameras (decode and encode "
+            "once per lesson) for classrooms whose link cannot carry the camera",
+            sum(len(r.made_layers.layers) for r in lessons.routers() if r.made_layers),
         )
         now = time.time()
         uplinks = [
@@ -219,7 +227,7 @@ def _per_layer(layers: list[tuple[str, str, dict[str, object]]]) -> Iterator[Met
     for lesson_id, source, layer in layers:
         if source not in ("camera", "courseware"):
             continue
-        name = str(layer["rid"] or "single")
+        name = "made" if layer["made"] else str(layer["rid"] or "single")
         for key, family in families.items():
             value = layer[key]
             family.add_metric([lesson_id, source, name], float(value) if value else 0.0)  # type: ignore[arg-type]

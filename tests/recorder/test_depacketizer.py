@@ -11,7 +11,7 @@ import pytest
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from recorder.depacketizer import Frame, Framer, opus_samples
+from media.depacketizer import Frame, Framer, opus_samples
 from tests.support.media import encode_h264_clip, encode_opus_clip, encode_vp8_clip
 
 GOP = 10

@@ -14,6 +14,7 @@ handshake would time out, so :func:`publish_with_ffmpeg` runs the muxer in a chi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import fractions
 import json
@@ -77,6 +78,7 @@ def _publish_here(
     fps: int,
     gop: int,
     cert_dir: Path,
+    bitrate: int = 600_000,
 ) -> int:
     """Run the whip muxer in this process; return the number of video frames written."""
     cert_file, key_file = make_p256_cert(cert_dir)
@@ -87,7 +89,7 @@ def _publish_here(
         video.width = width
         video.height = height
         video.pix_fmt = "yuv420p"
-        video.bit_rate = 600_000
+        video.bit_rate = bitrate
         video.codec_context.gop_size = gop
         video.codec_context.options = {
             "preset": "veryfast",
@@ -155,16 +157,17 @@ def publish_with_ffmpeg(
     fps: int = 30,
     *,
     gop: int = 30,
+    bitrate: int = 600_000,
     timeout: float | None = None,
 ) -> int:
     """Publish ``seconds`` of H.264 + Opus over WHIP with FFmpeg; return video frames written.
 
     Blocks until done (use ``asyncio.to_thread`` from a test). The picture is the same test
     pattern as :mod:`tests.support.media` (frame number + keyframe flag readable after
-    decoding), IDR every ``gop`` frames, paced in real time once the muxer is connected (the
-    WHIP exchange itself takes about a second). Raises ``RuntimeError`` with FFmpeg's log if
-    the muxer fails (e.g. the POST was refused, ICE/DTLS timed out after 5 s, or the server
-    closed the connection).
+    decoding), at ``bitrate`` bits per second, IDR every ``gop`` frames, paced in real time
+    once the muxer is connected (the WHIP exchange itself takes about a second). Raises
+    ``RuntimeError`` with FFmpeg's log if the muxer fails (e.g. the POST was refused, ICE/DTLS
+    timed out after 5 s, or the server closed the connection).
 
     The muxer never answers STUN consent checks once connected, so a server using aioice's
     default consent freshness drops it after about 30 s: keep ``seconds`` below that unless
@@ -173,20 +176,11 @@ def publish_with_ffmpeg(
     if timeout is None:
         timeout = seconds + 30.0
     with tempfile.TemporaryDirectory(prefix="whip-cert-") as cert_dir:
-        args = {
-            "whip_url": whip_url,
-            "token": token,
-            "seconds": seconds,
-            "width": width,
-            "height": height,
-            "fps": fps,
-            "gop": gop,
-            "cert_dir": cert_dir,
-        }
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        command, env = _command(
+            whip_url, token, seconds, width, height, fps, gop, bitrate, Path(cert_dir)
+        )
         proc = subprocess.run(
-            [sys.executable, "-m", "tests.support.ffmpeg_whip", json.dumps(args)],
+            command,
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
@@ -199,6 +193,57 @@ def publish_with_ffmpeg(
             f"FFmpeg WHIP publisher exited with {proc.returncode}:\n{proc.stderr[-4000:]}"
         )
     return int(json.loads(proc.stdout.strip().splitlines()[-1])["frames"])
+
+
+async def start_ffmpeg_publisher(
+    whip_url: str,
+    token: str,
+    seconds: float,
+    cert_dir: Path,
+    width: int = 320,
+    height: int = 240,
+    fps: int = 30,
+    *,
+    gop: int = 30,
+    bitrate: int = 600_000,
+) -> asyncio.subprocess.Process:
+    """As :func:`publish_with_ffmpeg`, without waiting: the publisher's process, which the
+    caller ends (``terminate``) when the test no longer needs the teacher."""
+    command, env = _command(whip_url, token, seconds, width, height, fps, gop, bitrate, cert_dir)
+    return await asyncio.create_subprocess_exec(
+        *command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+def _command(
+    whip_url: str,
+    token: str,
+    seconds: float,
+    width: int,
+    height: int,
+    fps: int,
+    gop: int,
+    bitrate: int,
+    cert_dir: Path,
+) -> tuple[list[str], dict[str, str]]:
+    args = {
+        "whip_url": whip_url,
+        "token": token,
+        "seconds": seconds,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "gop": gop,
+        "cert_dir": str(cert_dir),
+        "bitrate": bitrate,
+    }
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return [sys.executable, "-m", "tests.support.ffmpeg_whip", json.dumps(args)], env
 
 
 def _main() -> None:
@@ -218,6 +263,7 @@ def _main() -> None:
         args["fps"],
         args["gop"],
         Path(args["cert_dir"]),
+        args.get("bitrate", 600_000),
     )
     print(json.dumps({"frames": frames}), flush=True)
 

@@ -132,6 +132,16 @@ def test_ice_consent_timeout() -> None:
     assert parse_serve_args([], environ).ice_consent_timeout_s == 12.5
 
 
+def test_made_layer_options() -> None:
+    assert Config().made_layer and Config().made_layer_idle_s == 30.0
+    assert NetworkConfig().made_layers and NetworkConfig().made_layer_idle_s == 30.0
+    config = parse_serve_args(["--no-made-layer", "--made-layer-idle", "5"], {})
+    assert not config.made_layer and config.made_layer_idle_s == 5.0
+    environ = {"SYNCCLASS_NO_MADE_LAYER": "yes", "SYNCCLASS_MADE_LAYER_IDLE": "90"}
+    config = parse_serve_args([], environ)
+    assert not config.made_layer and config.made_layer_idle_s == 90.0
+
+
 def test_ice_bind_deduplicates() -> None:
     assert parse_serve_args(["--ice-bind", "10.0.0.1,10.0.0.1,"], {}).ice_bind == ("10.0.0.1",)
 
@@ -177,6 +187,8 @@ def test_resolve_with_subcommand_parser() -> None:
         (["--ice-consent-timeout", "31"], "from 1 to 30 seconds"),
         (["--ice-consent-timeout", "nan"], "from 1 to 30 seconds"),
         (["--ice-consent-timeout", "soon"], "number of seconds"),
+        (["--made-layer-idle", "0"], "positive number"),
+        (["--made-layer-idle", "soon"], "number of seconds"),
         (["--max-classrooms", "0"], "at least 1"),
         (["--log-level", "loud"], "expected one of"),
         (["--teacher-key", " "], "must not be empty"),

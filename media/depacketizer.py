@@ -1,4 +1,5 @@
-"""From RTP payloads in sequence order back to the encoded frames the publisher sent.
+"""From RTP payloads in sequence order back to the encoded frames the publisher sent (for the
+recording, and for a layer made from a single-layer source).
 
 VP8 (RFC 7741) and H.264 (RFC 6184: single NAL units, STAP-A, FU-A) frames are rebuilt
 byte for byte; nothing is decoded. A frame with a missing packet, and every frame after it
