@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 FLOOR_MARGIN = 1.0  # the video floor: the layer's bitrate with this margin, plus audio
 FAR_BELOW = 0.5  # an estimate under this share of the floor pauses video without more proof
 WARMUP_S = 3.0  # ... once the classroom's REMB has been heard this long (it starts low)
+RESUME_GRACE_S = 5.0  # ... and video has been back this long (its REMB catches up)
 RESUME_MARGIN = 1.25  # video resumes once the estimate is this far above the floor ...
 RESUME_HOLD_S = 2.0  # ... for this long
 # ... or, where the source has layers (the floor is its lowest, a small one), is tried again
@@ -370,9 +371,13 @@ class SendGate:
             # heard a while, and only beside loss: a receiver's REMB and round trip also
             # grow worse when this server, or the receiver, was held up a moment by its own
             # machine (a burst of late packets looks like a queue), which drops nothing
+            # ... and not in the first RESUME_GRACE_S after video resumed: the REMB lags what
+            # the classroom receives again (it had sound and padding), only congestion proves
+            # that the resume was wrong
             warm = (
                 self._first_remb_at is not None
                 and now - self._first_remb_at >= WARMUP_S
+                and now - self._resumed_at >= RESUME_GRACE_S
                 and self.estimate.loss >= LIGHT_LOSS
             )
             if estimate is not None:

@@ -181,8 +181,12 @@ async def test_loss_over_20000_datagrams_is_the_profiles(  # type: ignore[no-unt
         path.peer.send(seq, path.relay.address_for_peer)
         if seq % 50 == 49:
             await asyncio.sleep(0.001)  # leave the socket buffers room
-    await asyncio.sleep(0.1)
     stats = path.link.uplink.stats
+    for _ in range(100):  # the link reads what is left in its socket (later on a busy machine)
+        if stats.datagrams_in >= count:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
     received = sorted(seq for seq, *_ in path.server.got)
     assert stats.datagrams_in == count
     assert len(received) == stats.delivered == count - stats.lost
