@@ -11,6 +11,7 @@ BENCHMARKS = {
     "hotpath": "bench.hotpath",
     "made-layer": "bench.made_layer",
     "recorder": "bench.recorder_cpu",
+    "school-sources": "bench.school_sources",
     "transports": "bench.transports",
     "soak": "bench.soak",
     "uplink": "bench.uplink",
