@@ -17,7 +17,7 @@ from tests.server import Server
 from tests.support.browser import open_page
 from tests.support.link_emulator import POOR, LinkEmulator
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 WATCH_S = 15.0
 
@@ -90,8 +90,9 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
     try:
         good = await join(browser, lesson["join_url"], "城区", None)
         poor = await join(browser, lesson["join_url"], "山区", link)
-        # the server sees the poor link cannot carry 720p and feeds it a lower layer
-        deadline = time.monotonic() + 60
+        # the server sees the poor link cannot carry 720p and feeds it a lower layer (a busy
+        # teacher's browser may drop its top layer for a while: then the link carries it all)
+        deadline = time.monotonic() + 100
         state: dict[str, Any] = {}
         while time.monotonic() < deadline:
             state = await link_of(server, "山区")
