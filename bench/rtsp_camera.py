@@ -4,14 +4,13 @@ pre-encoded H.264 clip in a loop with AAC sound, and telling when it produced ea
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 from tests.server import free_port
-from tests.support.rtsp_camera import SYSTEM_PYTHON
+from tests.support.rtsp_camera import SYSTEM_PYTHON, start_camera_server
 
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_camera_server.py")
 
@@ -43,20 +42,7 @@ class BenchCamera:
             str(self.fps),
             str(self.stamps_path),
         ]
-        with open(self.log_path, "ab") as log:
-            process = subprocess.Popen(
-                arguments,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")},
-            )
-        assert process.stdout is not None
-        line = process.stdout.readline().decode().strip()
-        if line != "ready":
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"the RTSP camera did not start ({line!r}): {self.log_path}")
-        self._process = process
+        self._process = start_camera_server(arguments, self.log_path)
 
     def produced(self) -> dict[int, list[float]]:
         """For each frame number of the clip, when the camera produced it (monotonic s)."""

@@ -40,7 +40,7 @@ from bench.weak_links import (
     _sample,
     _status,
 )
-from tests.support.browser import launch, open_page
+from tests.support.browser import RECEIVED, launch, open_page
 from tests.support.link_emulator import GOOD, LinkEmulator
 from tests.support.uplink import write_y4m
 
@@ -55,28 +55,6 @@ NAMES = {
 TEACHER_TOP_WAIT_S = 60.0  # the teacher's browser climbs to 720p by itself
 SETTLE_S = 10.0  # joined: connected, first keyframe, first estimates
 
-# Each classroom page's camera picture and sound, as its getStats() tells them.
-RECEIVED = """
-async () => {
-  let video = null, audio = null;
-  for (const pc of window.__peerConnections || []) {
-    if (pc.connectionState === 'closed') continue;
-    (await pc.getStats()).forEach((r) => {
-      if (r.type !== 'inbound-rtp') return;
-      if (r.kind === 'video' && (!video || (r.framesDecoded || 0) > video.framesDecoded)) {
-        video = {framesDecoded: r.framesDecoded || 0, freezeCount: r.freezeCount || 0,
-                 freezes: r.totalFreezesDuration || 0, height: r.frameHeight || 0,
-                 nacks: r.nackCount || 0, plis: r.pliCount || 0};
-      }
-      if (r.kind === 'audio' && (!audio || (r.totalSamplesReceived || 0) > audio.samples)) {
-        audio = {samples: r.totalSamplesReceived || 0, concealed: r.concealedSamples || 0,
-                 delay: r.jitterBufferDelay || 0, emitted: r.jitterBufferEmittedCount || 0};
-      }
-    });
-  }
-  return {video, audio};
-}
-"""
 EMPTY = {
     "video": {"framesDecoded": 0, "freezeCount": 0, "freezes": 0.0, "height": 0, "nacks": 0},
     "audio": {"samples": 0, "concealed": 0, "delay": 0.0, "emitted": 0},

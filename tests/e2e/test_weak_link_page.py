@@ -14,33 +14,12 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.server import Server
-from tests.support.browser import open_page
+from tests.support.browser import RECEIVED, open_page
 from tests.support.link_emulator import POOR, LinkEmulator
 
 pytestmark = pytest.mark.timeout(300)
 
 WATCH_S = 15.0
-
-# The classroom's camera picture and sound as its getStats() tells them.
-RECEIVED = """
-async () => {
-  let video = null, audio = null;
-  for (const pc of window.__peerConnections || []) {
-    if (pc.connectionState === 'closed') continue;
-    (await pc.getStats()).forEach((r) => {
-      if (r.type !== 'inbound-rtp') return;
-      if (r.kind === 'video' && (!video || (r.framesDecoded || 0) > video.framesDecoded)) {
-        video = {framesDecoded: r.framesDecoded || 0, freezeCount: r.freezeCount || 0,
-                 freezes: r.totalFreezesDuration || 0, height: r.frameHeight || 0};
-      }
-      if (r.kind === 'audio' && (!audio || (r.totalSamplesReceived || 0) > audio.samples)) {
-        audio = {samples: r.totalSamplesReceived || 0, concealed: r.concealedSamples || 0};
-      }
-    });
-  }
-  return {video, audio};
-}
-"""
 
 
 async def received(page: Page) -> dict[str, Any]:

@@ -77,6 +77,29 @@ async () => {
 }
 """
 
+# A classroom page's camera picture and sound, as its getStats() tells them.
+RECEIVED = """
+async () => {
+  let video = null, audio = null;
+  for (const pc of window.__peerConnections || []) {
+    if (pc.connectionState === 'closed') continue;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      if (r.kind === 'video' && (!video || (r.framesDecoded || 0) > video.framesDecoded)) {
+        video = {framesDecoded: r.framesDecoded || 0, freezeCount: r.freezeCount || 0,
+                 freezes: r.totalFreezesDuration || 0, height: r.frameHeight || 0,
+                 nacks: r.nackCount || 0, plis: r.pliCount || 0};
+      }
+      if (r.kind === 'audio' && (!audio || (r.totalSamplesReceived || 0) > audio.samples)) {
+        audio = {samples: r.totalSamplesReceived || 0, concealed: r.concealedSamples || 0,
+                 delay: r.jitterBufferDelay || 0, emitted: r.jitterBufferEmittedCount || 0};
+      }
+    });
+  }
+  return {video, audio};
+}
+"""
+
 # What the user sees in each <video>: decoded frames presented, and the picture size.
 VIDEOS = """
 () => Object.fromEntries([...document.querySelectorAll('video')].map((v) => {

@@ -29,6 +29,25 @@ CLIP_FPS = 25
 CLIP_GOP = 25  # a keyframe every second, as cameras are often set
 
 
+def start_camera_server(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start an RTSP camera server script (system Python, GStreamer) and wait for its
+    ``ready`` line; its errors go to ``log_path``."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            arguments,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")},
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline().decode().strip()
+    if line != "ready":
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the RTSP camera did not start ({line!r}): {log_path}")
+    return process
+
+
 @functools.cache
 def make_clip(directory: Path, seconds: int = 40) -> Path:
     """``seconds`` of the marker pattern, 320×240 at 25 fps, H.264 (baseline, an IDR every
@@ -138,20 +157,7 @@ class RtspCamera:
         arguments = [SYSTEM_PYTHON, str(SERVER_SCRIPT), str(self.port), self.path, self.pipeline]
         if self.credentials is not None:
             arguments.append(":".join(self.credentials))
-        with open(self.log_path, "ab") as log:
-            process = subprocess.Popen(
-                arguments,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")},
-            )
-        assert process.stdout is not None
-        line = process.stdout.readline().decode().strip()
-        if line != "ready":
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"the RTSP camera did not start ({line!r}): {self.log_path}")
-        self._process = process
+        self._process = start_camera_server(arguments, self.log_path)
 
     def stop(self) -> None:
         """The camera vanishes at once (SIGKILL: no RTSP TEARDOWN, no goodbye)."""
