@@ -8,18 +8,33 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.server import Server
-from tests.support.browser import RECEIVED, open_page
+from tests.support.browser import RECEIVED, launch, open_page
 from tests.support.link_emulator import POOR, LinkEmulator
+from tests.support.uplink import write_y4m
 
 pytestmark = pytest.mark.timeout(300)
 
 WATCH_S = 15.0
+
+
+@pytest.fixture
+async def textured_browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    """Chromium whose fake camera plays a moving, textured 1280x720 picture: the teacher's
+    720p layer then costs 1.5-2 Mbit/s, more than the poor link carries (the default fake
+    camera's flat picture costs less than 1 Mbit/s, and would fit it)."""
+    picture = write_y4m(tmp_path / "textured.y4m", seconds=2.0)
+    async with async_playwright() as playwright:
+        instance = await launch(playwright, extra=[f"--use-file-for-fake-video-capture={picture}"])
+        yield instance
+        await instance.close()
 
 
 async def received(page: Page) -> dict[str, Any]:
@@ -42,8 +57,9 @@ async def link_of(server: Server, name: str) -> dict[str, Any]:
 
 
 async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_breaks(
-    server: Server, browser: Browser
+    server: Server, textured_browser: Browser
 ) -> None:
+    browser = textured_browser
     lesson = server.create_lesson("弱网")
     teacher = await open_page(browser, lesson["teacher_url"])
     await expect(teacher.locator("#state")).to_have_attribute("data-state", "ready")
