@@ -34,6 +34,9 @@ class Peer:
     """Owns one RTCPeerConnection; closing it closes its producers or consumers."""
 
     role = "peer"
+    # peer connections shut since the process started: an RTCPeerConnection is a web of
+    # reference cycles, freed only by a full garbage collection (see syncclass/cycles.py)
+    shut_total = 0
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class Peer:
 
     async def _shut(self) -> None:
         await self.pc.close()
+        Peer.shut_total += 1
         for callback in self._on_close:
             try:
                 callback(self)

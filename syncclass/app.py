@@ -33,6 +33,7 @@ from . import metrics, pages, status
 from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import Config
+from .cycles import collect_cycles
 from .disk_reserve import DISK_RESERVE, RESERVE_FILE, DiskReserve
 from .journal import SqliteLessonJournal
 from .open_files import watch_open_files
@@ -154,6 +155,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(journal_retention)
     app.cleanup_ctx.append(watch_open_files)
+    app.cleanup_ctx.append(collect_cycles)
     app.on_shutdown.append(_close_rtmp)
     app.on_shutdown.append(_close_lessons)
     app.on_cleanup.append(_close_store)
