@@ -655,7 +655,9 @@ class Consumer:
             quality.rtt_ms = rtt_s * 1000
         quality.reports += 1
         if self.gate is not None:
-            self.gate.on_report(quality.fraction_lost, quality.rtt_ms, self.kind, packets)
+            self.gate.on_report(
+                quality.fraction_lost, quality.rtt_ms, self.kind, packets, rtt_s is not None
+            )
 
     def on_remb(self, bitrate: int) -> None:
         self.quality.remb_bps = bitrate
@@ -723,6 +725,12 @@ class Consumer:
             sent += len(packet) + 10
         self.stats.padding_octets += sent
         return sent
+
+    def send_report_now(self) -> None:
+        """Send a sender report at once (its round trip times the end of a probe)."""
+        hook = getattr(self._link, "report_now", None)
+        if hook is not None:
+            hook()
 
     def repeat(self, on: bool) -> None:
         """Send each packet with the one or two before it (RED, where the peer negotiated

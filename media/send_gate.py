@@ -17,6 +17,13 @@ padding (a *probe*, on their RTX stream) at a share of the classroom's REMB, in 
 that its REMB measures its link and can grow back; a classroom that never sent a REMB, or
 whose REMB went stale while its reports show a clean link again (after an outage), is tried
 again (video resumes) once the hold is over.
+
+After a large drop (the estimate far below what the link carried on the best layers), the
+gate also probes above the estimate (media.rate_probe): short bursts of padding at twice, then
+three times what is sent, up to what the best layers need. A probe the classroom's feedback
+shows carried lifts its estimate at once (media.estimate) and the classroom takes, at once,
+the best that fits (video resumes on it when it was paused): back from a collapse in seconds,
+where its REMB would take ~40 s to grow back.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .estimate import LIGHT_LOSS, Estimate
-from .layer_choice import UP_MARGIN, LayerOption, LayerSelector, options_of
+from .layer_choice import UP_MARGIN, LayerOption, LayerSelector, allocate, options_of
 from .layers import LayerChoice, top_layer
+from .rate_probe import RateProbe
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -57,6 +65,7 @@ STABLE_S = 30.0  # ... that is, when video paused again within this long
 PROBE_SHARE = 0.9
 PROBE_MIN_BPS = 64_000
 PROBE_INTERVAL_S = 0.05
+RATE_PROBE_TICK_S = 0.02  # a rate probe's padding goes out in smaller bursts than this ...
 # Probes come in windows: one this long, then a rest as long as the pause's hold (doubled each
 # time, up to PAUSE_HOLD_MAX_S), so that a link that cannot carry the picture is not kept full
 # of padding.
@@ -122,6 +131,10 @@ class GatedConsumer(Protocol):
 
     def send_padding(self, octets: int) -> int:
         """Send about ``octets`` of padding; returns how many were sent (0: cannot)."""
+        ...
+
+    def send_report_now(self) -> None:
+        """Send a sender report at once (where it can)."""
         ...
 
     def repeat(self, on: bool) -> None:
@@ -200,6 +213,7 @@ class SendGate:
         self._ceiling_hold = CEILING_HOLD_S
         self._stepped_up_at = -1e9
         self._clean_since: float | None = None  # reports without loss or queue since
+        self.rate_probe = RateProbe()
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
@@ -218,7 +232,9 @@ class SendGate:
         now = self._now()
         if self._first_remb_at is None:
             self._first_remb_at = now
+        before = self.estimate.remb(now)
         self.estimate.on_remb(bps, now)
+        self.rate_probe.on_remb(bps, before, now)
         self._reported_at = now
         self._decide(now)
 
@@ -228,8 +244,10 @@ class SendGate:
         rtt_ms: float | None,
         kind: str = "video",
         packets: int | None = None,
+        rtt_new: bool = True,
     ) -> None:
-        """One receiver report of one stream: its loss over the ``packets`` it covers."""
+        """One receiver report of one stream: its loss over the ``packets`` it covers;
+        ``rtt_new``: ``rtt_ms`` was measured by this report (not an earlier one)."""
         now = self._now()
         if kind == "audio":
             self._audio_loss(fraction_lost, now)
@@ -240,6 +258,15 @@ class SendGate:
                 self._clean_since = now
         else:
             self._clean_since = None
+        estimate = self.estimate
+        clean = estimate.loss < LIGHT_LOSS and not estimate.queueing and not estimate.congested
+        if self.adaptive and self.video and self.state == FULL:
+            self.rate_probe.on_full(self.sent_bps, clean, now)
+        else:
+            self.rate_probe.not_full()
+        self.rate_probe.on_report(
+            estimate.loss, rtt_ms if rtt_new else None, estimate.congested, now
+        )
         self._reported_at = now
         self._decide(now)
 
@@ -322,11 +349,11 @@ class SendGate:
         option = opts[self.selector.current(options)[index]]
         return option.layer, option.max_tid
 
-    def _select(self, estimate: float, warm: bool, now: float) -> None:
+    def _select(self, estimate: float, warm: bool, now: float, at_once: bool = False) -> None:
         options = self._options()
         before = self.selector.current(options)
         target = self.selector.decide(
-            options, estimate - self._audio_bps, self.estimate.congested, warm, now
+            options, estimate - self._audio_bps, self.estimate.congested, warm, now, at_once
         )
         if target is None:
             return
@@ -361,10 +388,17 @@ class SendGate:
         for consumer in self._video:
             consumer.reselect_layer()
 
-    def _decide(self, now: float) -> None:
+    def _decide(self, now: float, proven: bool = False) -> None:
+        """``proven``: a probe just showed the link carries the estimate (take what fits now)."""
         estimate = self.estimate.bps
         floor = self.floor_bps
         if not self.adaptive or floor is None:
+            return
+        if proven and estimate is not None:
+            if self.video:
+                self._select(estimate, False, now, at_once=True)
+            elif estimate >= floor:
+                self._set(True, "probe", now, budget=estimate)
             return
         if self.video:
             # a REMB below what is sent is acted on without congestion only once it has been
@@ -433,7 +467,9 @@ class SendGate:
         self.switches += 1
         SWITCHES[state] += 1
 
-    def _set(self, video: bool, reason: str, now: float) -> None:
+    def _set(self, video: bool, reason: str, now: float, budget: float | None = None) -> None:
+        """Pause or resume video; ``budget``: what a probe showed the link carries (resume on
+        the best that fits it, rather than the lowest)."""
         self.video = video
         self._room_since = None
         state = AUDIO_ONLY
@@ -441,6 +477,8 @@ class SendGate:
             # back on the lowest layers; up from there as the estimate shows room
             options = self._options()
             lowest = [max(len(opts) - 1, 0) for opts in options]
+            if budget is not None:
+                lowest = allocate(options, (budget - self._audio_bps) / UP_MARGIN)
             if any(options):
                 self._feed(options, lowest)
             state = REDUCED if any(lowest) else FULL
@@ -474,14 +512,14 @@ class SendGate:
 
     # probes
 
-    def _schedule_probe(self) -> None:
+    def _schedule_probe(self, delay: float = PROBE_INTERVAL_S) -> None:
         if self._probe is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._probe = loop.call_later(PROBE_INTERVAL_S, self._send_probe)
+        self._probe = loop.call_later(delay, self._send_probe)
 
     def _stop_probe(self) -> None:
         if self._probe is not None:
@@ -498,6 +536,8 @@ class SendGate:
             self._decide(now)
             if self.video:
                 return
+        if self._rate_probe(now):
+            return
         if now < self._probe_rest_until:
             self._schedule_probe()
             return
@@ -549,6 +589,52 @@ class SendGate:
                 octets -= consumer.send_padding(octets)
         self._schedule_probe()
 
+    def _rate_probe(self, now: float) -> bool:
+        """Run the probe above the estimate after a large drop, if one is due or running;
+        False: none is, the ordinary padding goes on."""
+        probe = self.rate_probe
+        if not self.adaptive:
+            return False
+        rate = probe.rate
+        verdict = probe.verdict(now)
+        if verdict is not None and rate is not None:
+            if verdict:
+                self.estimate.on_probe(rate, now)
+                self._decide(now, proven=True)
+            if self.video and self.state == FULL:
+                return True
+        if not probe.running:
+            options = self._options()
+            if not any(options) or self.floor_bps is None:
+                return False
+            audio = self._audio_bps
+            if self.video:
+                need = self.selector.next_need(options)
+                if need is None:
+                    return False
+                next_need = need + audio
+            else:
+                next_need = self.floor_bps
+            top_need = sum(opts[0].bps for opts in options if opts) + audio
+            want = probe.want(self.estimate.bps, self.sent_bps, next_need, top_need, now)
+            if want is None:
+                return False
+            probe.start(want, self.estimate.base_rtt, self.estimate.loss, now)
+        if probe.sending(now) and probe.rate is not None:
+            media = self._audio_bps + (sum(o.bps for o in self.choice) if self.video else 0.0)
+            octets = int(max(probe.rate - media, 0.0) * RATE_PROBE_TICK_S / 8)
+            for consumer in self._video:
+                if octets > 0:
+                    octets -= consumer.send_padding(octets)
+            if not probe.sending(now + RATE_PROBE_TICK_S):
+                # its end: the round trip of a report sent now shows the queue it built
+                for consumer in self._consumers:
+                    consumer.send_report_now()
+            self._schedule_probe(RATE_PROBE_TICK_S)
+        else:
+            self._schedule_probe()  # waiting for the verdict
+        return True
+
     def close(self) -> None:
         self._stop_probe()
         self._consumers.clear()
@@ -574,4 +660,5 @@ class SendGate:
                 for o in self.choice
             ],
             **self.estimate.as_json(),
+            **self.rate_probe.as_json(),
         }

@@ -101,6 +101,7 @@ class EgressRtcp:
         self._link = link
         extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
         link.stamp_send_time = any(e.uri == ABS_SEND_TIME for e in extensions)
+        link.report_now = lambda: self._send_sender_report(link)
         self._sink.attach(link, EgressParameters(sender._ssrc, sender._rtx_ssrc, extensions))
 
     async def _run_rtp(self, codec: Any) -> None:

@@ -68,6 +68,9 @@ class Room:
         self.padding += octets
         return octets
 
+    def send_report_now(self) -> None:
+        pass
+
     def repeat(self, on: bool) -> None:
         self.repeated = on
 
