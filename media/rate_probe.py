@@ -62,6 +62,7 @@ class RateProbe:
         "_evidence",
         "_next_at",
         "_passed_at",
+        "failed_by",
     )
 
     def __init__(self) -> None:
@@ -79,6 +80,7 @@ class RateProbe:
         self._evidence = False
         self._next_at = -math.inf
         self._passed_at = -math.inf
+        self.failed_by = ""  # what stopped the latest probe that failed
 
     @property
     def running(self) -> bool:
@@ -140,19 +142,24 @@ class RateProbe:
         if self.rate is None or before is None or before <= 0:
             return
         if not REMB_STEP_DOWN * before <= bps <= REMB_STEP_UP * before:
-            self._failed = True  # its overuse detector fired: the probe built a queue
+            self._fail("remb")  # its overuse detector fired: the probe built a queue
 
     def on_report(self, loss: float, rtt_ms: float | None, congested: bool, now: float) -> None:
         if self.rate is None:
             return
         if congested or loss >= max(LOSS_ADDED, self._loss_ref + LOSS_ADDED):
-            self._failed = True
+            self._fail("loss")
         ref = self._rtt_ref
         if rtt_ms is not None and now >= self._started_at + PROBE_S / 2:
             if ref is not None and rtt_ms > ref + max(RTT_RISE_MS, RTT_RISE_SHARE * ref):
-                self._failed = True
+                self._fail("rtt")
             if now >= self._ends_at + EVIDENCE_AFTER_S:
                 self._evidence = True
+
+    def _fail(self, why: str) -> None:
+        if not self._failed:
+            self._failed = True
+            self.failed_by = why
 
     def verdict(self, now: float) -> bool | None:
         """True: the link carried ``rate`` (ends the probe); False: it did not (ends it); None:
@@ -164,6 +171,7 @@ class RateProbe:
         if self._evidence:
             return self._end(True, now)
         if now >= self._ends_at + VERDICT_WAIT_S:
+            self.failed_by = "no proof"
             return self._end(False, now, proof_missing=True)
         return None
 
@@ -187,4 +195,6 @@ class RateProbe:
             "probe_kbps": None if self.rate is None else round(self.rate / 1000),
             "carried_kbps": None if self.carried is None else round(self.carried / 1000),
             "probes_passed": self.passed,
+            "probe_failures": self.failures,
+            "probe_failed_by": self.failed_by,
         }

@@ -252,6 +252,10 @@ class SendGate:
         if kind == "audio":
             self._audio_loss(fraction_lost, now)
         self._measure(now)
+        # a stream's round trip is measured only by the reports that answer its sender
+        # reports: a paused video stream sends none, and the round trip it had before (in the
+        # queue of a collapse) is not the link's now
+        rtt_ms = rtt_ms if rtt_new else None
         self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now, packets)
         if self.estimate.loss < LIGHT_LOSS and not self.estimate.queueing:
             if self._clean_since is None:
@@ -264,9 +268,7 @@ class SendGate:
             self.rate_probe.on_full(self.sent_bps, clean, now)
         else:
             self.rate_probe.not_full()
-        self.rate_probe.on_report(
-            estimate.loss, rtt_ms if rtt_new else None, estimate.congested, now
-        )
+        self.rate_probe.on_report(estimate.loss, rtt_ms, estimate.congested, now)
         self._reported_at = now
         self._decide(now)
 
