@@ -636,7 +636,9 @@ class Consumer:
         jitter: int,
         rtt_s: float | None,
         highest_sequence: int | None = None,
+        report_age_s: float | None = None,
     ) -> None:
+        """``report_age_s``: how long ago the sender report that ``rtt_s`` answers was sent."""
         quality = self.quality
         # the packets this report covers: the growth of the extended highest sequence number
         # the classroom received since its last report (None: unknown, or out of order)
@@ -656,7 +658,12 @@ class Consumer:
         quality.reports += 1
         if self.gate is not None:
             self.gate.on_report(
-                quality.fraction_lost, quality.rtt_ms, self.kind, packets, rtt_s is not None
+                quality.fraction_lost,
+                quality.rtt_ms,
+                self.kind,
+                packets,
+                rtt_s is not None,
+                report_age_s,
             )
 
     def on_remb(self, bitrate: int) -> None:

@@ -26,7 +26,9 @@ CARRIED_HOLD_S = 5.0  # clean reports on the best layers this long: the link car
 CARRIED_MEMORY_S = 300.0  # ... remembered this long
 LARGE_DROP = 0.66  # probing starts when the estimate falls below this share of what it carried
 CHAIN_S = 10.0  # ... and goes on this long after a probe that passed, while a better layer waits
-PROBE_S = 1.0  # a probe sends at its rate this long
+PROBE_S = 0.8  # a probe sends at its rate this long
+CLEAN_BEFORE_S = 2.0  # ... once the classroom's reports have shown no loss or queue this long,
+SETTLE_S = 4.0  # ... and this long after a step down (the link's queue drains first)
 FIRST_GAIN = 2.0  # the first probe of a climb: this many times what is sent (or estimated)
 NEXT_GAIN = 3.0  # ... and after one that passed
 MARGIN = 1.25  # a probe shows what a layer needs with this to spare (keyframes, repairs)
@@ -109,12 +111,26 @@ class RateProbe:
 
     # when and how high
 
+    def stepped_down(self, now: float) -> None:
+        """The classroom was just moved down (or its video paused)."""
+        self._next_at = max(self._next_at, now + SETTLE_S)
+        self._passed_at = -math.inf
+
     def want(
-        self, estimate: float | None, sent_bps: float, next_need: float, top_need: float, now: float
+        self,
+        estimate: float | None,
+        media_bps: float,
+        next_need: float,
+        top_need: float,
+        clean_for: float,
+        now: float,
     ) -> float | None:
-        """The rate to probe now (None: not now). ``next_need``: what the next better layers
-        need, sound included; ``top_need``: what the best need."""
+        """The rate to probe now (None: not now). ``media_bps``: what the classroom is fed
+        now; ``next_need``: what the next better layers need, sound included; ``top_need``:
+        what the best need; ``clean_for``: how long its reports have shown no loss or queue."""
         if self.rate is not None or now < self._next_at or estimate is None:
+            return None
+        if clean_for < CLEAN_BEFORE_S:
             return None
         carried = self.carried
         if carried is None or now - self._carried_at > CARRIED_MEMORY_S:
@@ -122,7 +138,7 @@ class RateProbe:
         chain = now - self._passed_at <= CHAIN_S
         if not chain and estimate >= LARGE_DROP * carried:
             return None
-        base = max(estimate, sent_bps)
+        base = max(estimate, media_bps)
         rate = (NEXT_GAIN if chain else FIRST_GAIN) * base
         rate = max(rate, next_need * MARGIN)
         return min(rate, max(top_need * MARGIN, next_need * MARGIN))
@@ -144,13 +160,24 @@ class RateProbe:
         if not REMB_STEP_DOWN * before <= bps <= REMB_STEP_UP * before:
             self._fail("remb")  # its overuse detector fired: the probe built a queue
 
-    def on_report(self, loss: float, rtt_ms: float | None, congested: bool, now: float) -> None:
+    def on_report(
+        self,
+        loss: float,
+        rtt_ms: float | None,
+        congested: bool,
+        now: float,
+        measured_at: float | None = None,
+    ) -> None:
+        """A receiver report; ``measured_at``: when the sender report whose round trip it
+        tells was sent (None: unknown, taken as now)."""
         if self.rate is None:
             return
         if congested or loss >= max(LOSS_ADDED, self._loss_ref + LOSS_ADDED):
             self._fail("loss")
         ref = self._rtt_ref
-        if rtt_ms is not None and now >= self._started_at + PROBE_S / 2:
+        # only a round trip measured during the probe's second half, or after, tells its queue
+        at = now if measured_at is None else measured_at
+        if rtt_ms is not None and at >= self._started_at + PROBE_S / 2:
             if ref is not None and rtt_ms > ref + max(RTT_RISE_MS, RTT_RISE_SHARE * ref):
                 self._fail("rtt")
             if now >= self._ends_at + EVIDENCE_AFTER_S:

@@ -90,6 +90,7 @@ AUDIO_REPEAT_OFF = 0.003
 AUDIO_REPEAT_HOLD_S = 30.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
+REPORT_AGE_MAX_S = 3.0  # a round trip answering an older sender report is not the link's now
 
 FULL = "full"  # the best layers the sources send
 REDUCED = "reduced"  # lower layers: what fits the classroom's link
@@ -245,17 +246,20 @@ class SendGate:
         kind: str = "video",
         packets: int | None = None,
         rtt_new: bool = True,
+        report_age_s: float | None = None,
     ) -> None:
         """One receiver report of one stream: its loss over the ``packets`` it covers;
-        ``rtt_new``: ``rtt_ms`` was measured by this report (not an earlier one)."""
+        ``rtt_new``: ``rtt_ms`` was measured by this report (not an earlier one), answering
+        the sender report sent ``report_age_s`` ago (None: unknown)."""
         now = self._now()
         if kind == "audio":
             self._audio_loss(fraction_lost, now)
         self._measure(now)
-        # a stream's round trip is measured only by the reports that answer its sender
-        # reports: a paused video stream sends none, and the round trip it had before (in the
-        # queue of a collapse) is not the link's now
-        rtt_ms = rtt_ms if rtt_new else None
+        # a stream's round trip is measured only by the reports that answer its latest sender
+        # reports: a paused video stream sends none, and its receiver goes on answering the
+        # last one, sent into the queue of a collapse, with the round trip the link had then
+        fresh = rtt_new and (report_age_s is None or report_age_s <= REPORT_AGE_MAX_S)
+        rtt_ms = rtt_ms if fresh else None
         self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now, packets)
         if self.estimate.loss < LIGHT_LOSS and not self.estimate.queueing:
             if self._clean_since is None:
@@ -268,7 +272,14 @@ class SendGate:
             self.rate_probe.on_full(self.sent_bps, clean, now)
         else:
             self.rate_probe.not_full()
-        self.rate_probe.on_report(estimate.loss, rtt_ms, estimate.congested, now)
+        self.rate_probe.on_report(
+            estimate.loss,
+            rtt_ms,
+            estimate.congested,
+            now,
+            None if report_age_s is None or rtt_ms is None else now - report_age_s,
+        )
+
         self._reported_at = now
         self._decide(now)
 
@@ -369,6 +380,7 @@ class SendGate:
             )
             self._ceiling = estimate / CEILING_SHARE
             self._ceiling_until = now + self._ceiling_hold
+            self.rate_probe.stepped_down(now)
         self._feed(options, target)
         state = REDUCED if any(target) else FULL
         self._set_state(state, "probe" if up else (self.estimate.reason or "estimate"), now)
@@ -502,6 +514,7 @@ class SendGate:
             self._probe_from = now
             self._probe_rest_until = 0.0
             self._probe_rest = self._hold
+            self.rate_probe.stepped_down(now)
             self._schedule_probe()
         if self._on_change is not None:
             self._on_change(self)
@@ -618,7 +631,9 @@ class SendGate:
             else:
                 next_need = self.floor_bps
             top_need = sum(opts[0].bps for opts in options if opts) + audio
-            want = probe.want(self.estimate.bps, self.sent_bps, next_need, top_need, now)
+            media = audio + (sum(o.bps for o in self.choice) if self.video else 0.0)
+            clean_for = 0.0 if self._clean_since is None else now - self._clean_since
+            want = probe.want(self.estimate.bps, media, next_need, top_need, clean_for, now)
             if want is None:
                 return False
             probe.start(want, self.estimate.base_rtt, self.estimate.loss, now)
@@ -663,4 +678,5 @@ class SendGate:
             ],
             **self.estimate.as_json(),
             **self.rate_probe.as_json(),
+
         }
