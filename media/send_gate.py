@@ -678,5 +678,4 @@ class SendGate:
             ],
             **self.estimate.as_json(),
             **self.rate_probe.as_json(),
-
         }

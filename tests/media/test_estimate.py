@@ -343,14 +343,3 @@ def test_a_layered_classroom_back_from_a_collapse_is_tried_on_the_lowest_layer()
     assert gate.choice and gate.choice[0].height == 180
     back = states.index(REDUCED)
     assert back + 1 >= CLEAN_TRIAL_S  # one row per second
-
-
-class _Fed(Room):
-    """The video a layered classroom is sent: the layer the gate chose (nothing while
-    paused), plus the padding of its probes."""
-
-    gate: SendGate
-
-    def sent_octets(self) -> int:
-        self.bps = self.gate.choice[0].bps if self.gate.choice else 1_600_000
-        return super().sent_octets()

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from media.rate_probe import RateProbe
 from media.send_gate import AUDIO_ONLY, FULL, SendGate
-from tests.media.test_estimate import AUDIO_BPS, Clock, Room, _Fed, _Layers
+from tests.media.test_estimate import AUDIO_BPS, Clock, Room, _Layers
+
+
+class _Fed(Room):
+    """The video a layered classroom is sent: the layer the gate chose (nothing while
+    paused), plus the padding of its probes."""
+
+    gate: SendGate
+
+    def sent_octets(self) -> int:
+        self.bps = self.gate.choice[0].bps if self.gate.choice else 1_600_000
+        return super().sent_octets()
+
 
 TICK_S = 0.05
 QUEUE_S = 0.15  # the bottleneck's buffer, in seconds at its rate
