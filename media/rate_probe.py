@@ -26,17 +26,21 @@ CARRIED_HOLD_S = 5.0  # clean reports on the best layers this long: the link car
 CARRIED_MEMORY_S = 300.0  # ... remembered this long
 LARGE_DROP = 0.66  # probing starts when the estimate falls below this share of what it carried
 CHAIN_S = 10.0  # ... and goes on this long after a probe that passed, while a better layer waits
-PROBE_S = 0.8  # a probe sends at its rate this long
+PROBE_S = 0.5  # a probe sends at its rate this long
 CLEAN_BEFORE_S = 2.0  # ... once the classroom's reports have shown no loss or queue this long,
 SETTLE_S = 4.0  # ... and this long after a step down (the link's queue drains first)
 FIRST_GAIN = 2.0  # the first probe of a climb: this many times what is sent (or estimated)
 NEXT_GAIN = 3.0  # ... and after one that passed
-MARGIN = 1.25  # a probe shows what a layer needs with this to spare (keyframes, repairs)
+MARGIN = 1.5  # a probe shows what a layer needs with this to spare (keyframes, repairs)
 EVIDENCE_AFTER_S = 0.1  # a receiver report this long after the probe ends tells its round trip
 VERDICT_WAIT_S = 2.0  # no such report this long after the probe: not proven
-RETRY_S = 4.0  # the next probe after one that failed ...
-RETRY_DOUBLING_AFTER = 6  # ... doubled after this many failures in a row ...
-RETRY_MAX_S = 60.0  # ... up to this
+# The next probe after one that failed: RETRY_S, then 1.5 times longer after each failure in a
+# row up to RETRY_SOON_MAX_S (a collapse of a few tens of seconds is probed a few times, and its
+# end found within that), and after RETRY_LONG_AFTER failures doubled up to RETRY_MAX_S.
+RETRY_S = 4.0
+RETRY_SOON_MAX_S = 8.0
+RETRY_LONG_AFTER = 8
+RETRY_MAX_S = 60.0
 RTT_RISE_MS = 30.0  # a round trip this much above the one before the probe: a queue built ...
 RTT_RISE_SHARE = 0.2  # ... or this share of it, whichever is more
 # a receiver's AIMD moves its REMB by at most +8 % per update unless its overuse detector fired
@@ -213,8 +217,10 @@ class RateProbe:
         self._passed_at = -math.inf
         if not proof_missing:
             self.failures += 1
-        doublings = max(self.failures - RETRY_DOUBLING_AFTER, 0)
-        self._next_at = now + min(RETRY_S * 2**doublings, RETRY_MAX_S)
+        failures = max(self.failures, 1)
+        wait = min(RETRY_S * 1.5 ** (failures - 1), RETRY_SOON_MAX_S)
+        wait *= 2 ** max(failures - RETRY_LONG_AFTER, 0)
+        self._next_at = now + min(wait, RETRY_MAX_S)
         return False
 
     def as_json(self) -> dict[str, object]:

@@ -66,6 +66,9 @@ PROBE_SHARE = 0.9
 PROBE_MIN_BPS = 64_000
 PROBE_INTERVAL_S = 0.05
 RATE_PROBE_TICK_S = 0.02  # a rate probe's padding goes out in smaller bursts than this ...
+# ... for the time since the last one, at most this (a busy event loop ticks late: the padding
+# makes up for it, or the probe would prove less than it claims)
+RATE_PROBE_CATCH_UP_S = 0.1
 # Probes come in windows: one this long, then a rest as long as the pause's hold (doubled each
 # time, up to PAUSE_HOLD_MAX_S), so that a link that cannot carry the picture is not kept full
 # of padding.
@@ -215,6 +218,7 @@ class SendGate:
         self._stepped_up_at = -1e9
         self._clean_since: float | None = None  # reports without loss or queue since
         self.rate_probe = RateProbe()
+        self._rate_probe_at: float | None = None  # the latest padding of a rate probe
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
@@ -637,9 +641,13 @@ class SendGate:
             if want is None:
                 return False
             probe.start(want, self.estimate.base_rtt, self.estimate.loss, now)
+            self._rate_probe_at = now - RATE_PROBE_TICK_S
         if probe.sending(now) and probe.rate is not None:
             media = self._audio_bps + (sum(o.bps for o in self.choice) if self.video else 0.0)
-            octets = int(max(probe.rate - media, 0.0) * RATE_PROBE_TICK_S / 8)
+            last = now - RATE_PROBE_TICK_S if self._rate_probe_at is None else self._rate_probe_at
+            elapsed = min(max(now - last, 0.0), RATE_PROBE_CATCH_UP_S)
+            self._rate_probe_at = now
+            octets = int(max(probe.rate - media, 0.0) * elapsed / 8)
             for consumer in self._video:
                 if octets > 0:
                     octets -= consumer.send_padding(octets)
