@@ -12,8 +12,9 @@ that costs something is stopped at once and tried again later; a probe that pass
 by a higher one, so the climb is exponential (×2, then ×3) up to what the best layers need.
 
 Probing starts only where the link has carried much more before (``CARRIED_HOLD_S`` of clean
-reports on the best layers): a steady weak link (rural, poor) is not pushed above what it has
-shown it carries, and a classroom that tells nothing is never probed.
+reports on the best layers, with an estimate no lower than what was sent): a steady weak link
+(rural, poor, satellite) is not pushed above what it has shown it carries, and a classroom
+that tells nothing is never probed.
 
 Pure logic, fed with the classroom's feedback and the clock; the send gate sends the padding.
 """
@@ -100,7 +101,7 @@ class RateProbe:
 
     def on_full(self, sent_bps: float, clean: bool, now: float) -> None:
         """The classroom is on the best layers; ``clean``: its latest report showed no loss to
-        speak of and no queue."""
+        speak of and no queue, and its estimate is no lower than ``sent_bps``."""
         if not clean:
             self._clean_full_since = None
             return

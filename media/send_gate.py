@@ -273,7 +273,10 @@ class SendGate:
         estimate = self.estimate
         clean = estimate.loss < LIGHT_LOSS and not estimate.queueing and not estimate.congested
         if self.adaptive and self.video and self.state == FULL:
-            self.rate_probe.on_full(self.sent_bps, clean, now)
+            # the link carries what it is sent when its reports are clean and its own
+            # estimator says as much (a satellite link's REMB stays below it)
+            carries = estimate.bps is not None and estimate.bps >= self.sent_bps
+            self.rate_probe.on_full(self.sent_bps, clean and carries, now)
         else:
             self.rate_probe.not_full()
         self.rate_probe.on_report(

@@ -40,7 +40,7 @@ class Classroom:
         self.gate.add(Room(self.clock, "audio", AUDIO_BPS))
         self.rate = rate
         self.backlog = 0.0  # bits waiting in the bottleneck
-        self.remb = 300_000.0
+        self.remb = 2_500_000.0  # a settled estimate on a good link
         self.ticks = 0
         self.sent = self.lost = 0.0  # bits, since the latest report
         self.total_sent = self.total_lost = 0.0  # bits, all along
