@@ -97,7 +97,6 @@ class Estimate:
         "_nacks_at",
         "_pool",
         "_proven",
-        "overused_at",
     )
 
     def __init__(self) -> None:
@@ -120,14 +119,12 @@ class Estimate:
         # (when, packets lost, packets covered) of the latest reports, for the pooled loss
         self._pool: deque[tuple[float, float, int]] = deque()
         self._proven: float | None = None  # what a probe showed the link carries
-        self.overused_at = -math.inf  # the latest REMB step of the receiver's overuse detector
 
     # what the classroom says
 
     def on_remb(self, bps: float, now: float) -> None:
         before = self.remb(now)
         if before is not None and not REMB_STEP_DOWN * before <= bps <= REMB_STEP_UP * before:
-            self.overused_at = now
             self._proven = None  # the classroom saw its link full: its REMB rules again
         self._remb = bps / REMB_DECREASE
         self._remb_at = now

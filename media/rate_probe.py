@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import math
 
+from .estimate import REMB_STEP_DOWN, REMB_STEP_UP
+
 CARRIED_HOLD_S = 5.0  # clean reports on the best layers this long: the link carries what is sent
 CARRIED_MEMORY_S = 300.0  # ... remembered this long
 LARGE_DROP = 0.66  # probing starts when the estimate falls below this share of what it carried
 CHAIN_S = 10.0  # ... and goes on this long after a probe that passed, while a better layer waits
-PROBE_S = 0.5  # a probe sends at its rate this long
+# A probe sends at its rate this long: at 1.5 times a link's rate it builds a queue of 150 ms,
+# which the round trip of the sender report sent as it ends shows, before a drop-tail buffer
+# of 150 ms overflows (and the sound with it)
+PROBE_S = 0.3
 CLEAN_BEFORE_S = 2.0  # ... once the classroom's reports have shown no loss or queue this long,
 SETTLE_S = 4.0  # ... and this long after a step down (the link's queue drains first)
 FIRST_GAIN = 2.0  # the first probe of a climb: this many times what is sent (or estimated)
@@ -44,10 +49,6 @@ RETRY_LONG_AFTER = 8
 RETRY_MAX_S = 60.0
 RTT_RISE_MS = 30.0  # a round trip this much above the one before the probe: a queue built ...
 RTT_RISE_SHARE = 0.2  # ... or this share of it, whichever is more
-# a receiver's AIMD moves its REMB by at most +8 % per update unless its overuse detector fired
-# (then to 0.85 of what it received: down, or, where the REMB was far below that, up)
-REMB_STEP_DOWN = 0.97
-REMB_STEP_UP = 1.12
 LOSS_ADDED = 0.02  # loss this much above the loss before the probe (at least) is its cost
 
 
