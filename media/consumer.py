@@ -636,7 +636,9 @@ class Consumer:
         jitter: int,
         rtt_s: float | None,
         highest_sequence: int | None = None,
+        report_age_s: float | None = None,
     ) -> None:
+        """``report_age_s``: how long ago the sender report that ``rtt_s`` answers was sent."""
         quality = self.quality
         # the packets this report covers: the growth of the extended highest sequence number
         # the classroom received since its last report (None: unknown, or out of order)
@@ -655,7 +657,14 @@ class Consumer:
             quality.rtt_ms = rtt_s * 1000
         quality.reports += 1
         if self.gate is not None:
-            self.gate.on_report(quality.fraction_lost, quality.rtt_ms, self.kind, packets)
+            self.gate.on_report(
+                quality.fraction_lost,
+                quality.rtt_ms,
+                self.kind,
+                packets,
+                rtt_s is not None,
+                report_age_s,
+            )
 
     def on_remb(self, bitrate: int) -> None:
         self.quality.remb_bps = bitrate
@@ -723,6 +732,12 @@ class Consumer:
             sent += len(packet) + 10
         self.stats.padding_octets += sent
         return sent
+
+    def send_report_now(self) -> None:
+        """Send a sender report at once (its round trip times the end of a probe)."""
+        hook = getattr(self._link, "report_now", None)
+        if hook is not None:
+            hook()
 
     def repeat(self, on: bool) -> None:
         """Send each packet with the one or two before it (RED, where the peer negotiated

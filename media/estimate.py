@@ -21,6 +21,13 @@ Two bounds, the lower one counts:
   bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything,
   or at once when a report is clean (no loss to speak of, no queue) while a REMB is fresh.
 
+A **probe** the link carried (media.rate_probe: padding well above the estimate, without loss,
+queue or an overuse step of the classroom's REMB) lifts the REMB bound to the probed rate at
+once: after a collapse the receiver's estimator would take ~40 s to grow back by itself. The
+proof holds until the REMB has grown past it, and gives way to what shows congestion: an
+overuse step of the REMB (the REMB rules again), a queue (down to what was sent, less the share
+a receiver's estimator takes off), loss with a queue or heavy loss (the loss bound).
+
 A classroom that tells nothing (no REMB, no receiver report) has no estimate (``bps`` None):
 nothing is held back from it.
 """
@@ -56,6 +63,11 @@ REMB_FRESH_S = 5.0  # a REMB older than this bounds nothing any more
 # that overrate the link cost the sound when the picture resumes.
 REMB_DECREASE = 1.0
 LOSS_BOUND_SLACK = 1.5  # the loss bound is dropped once this far above what is sent
+# A receiver's AIMD moves its REMB by at most +8 % an update, unless its overuse detector fired
+# (then to 0.85 of what it received): a REMB step outside this band is that detector's.
+REMB_STEP_DOWN = 0.97
+REMB_STEP_UP = 1.12
+QUEUED_SHARE = 0.85  # a queue under a proven rate: down to this share of what is sent
 NACK_WINDOW_S = 2.0
 
 
@@ -84,6 +96,7 @@ class Estimate:
         "_nacks",
         "_nacks_at",
         "_pool",
+        "_proven",
     )
 
     def __init__(self) -> None:
@@ -105,13 +118,41 @@ class Estimate:
         self._nacks_at: float | None = None
         # (when, packets lost, packets covered) of the latest reports, for the pooled loss
         self._pool: deque[tuple[float, float, int]] = deque()
+        self._proven: float | None = None  # what a probe showed the link carries
 
     # what the classroom says
 
     def on_remb(self, bps: float, now: float) -> None:
+        before = self.remb(now)
+        if before is not None and not REMB_STEP_DOWN * before <= bps <= REMB_STEP_UP * before:
+            self._proven = None  # the classroom saw its link full: its REMB rules again
         self._remb = bps / REMB_DECREASE
         self._remb_at = now
+        if self._proven is not None and bps >= self._proven:
+            self._proven = None  # the REMB has grown past what was proven
         self._update(now, "remb")
+
+    def on_probe(self, bps: float, now: float) -> None:
+        """A probe showed that the link carries ``bps``: the estimate is lifted to it at once
+        (it never comes down for it)."""
+        if self.bps is not None and bps <= self.bps:
+            return
+        self._proven = bps
+        if self._loss_bound is not None and self._loss_bound < bps:
+            self._loss_bound = None
+        self._update(now, "probe")
+        if self.bps is not None and self.bps < bps and self._bounds(now) >= bps:
+            self.bps = bps  # no slow rise: the probe is the proof
+            self.reason = "probe"
+
+    @property
+    def proven(self) -> float | None:
+        return self._proven
+
+    @property
+    def base_rtt(self) -> float | None:
+        """The shortest round trip seen lately (ms)."""
+        return self._base_rtt
 
     def remb(self, now: float) -> float | None:
         """The classroom's latest REMB as it said it, if fresh."""
@@ -142,6 +183,10 @@ class Estimate:
             self._recent_rtts.append(rtt_ms)
             queueing = min(self._recent_rtts) - base > max(QUEUEING_MS, QUEUEING_SHARE * base)
         self.queueing = queueing
+        if queueing and self._proven is not None and sent_bps > 0:
+            self._proven = min(self._proven, QUEUED_SHARE * sent_bps)
+            if self.bps is not None and self._proven < self.bps:
+                self.bps = max(self._proven, self.remb(now) or 0.0)
         heavy = fraction_lost >= HEAVY_LOSS and self._pooled_lost() >= HEAVY_MIN_LOST
         self.congested = heavy or (fraction_lost >= LIGHT_LOSS and queueing)
         if heavy:
@@ -199,8 +244,17 @@ class Estimate:
 
     # the estimate
 
+    def _bounds(self, now: float) -> float:
+        remb = self._remb if now - self._remb_at <= REMB_FRESH_S else None
+        if self._proven is not None:
+            remb = max(remb or 0.0, self._proven)
+        bounds = [b for b in (remb, self._loss_bound) if b is not None]
+        return min(bounds) if bounds else math.inf
+
     def _update(self, now: float, reason: str) -> None:
         remb = self._remb if now - self._remb_at <= REMB_FRESH_S else None
+        if self._proven is not None:
+            remb = max(remb or 0.0, self._proven)
         bounds = [b for b in (remb, self._loss_bound) if b is not None]
         target = min(bounds) if bounds else None
         current = self.bps
@@ -233,4 +287,5 @@ class Estimate:
             "loss": round(self.loss, 4),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1),
             "nacks_per_s": round(self.nack_rate, 1),
+            "proven_kbps": None if self._proven is None else round(self._proven / 1000, 1),
         }

@@ -137,10 +137,12 @@ class LayerSelector:
         congested: bool,
         warm: bool,
         now: float,
+        at_once: bool = False,
     ) -> list[int] | None:
         """New indexes to take, or None to stay. ``budget``: what the classroom's link carries
         for video; ``congested``: its estimate sees loss with queueing; ``warm``: its estimate
-        has been heard long enough to act on without congestion."""
+        has been heard long enough to act on without congestion; ``at_once``: a probe has just
+        shown the link carries the budget (no wait before a step up)."""
         if not any(options):
             return None
         current = self.current(options)
@@ -163,7 +165,7 @@ class LayerSelector:
             return None
         if self._room_since is None:
             self._room_since = now
-        if now - self._room_since < self._up_hold:
+        if now - self._room_since < self._up_hold and not at_once:
             return None
         if now - self._up_at >= STABLE_S:
             self._up_hold = UP_HOLD_S

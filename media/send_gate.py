@@ -17,6 +17,13 @@ padding (a *probe*, on their RTX stream) at a share of the classroom's REMB, in 
 that its REMB measures its link and can grow back; a classroom that never sent a REMB, or
 whose REMB went stale while its reports show a clean link again (after an outage), is tried
 again (video resumes) once the hold is over.
+
+After a large drop (the estimate far below what the link carried on the best layers), the
+gate also probes above the estimate (media.rate_probe): short bursts of padding at twice, then
+three times what is sent, up to what the best layers need. A probe the classroom's feedback
+shows carried lifts its estimate at once (media.estimate) and the classroom takes, at once,
+the best that fits (video resumes on it when it was paused): back from a collapse in seconds,
+where its REMB would take ~40 s to grow back.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .estimate import LIGHT_LOSS, Estimate
-from .layer_choice import UP_MARGIN, LayerOption, LayerSelector, options_of
+from .layer_choice import UP_MARGIN, LayerOption, LayerSelector, allocate, options_of
 from .layers import LayerChoice, top_layer
+from .rate_probe import RateProbe
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -57,6 +65,10 @@ STABLE_S = 30.0  # ... that is, when video paused again within this long
 PROBE_SHARE = 0.9
 PROBE_MIN_BPS = 64_000
 PROBE_INTERVAL_S = 0.05
+RATE_PROBE_TICK_S = 0.02  # a rate probe's padding goes out in smaller bursts than this ...
+# ... for the time since the last one, at most this (a busy event loop ticks late: the padding
+# makes up for it, or the probe would prove less than it claims)
+RATE_PROBE_CATCH_UP_S = 0.1
 # Probes come in windows: one this long, then a rest as long as the pause's hold (doubled each
 # time, up to PAUSE_HOLD_MAX_S), so that a link that cannot carry the picture is not kept full
 # of padding.
@@ -81,6 +93,7 @@ AUDIO_REPEAT_OFF = 0.003
 AUDIO_REPEAT_HOLD_S = 30.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
+REPORT_AGE_MAX_S = 3.0  # a round trip answering an older sender report is not the link's now
 
 FULL = "full"  # the best layers the sources send
 REDUCED = "reduced"  # lower layers: what fits the classroom's link
@@ -122,6 +135,10 @@ class GatedConsumer(Protocol):
 
     def send_padding(self, octets: int) -> int:
         """Send about ``octets`` of padding; returns how many were sent (0: cannot)."""
+        ...
+
+    def send_report_now(self) -> None:
+        """Send a sender report at once (where it can)."""
         ...
 
     def repeat(self, on: bool) -> None:
@@ -200,6 +217,8 @@ class SendGate:
         self._ceiling_hold = CEILING_HOLD_S
         self._stepped_up_at = -1e9
         self._clean_since: float | None = None  # reports without loss or queue since
+        self.rate_probe = RateProbe()
+        self._rate_probe_at: float | None = None  # the latest padding of a rate probe
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
@@ -218,7 +237,9 @@ class SendGate:
         now = self._now()
         if self._first_remb_at is None:
             self._first_remb_at = now
+        before = self.estimate.remb(now)
         self.estimate.on_remb(bps, now)
+        self.rate_probe.on_remb(bps, before, now)
         self._reported_at = now
         self._decide(now)
 
@@ -228,18 +249,44 @@ class SendGate:
         rtt_ms: float | None,
         kind: str = "video",
         packets: int | None = None,
+        rtt_new: bool = True,
+        report_age_s: float | None = None,
     ) -> None:
-        """One receiver report of one stream: its loss over the ``packets`` it covers."""
+        """One receiver report of one stream: its loss over the ``packets`` it covers;
+        ``rtt_new``: ``rtt_ms`` was measured by this report (not an earlier one), answering
+        the sender report sent ``report_age_s`` ago (None: unknown)."""
         now = self._now()
         if kind == "audio":
             self._audio_loss(fraction_lost, now)
         self._measure(now)
+        # a stream's round trip is measured only by the reports that answer its latest sender
+        # reports: a paused video stream sends none, and its receiver goes on answering the
+        # last one, sent into the queue of a collapse, with the round trip the link had then
+        fresh = rtt_new and (report_age_s is None or report_age_s <= REPORT_AGE_MAX_S)
+        rtt_ms = rtt_ms if fresh else None
         self.estimate.on_report(fraction_lost, rtt_ms, self.sent_bps, now, packets)
         if self.estimate.loss < LIGHT_LOSS and not self.estimate.queueing:
             if self._clean_since is None:
                 self._clean_since = now
         else:
             self._clean_since = None
+        estimate = self.estimate
+        clean = estimate.loss < LIGHT_LOSS and not estimate.queueing and not estimate.congested
+        if self.adaptive and self.video and self.state == FULL:
+            # the link carries what it is sent when its reports are clean and its own
+            # estimator says as much (a satellite link's REMB stays below it)
+            carries = estimate.bps is not None and estimate.bps >= self.sent_bps
+            self.rate_probe.on_full(self.sent_bps, clean and carries, now)
+        else:
+            self.rate_probe.not_full()
+        self.rate_probe.on_report(
+            estimate.loss,
+            rtt_ms,
+            estimate.congested,
+            now,
+            None if report_age_s is None or rtt_ms is None else now - report_age_s,
+        )
+
         self._reported_at = now
         self._decide(now)
 
@@ -322,11 +369,11 @@ class SendGate:
         option = opts[self.selector.current(options)[index]]
         return option.layer, option.max_tid
 
-    def _select(self, estimate: float, warm: bool, now: float) -> None:
+    def _select(self, estimate: float, warm: bool, now: float, at_once: bool = False) -> None:
         options = self._options()
         before = self.selector.current(options)
         target = self.selector.decide(
-            options, estimate - self._audio_bps, self.estimate.congested, warm, now
+            options, estimate - self._audio_bps, self.estimate.congested, warm, now, at_once
         )
         if target is None:
             return
@@ -340,6 +387,7 @@ class SendGate:
             )
             self._ceiling = estimate / CEILING_SHARE
             self._ceiling_until = now + self._ceiling_hold
+            self.rate_probe.stepped_down(now)
         self._feed(options, target)
         state = REDUCED if any(target) else FULL
         self._set_state(state, "probe" if up else (self.estimate.reason or "estimate"), now)
@@ -361,10 +409,17 @@ class SendGate:
         for consumer in self._video:
             consumer.reselect_layer()
 
-    def _decide(self, now: float) -> None:
+    def _decide(self, now: float, proven: bool = False) -> None:
+        """``proven``: a probe just showed the link carries the estimate (take what fits now)."""
         estimate = self.estimate.bps
         floor = self.floor_bps
         if not self.adaptive or floor is None:
+            return
+        if proven and estimate is not None:
+            if self.video:
+                self._select(estimate, False, now, at_once=True)
+            elif estimate >= floor:
+                self._set(True, "probe", now, budget=estimate)
             return
         if self.video:
             # a REMB below what is sent is acted on without congestion only once it has been
@@ -433,7 +488,9 @@ class SendGate:
         self.switches += 1
         SWITCHES[state] += 1
 
-    def _set(self, video: bool, reason: str, now: float) -> None:
+    def _set(self, video: bool, reason: str, now: float, budget: float | None = None) -> None:
+        """Pause or resume video; ``budget``: what a probe showed the link carries (resume on
+        the best that fits it, rather than the lowest)."""
         self.video = video
         self._room_since = None
         state = AUDIO_ONLY
@@ -441,6 +498,8 @@ class SendGate:
             # back on the lowest layers; up from there as the estimate shows room
             options = self._options()
             lowest = [max(len(opts) - 1, 0) for opts in options]
+            if budget is not None:
+                lowest = allocate(options, (budget - self._audio_bps) / UP_MARGIN)
             if any(options):
                 self._feed(options, lowest)
             state = REDUCED if any(lowest) else FULL
@@ -462,6 +521,7 @@ class SendGate:
             self._probe_from = now
             self._probe_rest_until = 0.0
             self._probe_rest = self._hold
+            self.rate_probe.stepped_down(now)
             self._schedule_probe()
         if self._on_change is not None:
             self._on_change(self)
@@ -474,14 +534,14 @@ class SendGate:
 
     # probes
 
-    def _schedule_probe(self) -> None:
+    def _schedule_probe(self, delay: float = PROBE_INTERVAL_S) -> None:
         if self._probe is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._probe = loop.call_later(PROBE_INTERVAL_S, self._send_probe)
+        self._probe = loop.call_later(delay, self._send_probe)
 
     def _stop_probe(self) -> None:
         if self._probe is not None:
@@ -498,6 +558,8 @@ class SendGate:
             self._decide(now)
             if self.video:
                 return
+        if self._rate_probe(now):
+            return
         if now < self._probe_rest_until:
             self._schedule_probe()
             return
@@ -549,6 +611,58 @@ class SendGate:
                 octets -= consumer.send_padding(octets)
         self._schedule_probe()
 
+    def _rate_probe(self, now: float) -> bool:
+        """Run the probe above the estimate after a large drop, if one is due or running;
+        False: none is, the ordinary padding goes on."""
+        probe = self.rate_probe
+        if not self.adaptive:
+            return False
+        rate = probe.rate
+        verdict = probe.verdict(now)
+        if verdict is not None and rate is not None:
+            if verdict:
+                self.estimate.on_probe(rate, now)
+                self._decide(now, proven=True)
+            if self.video and self.state == FULL:
+                return True
+        if not probe.running:
+            options = self._options()
+            if not any(options) or self.floor_bps is None:
+                return False
+            audio = self._audio_bps
+            if self.video:
+                need = self.selector.next_need(options)
+                if need is None:
+                    return False
+                next_need = need + audio
+            else:
+                next_need = self.floor_bps
+            top_need = sum(opts[0].bps for opts in options if opts) + audio
+            media = audio + (sum(o.bps for o in self.choice) if self.video else 0.0)
+            clean_for = 0.0 if self._clean_since is None else now - self._clean_since
+            want = probe.want(self.estimate.bps, media, next_need, top_need, clean_for, now)
+            if want is None:
+                return False
+            probe.start(want, self.estimate.base_rtt, self.estimate.loss, now)
+            self._rate_probe_at = now - RATE_PROBE_TICK_S
+        if probe.sending(now) and probe.rate is not None:
+            media = self._audio_bps + (sum(o.bps for o in self.choice) if self.video else 0.0)
+            last = now - RATE_PROBE_TICK_S if self._rate_probe_at is None else self._rate_probe_at
+            elapsed = min(max(now - last, 0.0), RATE_PROBE_CATCH_UP_S)
+            self._rate_probe_at = now
+            octets = int(max(probe.rate - media, 0.0) * elapsed / 8)
+            for consumer in self._video:
+                if octets > 0:
+                    octets -= consumer.send_padding(octets)
+            if not probe.sending(now + RATE_PROBE_TICK_S):
+                # its end: the round trip of a report sent now shows the queue it built
+                for consumer in self._consumers:
+                    consumer.send_report_now()
+            self._schedule_probe(RATE_PROBE_TICK_S)
+        else:
+            self._schedule_probe()  # waiting for the verdict
+        return True
+
     def close(self) -> None:
         self._stop_probe()
         self._consumers.clear()
@@ -574,4 +688,5 @@ class SendGate:
                 for o in self.choice
             ],
             **self.estimate.as_json(),
+            **self.rate_probe.as_json(),
         }

@@ -62,6 +62,7 @@ class EgressSink(Protocol):
         jitter: int,
         rtt_s: float | None,
         highest_sequence: int | None = None,
+        report_age_s: float | None = None,
     ) -> None: ...
 
     def on_remb(self, bitrate: int) -> None: ...
@@ -101,6 +102,7 @@ class EgressRtcp:
         self._link = link
         extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
         link.stamp_send_time = any(e.uri == ABS_SEND_TIME for e in extensions)
+        link.report_now = lambda: self._send_sender_report(link)
         self._sink.attach(link, EgressParameters(sender._ssrc, sender._rtx_ssrc, extensions))
 
     async def _run_rtp(self, codec: Any) -> None:
@@ -173,16 +175,18 @@ class EgressRtcp:
             for report in packet.reports:
                 if report.ssrc != ssrc:
                     continue
-                rtt = None
+                rtt = age = None
                 sent = self._sr_sent.get(report.lsr)
                 if sent is not None and report.lsr:
-                    rtt = max(time.time() - sent - report.dlsr / 65536, 0.0)
+                    age = max(time.time() - sent, 0.0)  # since the sender report it answers
+                    rtt = max(age - report.dlsr / 65536, 0.0)
                 sink.on_receiver_report(
                     report.fraction_lost,
                     report.packets_lost,
                     report.jitter,
                     rtt,
                     report.highest_sequence,
+                    age,
                 )
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             sink.on_nack(packet.lost)

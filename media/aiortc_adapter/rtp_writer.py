@@ -74,6 +74,7 @@ class DtlsLink:
         "reliable",
         "stamp_send_time",
         "repeat",
+        "report_now",
         "__weakref__",
     )
 
@@ -85,6 +86,9 @@ class DtlsLink:
         # each datagram sent twice (sound on a lossy link: the peer's replay check drops the
         # copy when the original arrived)
         self.repeat = False
+        # send this stream's sender report at once (set by its RTCP loop): a probe's end is
+        # timed by the round trip of the report sent as it ends
+        self.report_now: Callable[[], None] | None = None
         self._connection = dtls.transport._connection
         self._length = srtp_ffi.new("int *")
         self._new_buffer()
