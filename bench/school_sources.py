@@ -518,6 +518,7 @@ def watch_lesson(
                 {
                     name: {
                         "state": _link(status, name).get("state"),
+                        "reason": _link(status, name).get("why"),
                         "height": ((_link(status, name).get("layers") or [{}])[0]).get("height"),
                     }
                     for name in rooms
@@ -536,6 +537,9 @@ def watch_lesson(
             figures = watched(room, begin, end)
             figures["delay"] = _delay(delays_ms(room.video, produced, begin, end))
             states = Counter(s[name]["state"] for s in samples)
+            figures["pause_reasons"] = dict(
+                Counter(s[name]["reason"] for s in samples if s[name]["state"] == "audio_only")
+            )
             fed = Counter(s[name]["height"] for s in samples)
             figures["server_states"] = dict(states)
             figures["heights_fed"] = {str(k): v for k, v in fed.items()}
@@ -622,6 +626,13 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         row["audio_played_runs"] = [run[name]["audio_played"] for run in runs]
         out[name] = row
     return out
+
+
+def _paused(row: dict[str, Any]) -> str:
+    """Of the once-a-second samples of the server's status, how many found the classroom's
+    picture paused (sound only)."""
+    states = row.get("server_states", {})
+    return f"{states.get('audio_only', 0)} of {sum(states.values())} s"
 
 
 def _ms(delay: dict[str, Any]) -> str:
@@ -716,8 +727,8 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         "",
         "| classroom | height decoded | frames decoded/s | readable/s | frozen | sound played "
-        "| frozen, each lesson | target |",
-        "|---|---|---|---|---|---|---|---|",
+        "| frozen, each lesson | picture paused by the server, each lesson | target |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, target in (
         ("poor", "frozen ≤ 1 %, sound ≥ 99 %, made layer"),
@@ -730,6 +741,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {name} | {row['height']} | {row['video_fps']:.1f} | {row['readable_fps']:.1f} "
             f"| {row['freeze_share']:.1%} | {audio} "
             f"| {', '.join(f'{share:.1%}' for share in row.get('freeze_shares', []))} "
+            f"| {', '.join(_paused(run[name]) for run in result['rtsp_runs'])} "
             f"| {target} |"
         )
     lines += [
@@ -737,7 +749,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Made layer of the camera: {_layer(rtsp['made_layers'])}. Poor classroom's freezes "
         f"in each lesson (start s, length s): "
         f"{'; '.join(str(run['poor']['freezes'] or 'none') for run in result['rtsp_runs'])}. "
-        "*frozen*: gaps of "
+        "*picture paused*: the send gate paused the classroom's video (sound only, "
+        "`audio_only`), sampled each second. *frozen*: gaps of "
         f"{FREEZE_S * 1000:.0f} ms or more between frames decoded with a readable number. "
         "*sound played*: 20 ms frames decoded over those their timestamps span.",
         "",
