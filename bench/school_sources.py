@@ -1,6 +1,6 @@
 """School-sources benchmark: what an RTSP camera and a made layer cost and add, beside WHIP.
 
-    scripts/bench school-sources [--seconds 20] [--weak-seconds 60]
+    scripts/bench school-sources [--seconds 20] [--weak-seconds 60] [--runs 3]
 
 One source in every lesson: 1920x1080 at 30 fps, H.264 at ~2.5 Mbit/s in one layer (a keyframe
 each second, as cameras are set), every picture carrying its frame number (the marker of
@@ -23,10 +23,11 @@ one with ``--no-made-layer`` (forwarding only), one as by default.
    no loss, no added delay, so the link adds little but still cannot carry the original).
 3. **Weak link**, RTSP camera: in the same lesson as 2's RTSP classrooms, a classroom on the
    poor profile (1 Mbit/s, 3 % loss, 150 ms RTT); once it is on the made layer, for
-   ``--weak-seconds``: its freeze share (gaps of 500 ms or more between frames decoded with a
-   readable number), frames decoded per second, the share of sound frames played (20 ms
-   frames decoded over those the stream's timestamps span), and the height decoded; the
-   classroom on loopback must get the original 1080 lines all along.
+   ``--weak-seconds``, in ``--runs`` lessons one after the other (medians): its freeze share
+   (gaps of 500 ms or more between frames decoded with a readable number), frames decoded
+   per second, the share of sound frames played (20 ms frames decoded over those the
+   stream's timestamps span), and the height decoded; the classroom on loopback must get the
+   original 1080 lines all along.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import argparse
 import asyncio
 import json
 import pickle
+import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -46,7 +48,7 @@ import numpy as np
 from aiortc import RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
-from aiortc.utils import uint16_add
+from aiortc.utils import uint16_add, uint16_gt
 
 from media.aiortc_adapter.consent import authenticate_media, keep_consent
 from tests.support.link_emulator import POOR, LinkEmulator, Profile
@@ -183,9 +185,56 @@ class H264JitterBuffer(BrowserJitterBuffer):
         return super().add(packet)
 
 
+class BrowserNacks:
+    """Which packets a classroom asks to be sent again, as libwebrtc's ``NackRequester`` does:
+    a missing packet at once, then again every round trip (``kDefaultRttMs``, 100 ms, until
+    one is measured) for as long as it stays missing, up to 10 times.
+
+    aiortc's ``NackGenerator`` asks again only when another packet goes missing: on a lossy
+    link a NACK lost on the way up, or a retransmission lost on the way down, leaves the frame
+    waiting for the next loss, often a second later, a freeze a browser does not have. Takes
+    its place in ``RTCRtpReceiver``: ``add`` says whether to send a NACK now, ``missing`` is
+    what it asks for."""
+
+    RESEND_S = 0.100
+    MAX_ASKS = 10
+    HISTORY = 1000  # packets behind the newest that are still worth asking for
+
+    def __init__(self) -> None:
+        self.max_seq: int | None = None
+        self.missing: list[int] = []
+        self._asked: dict[int, list[float]] = {}  # sequence number -> [last asked, times]
+
+    def add(self, packet: Any) -> bool:
+        seq = packet.sequence_number
+        if self.max_seq is None:
+            self.max_seq = seq
+            return False
+        if uint16_gt(seq, self.max_seq):
+            gap = uint16_add(self.max_seq, 1)
+            while uint16_gt(seq, gap):
+                self._asked[gap] = [-1e9, 0]
+                gap = uint16_add(gap, 1)
+            self.max_seq = seq
+        else:
+            self._asked.pop(seq, None)
+        now = time.monotonic()
+        oldest = uint16_add(self.max_seq, -self.HISTORY)
+        due = []
+        for gap, asked in list(self._asked.items()):
+            if asked[1] >= self.MAX_ASKS or uint16_gt(oldest, gap):
+                del self._asked[gap]
+            elif now - asked[0] >= self.RESEND_S:
+                asked[0], asked[1] = now, asked[1] + 1
+                due.append(gap)
+        self.missing = due
+        return bool(due)
+
+
 def _install_jitter_buffer() -> None:
     """Video through H264JitterBuffer (as a browser's: asks for a keyframe after 3 s without
-    a frame, drops what a keyframe makes useless); aiortc's own decoders (real decoding)."""
+    a frame, drops what a keyframe makes useless), NACKs as a browser sends them
+    (BrowserNacks); aiortc's own decoders (real decoding)."""
     import aiortc.rtcrtpreceiver as receiver_module
 
     make_buffer = receiver_module.JitterBuffer
@@ -194,6 +243,7 @@ def _install_jitter_buffer() -> None:
         return H264JitterBuffer() if is_video else make_buffer(capacity, prefetch, is_video)
 
     receiver_module.JitterBuffer = buffer_for  # type: ignore[misc,assignment]
+    receiver_module.NackGenerator = BrowserNacks  # type: ignore[misc,assignment]
 
 
 class Watcher:
@@ -468,6 +518,7 @@ def watch_lesson(
                 {
                     name: {
                         "state": _link(status, name).get("state"),
+                        "reason": _link(status, name).get("why"),
                         "height": ((_link(status, name).get("layers") or [{}])[0]).get("height"),
                     }
                     for name in rooms
@@ -486,14 +537,27 @@ def watch_lesson(
             figures = watched(room, begin, end)
             figures["delay"] = _delay(delays_ms(room.video, produced, begin, end))
             states = Counter(s[name]["state"] for s in samples)
+            figures["pause_reasons"] = dict(
+                Counter(s[name]["reason"] for s in samples if s[name]["state"] == "audio_only")
+            )
             fed = Counter(s[name]["height"] for s in samples)
             figures["server_states"] = dict(states)
             figures["heights_fed"] = {str(k): v for k, v in fed.items()}
             figures["server"] = {
-                k: _link(status, name).get(k) for k in ("state", "estimate_kbps", "switches")
+                k: _link(status, name).get(k)
+                for k in (
+                    "state",
+                    "estimate_kbps",
+                    "switches",
+                    "nacks",
+                    "retransmitted",
+                    "not_resent",
+                    "keyframe_requests",
+                )
             }
             if room.link is not None:
                 figures["link"] = room.link.downlink.stats.as_dict()
+                figures["uplink"] = room.link.uplink.stats.as_dict()
             result[name] = figures
         return result
     finally:
@@ -544,6 +608,31 @@ def camera_alone(frames: list[bytes], tmp: Path, seconds: float) -> dict[str, An
 
 
 # --- report ---------------------------------------------------------------------------------
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The weak-link lessons in one: the run whose poor classroom froze the median share
+    (its delays, freezes and layers as they were), with each classroom's freeze share, frames
+    per second and sound played as medians over the runs."""
+    ordered = sorted(runs, key=lambda run: run["poor"]["freeze_share"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    out = dict(middle)
+    for name in ("good", "narrow", "poor"):
+        row = dict(middle[name])
+        for key in ("freeze_share", "video_fps", "readable_fps", "audio_played"):
+            values = sorted(run[name][key] for run in runs if run[name][key] is not None)
+            row[key] = statistics.median(values) if values else None
+        row["freeze_shares"] = [run[name]["freeze_share"] for run in runs]
+        row["audio_played_runs"] = [run[name]["audio_played"] for run in runs]
+        out[name] = row
+    return out
+
+
+def _paused(row: dict[str, Any]) -> str:
+    """Of the once-a-second samples of the server's status, how many found the classroom's
+    picture paused (sound only)."""
+    states = row.get("server_states", {})
+    return f"{states.get('audio_only', 0)} of {sum(states.values())} s"
 
 
 def _ms(delay: dict[str, Any]) -> str:
@@ -629,18 +718,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {_ms(rtsp['poor']['delay'])} | {rtsp['poor']['delay']['frames']} "
         f"| {rtsp['poor']['height']} |",
         "",
-        f"## Weak link, {clip['height']}p single-layer RTSP camera ({rtsp['seconds']:.0f} s, "
+        f"## Weak link, {clip['height']}p single-layer RTSP camera ({result['runs']} lessons of "
+        f"{rtsp['seconds']:.0f} s, medians; the median lesson's poor classroom on the made layer "
         + (
-            "the poor classroom never on the made layer within "
-            f"{SETTLE_S:.0f} s: measured from then)"
+            f"not within {SETTLE_S:.0f} s: measured from then)"
             if rtsp["settled_s"] is None
-            else f"once the poor classroom was on the made layer, {rtsp['settled_s']:.0f} s "
-            "after joining)"
+            else f"{rtsp['settled_s']:.0f} s after joining, measured from then)"
         ),
         "",
         "| classroom | height decoded | frames decoded/s | readable/s | frozen | sound played "
-        "| target |",
-        "|---|---|---|---|---|---|---|",
+        "| frozen, each lesson | picture paused by the server, each lesson | target |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, target in (
         ("poor", "frozen ≤ 1 %, sound ≥ 99 %, made layer"),
@@ -651,12 +739,18 @@ def markdown(result: dict[str, Any]) -> str:
         audio = "–" if row["audio_played"] is None else f"{row['audio_played']:.1%}"
         lines.append(
             f"| {name} | {row['height']} | {row['video_fps']:.1f} | {row['readable_fps']:.1f} "
-            f"| {row['freeze_share']:.1%} | {audio} | {target} |"
+            f"| {row['freeze_share']:.1%} | {audio} "
+            f"| {', '.join(f'{share:.1%}' for share in row.get('freeze_shares', []))} "
+            f"| {', '.join(_paused(run[name]) for run in result['rtsp_runs'])} "
+            f"| {target} |"
         )
     lines += [
         "",
         f"Made layer of the camera: {_layer(rtsp['made_layers'])}. Poor classroom's freezes "
-        f"(start s, length s): {rtsp['poor']['freezes'] or 'none'}. *frozen*: gaps of "
+        f"in each lesson (start s, length s): "
+        f"{'; '.join(str(run['poor']['freezes'] or 'none') for run in result['rtsp_runs'])}. "
+        "*picture paused*: the send gate paused the classroom's video (sound only, "
+        "`audio_only`), sampled each second. *frozen*: gaps of "
         f"{FREEZE_S * 1000:.0f} ms or more between frames decoded with a readable number. "
         "*sound played*: 20 ms frames decoded over those their timestamps span.",
         "",
@@ -677,12 +771,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="CPU and WHIP windows")
     parser.add_argument("--weak-seconds", type=float, default=60.0, help="the RTSP weak link")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="RTSP weak-link lessons, one after the other"
+    )
     parser.add_argument("--width", type=int, default=WIDTH)
     parser.add_argument("--height", type=int, default=HEIGHT)
     parser.add_argument("--bitrate", type=int, default=BITRATE)
     args = parser.parse_args(argv)
     if not 5 <= args.seconds <= 120 or not 10 <= args.weak_seconds <= 180:
         parser.error("bounded load: 5-120 s windows, 10-180 s on the weak link")
+    if not 1 <= args.runs <= 9:
+        parser.error("bounded load: 1-9 runs of the weak link")
     loopback_only()
     _install_jitter_buffer()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -719,14 +818,20 @@ def main(argv: list[str] | None = None) -> None:
             alone = camera_alone(frames, tmp, min(args.seconds, 10.0))
             print("delay: WHIP", flush=True)
             whip = watch_lesson(made, origin_thread, frames, tmp, rtsp=False, seconds=args.seconds)
-            print("delay and weak link: RTSP camera", flush=True)
-            rtsp = watch_lesson(
-                made, origin_thread, frames, tmp, rtsp=True, seconds=args.weak_seconds
-            )
+            runs = []
+            for run in range(args.runs):
+                print(f"delay and weak link: RTSP camera, run {run + 1}/{args.runs}", flush=True)
+                runs.append(
+                    watch_lesson(
+                        made, origin_thread, frames, tmp, rtsp=True, seconds=args.weak_seconds
+                    )
+                )
+                print(f"  poor: {runs[-1]['poor']['freeze_share']:.1%} frozen", flush=True)
         finally:
             origin_thread.stop()
             plain.stop()
             made.stop()
+    rtsp = median_run(runs)
     result = {
         "benchmark": "school-sources",
         "command": "scripts/bench school-sources " + " ".join(argv or []),
@@ -734,6 +839,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": report.machine(),
         "seconds": args.seconds,
         "weak_seconds": args.weak_seconds,
+        "runs": args.runs,
         "source": {
             "width": args.width,
             "height": args.height,
@@ -744,6 +850,7 @@ def main(argv: list[str] | None = None) -> None:
         "cpu": cpu,
         "whip": whip,
         "rtsp": rtsp,
+        "rtsp_runs": runs,
         "camera_alone": alone,
         "median_delay_ms": {
             "whip_forwarded": whip["good"]["delay"]["p50_ms"],

@@ -301,6 +301,10 @@ class LayerMaker:
         if since >= KEYFRAME_INTERVAL_S or asked:
             scaled.pict_type = av.video.frame.PictureType.I
             self._keyframe_asked = False  # answered by this one
+        else:
+            # the decoded picture keeps the source's picture type, which the encoder would
+            # obey: a keyframe, a burst on the classrooms' narrow links, at each of the source's
+            scaled.pict_type = av.video.frame.PictureType.NONE
         try:
             packets = encoder.encode(scaled)
         except (av.error.FFmpegError, ValueError):

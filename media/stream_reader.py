@@ -19,6 +19,7 @@ from typing import Any
 import av
 import av.error
 
+from .access_units import AccessUnits
 from .h264_packetizer import H264Packetizer, parameter_sets, profile_level_id
 from .opus_transcoder import AUDIO_CLOCK, AUDIO_PAYLOAD_TYPE, OpusTranscoder
 
@@ -120,6 +121,10 @@ class StreamReader:
                     "rtsp_transport": "tcp",
                     "timeout": str(int(self.timeout_s * 1_000_000)),
                     "analyzeduration": "1000000",
+                    # the pieces as the camera sent them, each with its RTP timestamp:
+                    # FFmpeg's parser would cut a picture at parameter sets between its
+                    # slices (AccessUnits joins them by timestamp instead)
+                    "fflags": "+noparse+nofillin",
                 },
                 timeout=(self.timeout_s * 2, self.timeout_s),
             )
@@ -167,6 +172,15 @@ class StreamReader:
         last_at = 0.0
         wall_start = 0.0
         batch = RtpBatch()
+        units: AccessUnits[float] = AccessUnits()
+
+        def packetize(unit: bytes, at: float) -> None:
+            assert media_start is not None
+            timestamp = (video_ts0 + round((at - media_start) * VIDEO_CLOCK)) & 0xFFFFFFFF
+            packets, _ = packetizer.packetize(unit, timestamp)
+            batch.video.extend(packets)
+            batch.video_clock = (wall_start + at - media_start, timestamp)
+
         for packet in container.demux(streams):
             if self._stop.is_set():
                 return
@@ -181,10 +195,8 @@ class StreamReader:
             if media_start is None:
                 media_start, wall_start = at, time.time()
             if packet.stream is video:
-                timestamp = (video_ts0 + round((at - media_start) * VIDEO_CLOCK)) & 0xFFFFFFFF
-                packets, _ = packetizer.packetize(bytes(packet), timestamp)
-                batch.video.extend(packets)
-                batch.video_clock = (wall_start + at - media_start, timestamp)
+                for unit, unit_at in units.push(bytes(packet), at):
+                    packetize(unit, unit_at)
             elif transcoder is not None:
                 for data, timestamp in transcoder.transcode(packet, media_start):
                     batch.audio.append(data)
@@ -192,5 +204,7 @@ class StreamReader:
             if batch.video or len(batch.audio) >= 3:
                 self._on_batch(batch)
                 batch = RtpBatch()
+        for unit, unit_at in units.flush():
+            packetize(unit, unit_at)
         if batch.video or batch.audio:
             self._on_batch(batch)
