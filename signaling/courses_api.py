@@ -426,7 +426,7 @@ async def schedule_lessons(request: web.Request) -> web.Response:
             text=dumps(
                 {
                     "error": "clash",
-                    "message": f"a lesson asked for {message}",
+                    "message": f"this timetable {message}",
                     "clashes": [_clash_json(request, clash) for clash in exc.clashes],
                 }
             ),

@@ -1,0 +1,55 @@
+// The texts of a classroom PC left on a course link, and of the timetable on the home page,
+// added to the pages' shared dictionary (Chinese first).
+
+import { STRINGS } from './strings.js';
+
+const ROOM = {
+  zh: {
+    'doc.room': '课程 · 同步课堂',
+    'room.start.title': '本机将自动进入每一节课',
+    'room.start.text': '请点击一次“开始”以开启声音。之后无需再操作：上课时自动进入，下课后回到课表。',
+    'room.start.submit': '开始',
+    'room.start.room': '本教室：{name}',
+    'room.next': '下一节课：{when} {title}',
+    'room.nextNumbered': '下一节课：{when} {title}（第 {n} 课）',
+    'room.none': '本课程暂时没有安排下一节课',
+    'room.countdown': '还有 {time}',
+    'room.days': '{d} 天 {h} 小时',
+    'room.entering': '正在进入课堂…',
+    'room.invalid': '此课程链接已停用或无效，请向老师索取新的链接。',
+    'room.offline': '暂时无法连接服务器，正在重试…',
+    'room.lesson': '{when} 第 {n} 课',
+    'room.back': '本节课已结束，即将回到课表…',
+    'weekday': '周日,周一,周二,周三,周四,周五,周六',
+    'home.timetable.title': '我的课表',
+    'home.timetable.empty': '未来七天没有安排课程。',
+    'home.timetable.today': '今天',
+    'home.timetable.open': '进入授课',
+    'home.timetable.number': '第 {n} 课',
+  },
+  en: {
+    'doc.room': 'Course · Synchronous classroom',
+    'room.start.title': 'This PC will enter every lesson by itself',
+    'room.start.text': 'Click “Start” once to turn on sound. Nothing more to do: it enters each lesson as it starts and comes back to the timetable after.',
+    'room.start.submit': 'Start',
+    'room.start.room': 'This classroom: {name}',
+    'room.next': 'Next lesson: {when} {title}',
+    'room.nextNumbered': 'Next lesson: {when} {title} (lesson {n})',
+    'room.none': 'No further lesson is scheduled for this course',
+    'room.countdown': 'in {time}',
+    'room.days': '{d} d {h} h',
+    'room.entering': 'Entering the lesson…',
+    'room.invalid': 'This course link has been revoked or is invalid; ask the teacher for a new one.',
+    'room.offline': 'The server cannot be reached; trying again…',
+    'room.lesson': '{when} lesson {n}',
+    'room.back': 'The lesson has ended; back to the timetable…',
+    'weekday': 'Sun,Mon,Tue,Wed,Thu,Fri,Sat',
+    'home.timetable.title': 'My timetable',
+    'home.timetable.empty': 'No lesson in the next seven days.',
+    'home.timetable.today': 'Today',
+    'home.timetable.open': 'Teach',
+    'home.timetable.number': 'lesson {n}',
+  },
+};
+
+for (const lang of Object.keys(ROOM)) Object.assign(STRINGS[lang], ROOM[lang]);
