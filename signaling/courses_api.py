@@ -39,6 +39,8 @@ from .json_answers import dumps, json_response
 from .keys import ACCOUNTS, AUTHORITY, COURSES, LESSONS, STORE
 from .lesson_clock import TIMES
 from .lessons_api import DEFAULT_MAX_CLASSROOMS, MAX_CLASSROOMS_LIMIT, MAX_TEACHER, MAX_TITLE
+from .recordings_api import as_public as library_view
+from .recordings_api import entry as library_entry
 from .timetable import TimetableError, read_schedule
 
 logger = logging.getLogger(__name__)
@@ -589,7 +591,8 @@ async def teacher_timetable(request: web.Request) -> web.Response:
 
 async def course_recordings(request: web.Request) -> web.Response:
     """The course's replays in timetable order, each with its number: for the teacher, and for
-    a classroom holding a course link when the teacher lets classrooms watch them."""
+    a classroom holding a course link when the teacher lets classrooms watch them (ready ones,
+    without the stage file of pupils unless the teacher made that public)."""
     course = _course(request)
     account = account_of(request)
     teacher = account is not None and _may_manage(account, course)
@@ -601,29 +604,22 @@ async def course_recordings(request: web.Request) -> web.Response:
                 "replays_closed",
                 "the teacher has not opened this course's replays to classrooms",
             )
-    lessons = request.app[COURSES].lessons(course.id)
     authority = request.app[AUTHORITY]
     entries = []
-    for n, lesson in enumerate(lessons, 1):
+    for lesson in request.app[COURSES].lessons(course.id):
         info = request.app[LESSONS].recording_info(lesson.id)
         if info is None or (not teacher and info.get("state") != "ready"):
             continue
-        token = authority.issue(lesson.id, Role.REPLAY)
+        shown = info if teacher else library_view(info)
         entries.append(
-            {
-                "lesson_id": lesson.id,
-                "number": n,
-                "title": lesson.title,
-                "date": lesson.starts_at or lesson.started_at or lesson.created_at,
-                "local_start": _local(request, lesson.starts_at),
-                "state": info.get("state"),
-                "duration_s": info.get("duration_s"),
-                "url": f"/recordings?lesson={lesson.id}&token={token}",
-                "token": token,
-            }
+            library_entry(request, lesson, shown, authority.issue(lesson.id, Role.REPLAY))
         )
     return json_response(
-        {"course": {"id": course.id, "title": course.title}, "recordings": entries}
+        {
+            "course": {"id": course.id, "title": course.title},
+            "recordings": entries,
+            "teacher": teacher,
+        }
     )
 
 

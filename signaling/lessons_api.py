@@ -107,6 +107,10 @@ def lesson_json(
         # the camera pulled for the camera source: its URL never with the password
         "source_url": lesson.source.masked if lesson.source is not None else None,
         "camera_source": live.pulled() if live else None,
+        # a session of a course, at the time its timetable gives (None for a one-off lesson)
+        "course_id": lesson.course_id,
+        "starts_at": lesson.starts_at,
+        "ends_at": lesson.ends_at,
     }
     if with_links and lesson.state is not LessonState.ENDED:
         authority = request.app[AUTHORITY]

@@ -173,3 +173,35 @@ async def test_a_one_off_lessons_link_still_works(
     await room.fill("#name-input", "Room 1")
     await room.click("#name-form [type=submit]")
     await expect(room.locator("body")).to_have_attribute("data-screen", "playing", timeout=10000)
+
+
+async def test_the_home_page_shows_the_timetable_and_refuses_a_clash(
+    server: Server, browser: Browser
+) -> None:
+    home = await open_page(browser, server.url + "/")
+    await home.fill("#key-input", server.teacher_key)
+    await home.click("#key-form [type=submit]")
+    await expect(home.locator("#schedule-card")).to_be_visible()
+    day = dt.datetime.now(ZONE).date() + dt.timedelta(days=1)
+    await home.select_option("#schedule-course", "")
+    await home.fill("#course-title", "五年级科学")
+    await home.fill("#course-classrooms", "南坪小学\n北坪小学")
+    await home.fill("#schedule-date", str(day))
+    await home.fill("#schedule-time", "15:00")
+    await home.fill("#schedule-minutes", "40")
+    await home.click("#schedule")
+    await expect(home.locator("#schedule-done")).to_have_text("已加入 1 节课。")
+    await expect(home.locator("#course-links li")).to_have_count(3)
+    entry = home.locator("#timetable li", has_text="五年级科学")
+    await expect(entry).to_contain_text(f"{day:%m-%d} 15:00")
+    await expect(entry).to_contain_text("第 1 课")
+    # the same teacher at 15:20 the same day: refused, and said why
+    await home.fill("#schedule-time", "15:20")
+    await home.click("#schedule")
+    problem = home.locator("#schedule-error")
+    await expect(problem).to_contain_text("时间冲突")
+    await expect(problem).to_contain_text(f"'五年级科学' on {day} 15:00–15:40")
+    await expect(home.locator("#timetable li", has_text="五年级科学")).to_have_count(1)
+    # the lesson is one click from the teacher's view
+    await entry.locator("button").click()
+    await home.wait_for_url(re.compile(r"/lessons/[^/]+/teach"))

@@ -102,6 +102,11 @@ function render() {
       list.append(entry);
     }
   }
+  const replays = $('replays');
+  replays.hidden = !room?.replays;
+  if (room?.replays) {
+    replays.href = `/recordings?course=${encodeURIComponent(courseId)}&token=${encodeURIComponent(token)}`;
+  }
   const nameField = $('start-name-field');
   nameField.hidden = !room || Boolean(room.classroom);
   $('start-room').hidden = !room?.classroom;
