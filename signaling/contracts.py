@@ -168,6 +168,7 @@ class Authority(Protocol):
         generation: int = 0,
         *,
         not_after: float | None = None,
+        lasting_until: float | None = None,
     ) -> str: ...
 
     def verify(self, token: str) -> Grant:

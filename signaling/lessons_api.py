@@ -13,6 +13,7 @@ from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .json_answers import json_response
 from .keys import AUTHORITY, LESSONS, RTMP, STORE, TURN
+from .lesson_clock import TIMES
 from .source_url import SourceUrl, SourceUrlError
 
 logger = logging.getLogger(__name__)
@@ -116,11 +117,23 @@ def lesson_json(
         authority = request.app[AUTHORITY]
         base = str(request.url.origin())
         not_after = grant.expires_at if grant is not None else None
+        # a timetabled lesson's links live until it is over, however early they are sent
+        times = request.app.get(TIMES)
+        ends_at = lesson.ends_at
+        lasting = ends_at + times.end_grace_s if ends_at is not None and times else None
         origin_token = authority.issue(
-            lesson.id, Role.ORIGIN, lesson.origin_generation, not_after=not_after
+            lesson.id,
+            Role.ORIGIN,
+            lesson.origin_generation,
+            not_after=not_after,
+            lasting_until=lasting,
         )
         classroom_token = authority.issue(
-            lesson.id, Role.CLASSROOM, lesson.link_generation, not_after=not_after
+            lesson.id,
+            Role.CLASSROOM,
+            lesson.link_generation,
+            not_after=not_after,
+            lasting_until=lasting,
         )
         data.update(
             teacher_url=f"{base}/lessons/{lesson.id}/teach?token={origin_token}",

@@ -55,12 +55,17 @@ class TokenAuthority:
         *,
         not_after: float | None = None,
         link: CourseLink | None = None,
+        lasting_until: float | None = None,
     ) -> str:
         """A token of ``role`` for ``lesson_id``; ``not_after`` caps its expiry, so a token
         issued to the holder of another never outlives the one presented; ``link``: the course
-        link it was handed out on, which must still stand for it to work."""
+        link it was handed out on, which must still stand for it to work; ``lasting_until``:
+        it lives at least until then (a timetabled lesson's end)."""
         role = Role(role)
         expires_at = math.ceil(self._clock() + self._ttl_s)
+        if lasting_until is not None and math.isfinite(lasting_until):
+            # a timetabled lesson's links, sent the evening before, live until it is over
+            expires_at = max(expires_at, math.ceil(lasting_until))
         if not_after is not None and math.isfinite(not_after):
             expires_at = min(expires_at, math.floor(not_after))
         payload: dict[str, object] = {

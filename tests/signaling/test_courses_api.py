@@ -4,7 +4,9 @@ leaves nothing half-made."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -448,3 +450,26 @@ def test_course_replays_are_closed_to_classrooms_until_the_teacher_opens_them(
     status, body = server.request("GET", path, token=course["link"]["token"])
     assert status == 200 and body["recordings"] == []
     assert server.request("GET", path)[0] == 401
+
+
+def _expiry(token: str) -> float:
+    payload = token.split(".")[0]
+    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["e"])
+
+
+def test_a_timetabled_lessons_links_live_until_it_is_over(server: Server) -> None:
+    """Links sent the evening before (or a week before) still work when the lesson starts:
+    they last until its end and the grace after it, not 12 hours."""
+    course = _course(server, "提前发链接")
+    status, made = _schedule(server, course, date=str(_days_ahead(7)), time="08:00", minutes=40)
+    assert status == 201, made
+    planned = made["lessons"][0]
+    status, lesson = server.request(
+        "GET", f"/api/lessons/{planned['id']}", token=server.teacher_key
+    )
+    assert status == 200
+    for token in (lesson["whep_token"], lesson["whip_token"]):
+        assert _expiry(token) >= planned["ends_at"] + 1  # --end-grace 1
+    # a one-off lesson's keep the usual lifetime
+    one_off = server.create_lesson("临时")
+    assert _expiry(one_off["whep_token"]) < time.time() + 12 * 3600 + 5
