@@ -84,10 +84,11 @@ async def _teach(server: Server, lesson_id: str, publishers: list[Publisher]) ->
     return str(lesson["whip_token"])
 
 
-async def _classroom_pc(browser: Browser, url: str) -> Page:
+async def _classroom_pc(browser: Browser, url: str, *, click: bool = True) -> Page:
     page = await open_page(browser, url)
-    await page.click("#start")  # the one click, for sound, before the first lesson
-    await expect(page.locator("#start-screen")).to_be_hidden()
+    if click:  # the one click, for sound, before the first lesson
+        await page.click("#start")
+        await expect(page.locator("#start-screen")).to_be_hidden()
     return page
 
 

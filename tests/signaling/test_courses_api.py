@@ -473,3 +473,72 @@ def test_a_timetabled_lessons_links_live_until_it_is_over(server: Server) -> Non
     # a one-off lesson's keep the usual lifetime
     one_off = server.create_lesson("临时")
     assert _expiry(one_off["whep_token"]) < time.time() + 12 * 3600 + 5
+
+
+def test_every_course_route_refuses_wrong_credentials(server: Server) -> None:
+    """What the token matrix (tests/syncclass/test_token_matrix.py) does for a lesson's routes,
+    for a course's: each wrong credential is refused with its 4xx, and nothing changes."""
+    course = _course(server, "凭证")
+    other_course = _course(server, "另一门")
+    status, made = _schedule(server, course, date=str(_days_ahead(9)), time="11:00", minutes=40)
+    assert status == 201
+    lesson_id = made["lessons"][0]["id"]
+    lesson = server.create_lesson("一节课")
+    status, added = server.request(
+        "POST", "/api/teachers", token=server.admin_key, body={"name": "zhao"}
+    )
+    assert status == 201
+    status, revoked = server.request(
+        "POST", f"/api/courses/{other_course['id']}/links/replace", token=server.teacher_key
+    )
+    old_link = other_course["link"]["token"]  # replaced: no longer stands
+    wrong: dict[str, tuple[str | None, int]] = {
+        "none": (None, 401),
+        "garbage": ("not-a-token", 401),
+        "origin token": (lesson["whip_token"], 401),
+        "classroom token": (lesson["whep_token"], 401),
+        "tampered link": (course["link"]["token"][:-2] + "AA", 401),
+    }
+    base = f"/api/courses/{course['id']}"
+    keyed = [
+        ("GET", base, None),
+        ("PATCH", base, {"title": "x"}),
+        ("POST", base + "/links/replace", {}),
+        ("POST", base + "/links/revoke", {}),
+        ("POST", base + "/lessons", {"date": str(_days_ahead(10)), "time": "09:00", "minutes": 40}),
+        ("DELETE", f"{base}/lessons/{lesson_id}", None),
+    ]
+    accounts = [
+        ("POST", "/api/courses", {"title": "x"}),
+        ("GET", "/api/courses", None),
+        ("GET", "/api/timetable", None),
+    ]
+    linked = [base + "/room", base + "/calendar.ics", base + "/recordings"]
+    before = server.request("GET", base, token=server.teacher_key)[1]
+    courses_before = len(
+        server.request("GET", "/api/courses", token=server.admin_key)[1]["courses"]
+    )
+    for method, path, body in keyed + accounts:
+        for name, (credential, expected) in {
+            **wrong,
+            "course link": (course["link"]["token"], 401),
+        }.items():
+            status, answer = server.request(method, path, token=credential, body=body)
+            assert status == expected, (method, path, name, answer)
+            assert answer["error"] and answer["message"]
+    for method, path, body in keyed:  # another teacher's key
+        status, answer = server.request(method, path, token=added["key"], body=body)
+        assert status == 403, (method, path, answer)
+        assert answer["error"] in ("not_your_course", "not_your_lesson")
+    for path in linked:
+        for name, (credential, expected) in {
+            **wrong,
+            "another course's link": (revoked["link"]["token"], 403),
+            "a replaced link": (old_link, 403),
+            "another teacher's key": (added["key"], 401),
+        }.items():
+            status, answer = server.request("GET", path, token=credential)
+            assert status == expected, (path, name, answer)
+    assert server.request("GET", base, token=server.teacher_key)[1] == before
+    after = len(server.request("GET", "/api/courses", token=server.admin_key)[1]["courses"])
+    assert after == courses_before
