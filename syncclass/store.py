@@ -150,6 +150,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE lessons ADD COLUMN length_s REAL",
         "CREATE INDEX lessons_course ON lessons (course_id, starts_at)",
         "CREATE INDEX lessons_starts_at ON lessons (starts_at)",
+        # what the timetable's clock reads every few seconds: timetabled lessons not ended
+        "CREATE INDEX lessons_open_timetabled ON lessons (starts_at) "
+        "WHERE state != 'ended' AND starts_at IS NOT NULL",
         """
         CREATE TABLE courses (
             id                TEXT PRIMARY KEY,
