@@ -271,7 +271,12 @@ class CourseStore(Protocol):
         max_classrooms: int,
         record: bool,
         classroom_replays: bool,
-    ) -> Course: ...
+        times: list[tuple[float, float]] | None = None,
+        force: bool = False,
+    ) -> Course:
+        """The course with its links, and lessons at ``times`` if given: all of it or nothing
+        (ClashError, ValueError as `schedule`)."""
+        ...
 
     def get(self, course_id: str) -> Course | None: ...
 

@@ -41,7 +41,7 @@ from .lesson_clock import TIMES
 from .lessons_api import DEFAULT_MAX_CLASSROOMS, MAX_CLASSROOMS_LIMIT, MAX_TEACHER, MAX_TITLE
 from .recordings_api import as_public as library_view
 from .recordings_api import entry as library_entry
-from .timetable import TimetableError, read_schedule
+from .timetable import Schedule, TimetableError, read_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,33 @@ _CREATE_FIELDS = {
     "max_classrooms",
     "record",
     "classroom_replays",
+    "lessons",
 }
+
+
+def _refused_clash(request: web.Request, exc: ClashError) -> web.HTTPException:
+    message = _clash_message(request, exc.clashes[0])
+    if len(exc.clashes) > 1:
+        message += f" ({len(exc.clashes)} clashes in all)"
+    return web.HTTPConflict(
+        text=dumps(
+            {
+                "error": "clash",
+                "message": f"this timetable {message}",
+                "clashes": [_clash_json(request, clash) for clash in exc.clashes],
+            }
+        ),
+        content_type="application/json",
+    )
+
+
+def _schedule_of(request: web.Request, body: object) -> Schedule:
+    if not isinstance(body, dict):
+        raise http_error(400, "bad_schedule", "lessons must be a JSON object (a schedule)")
+    try:
+        return read_schedule(body, _zone(request), time.time())
+    except TimetableError as exc:
+        raise http_error(400, exc.code, str(exc)) from None
 
 
 async def create_course(request: web.Request) -> web.Response:
@@ -298,15 +324,24 @@ async def create_course(request: web.Request) -> web.Response:
     max_classrooms = _max_classrooms(body) or request.app[DEFAULT_MAX_CLASSROOMS]
     record = _flag(body, "record")
     replays = _flag(body, "classroom_replays")
-    course = request.app[COURSES].create(
-        title,
-        owner,
-        teacher,
-        classrooms,
-        max_classrooms,
-        True if record is None else record,
-        bool(replays),
-    )
+    # its first lessons with it, all or nothing: a clash leaves no course behind either
+    schedule = _schedule_of(request, body["lessons"]) if "lessons" in body else None
+    try:
+        course = request.app[COURSES].create(
+            title,
+            owner,
+            teacher,
+            classrooms,
+            max_classrooms,
+            True if record is None else record,
+            bool(replays),
+            schedule.times if schedule else None,
+            schedule.force if schedule else False,
+        )
+    except ClashError as exc:
+        raise _refused_clash(request, exc) from None
+    except ValueError as exc:
+        raise http_error(400, "too_many_lessons", str(exc)) from None
     audit(request, AuditAction.COURSE_CREATED, None, f"{course.id}: {course.title}")
     logger.info("course %s created by %s: %r", course.id, account.name, course.title)
     return json_response(
@@ -412,28 +447,11 @@ async def schedule_lessons(request: web.Request) -> web.Response:
     them or none: a clash with the same teacher's or the same receiving classroom's lessons is
     refused (409) unless ``force``; anything impossible or too large is refused (400)."""
     _, course = _managed(request)
-    body = await json_object(request)
-    try:
-        schedule = read_schedule(body, _zone(request), time.time())
-    except TimetableError as exc:
-        raise http_error(400, exc.code, str(exc)) from None
+    schedule = _schedule_of(request, await json_object(request))
     try:
         lessons, clashes = request.app[COURSES].schedule(course, schedule.times, schedule.force)
     except ClashError as exc:
-        first = exc.clashes[0]
-        message = _clash_message(request, first)
-        if len(exc.clashes) > 1:
-            message += f" ({len(exc.clashes)} clashes in all)"
-        raise web.HTTPConflict(
-            text=dumps(
-                {
-                    "error": "clash",
-                    "message": f"this timetable {message}",
-                    "clashes": [_clash_json(request, clash) for clash in exc.clashes],
-                }
-            ),
-            content_type="application/json",
-        ) from None
+        raise _refused_clash(request, exc) from None
     except ValueError as exc:
         raise http_error(400, "too_many_lessons", str(exc)) from None
     audit(request, AuditAction.LESSONS_SCHEDULED, None, f"{course.id}: {len(lessons)} lesson(s)")

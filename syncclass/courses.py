@@ -38,7 +38,11 @@ class SqliteCourses:
         max_classrooms: int,
         record: bool,
         classroom_replays: bool,
+        times: list[tuple[float, float]] | None = None,
+        force: bool = False,
     ) -> Course:
+        """The course with its links, and with lessons at ``times`` if given: all of it or
+        nothing (ClashError, ValueError as `schedule`)."""
         now = self._clock()
         with self._lock:
             for _ in range(_ID_ATTEMPTS):
@@ -64,6 +68,10 @@ class SqliteCourses:
                             "VALUES (?, ?, ?)",
                             (course_id, classroom, position),
                         )
+                    if times:
+                        course = self._get(course_id)
+                        assert course is not None
+                        self._add_lessons(course, times, force, now)
                 except sqlite3.IntegrityError:
                     self._db.execute("ROLLBACK")
                     continue  # 48 random bits collided: draw again
@@ -160,32 +168,37 @@ class SqliteCourses:
         self, course: Course, times: list[tuple[float, float]], force: bool = False
     ) -> tuple[list[Lesson], list[Clash]]:
         now = self._clock()
-        made: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                (count,) = self._db.execute(
-                    "SELECT COUNT(*) FROM lessons WHERE course_id = ?", (course.id,)
-                ).fetchone()
-                if count + len(times) > MAX_LESSONS_PER_COURSE:
-                    raise ValueError(
-                        f"a course has at most {MAX_LESSONS_PER_COURSE} lessons ({count} already)"
-                    )
-                clashes = [
-                    clash
-                    for start, length in times
-                    for clash in self._clashes(course, start, start + length)
-                ]
-                if clashes and not force:
-                    raise ClashError(clashes)
-                for start, length in sorted(times):
-                    made.append(self._insert(course, start, length, now))
+                made, clashes = self._add_lessons(course, times, force, now)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
             lessons = [self._lesson(lesson_id) for lesson_id in made]
         return lessons, clashes
+
+    def _add_lessons(
+        self, course: Course, times: list[tuple[float, float]], force: bool, now: float
+    ) -> tuple[list[str], list[Clash]]:
+        """Inside a transaction: the new lessons' ids, and the clashes found."""
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM lessons WHERE course_id = ?", (course.id,)
+        ).fetchone()
+        if count + len(times) > MAX_LESSONS_PER_COURSE:
+            raise ValueError(
+                f"a course has at most {MAX_LESSONS_PER_COURSE} lessons ({count} already)"
+            )
+        clashes = [
+            clash
+            for start, length in times
+            for clash in self._clashes(course, start, start + length)
+        ]
+        if clashes and not force:
+            raise ClashError(clashes)
+        made = [self._insert(course, start, length, now) for start, length in sorted(times)]
+        return made, clashes
 
     def _insert(self, course: Course, start: float, length: float, now: float) -> str:
         for _ in range(_ID_ATTEMPTS):

@@ -542,3 +542,24 @@ def test_every_course_route_refuses_wrong_credentials(server: Server) -> None:
     assert server.request("GET", base, token=server.teacher_key)[1] == before
     after = len(server.request("GET", "/api/courses", token=server.admin_key)[1]["courses"])
     assert after == courses_before
+
+
+def test_a_course_made_with_its_lessons_is_all_or_nothing(server: Server) -> None:
+    day = str(_days_ahead(11))
+    first = _course(server, "先有的课", lessons={"date": day, "time": "13:00", "minutes": 40})
+    assert [lesson["number"] for lesson in first["lessons"]] == [1]
+    count = len(server.request("GET", "/api/courses", token=server.teacher_key)[1]["courses"])
+    for lessons, status_code, code in (
+        ({"date": day, "time": "13:30", "minutes": 40}, 409, "clash"),
+        ({"date": "2027-02-29", "time": "13:30", "minutes": 40}, 400, "bad_date"),
+        ("every monday", 400, "bad_schedule"),
+    ):
+        status, refused = server.request(
+            "POST",
+            "/api/courses",
+            token=server.teacher_key,
+            body={"title": "不该留下", "lessons": lessons},
+        )
+        assert (status, refused["error"]) == (status_code, code), refused
+    courses = server.request("GET", "/api/courses", token=server.teacher_key)[1]["courses"]
+    assert len(courses) == count and "不该留下" not in {c["title"] for c in courses}

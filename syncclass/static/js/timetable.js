@@ -98,14 +98,6 @@ async function schedule(event) {
   $('schedule-done').hidden = true;
   let courseId = $('schedule-course').value;
   try {
-    if (!courseId) {
-      const classrooms = $('course-classrooms').value.split(/[\n,，]/).map((s) => s.trim()).filter(Boolean);
-      const course = await api('POST', '/api/courses', {
-        credential: key(), body: { title: $('course-title').value.trim(), classrooms },
-      });
-      courseId = course.id;
-      await showCourses(courseId);
-    }
     const date = $('schedule-date').value;
     const until = $('schedule-until').value;
     const body = { time: $('schedule-time').value, minutes: Number($('schedule-minutes').value) };
@@ -116,9 +108,21 @@ async function schedule(event) {
     } else {
       body.date = date;
     }
-    const made = await api('POST', `/api/courses/${encodeURIComponent(courseId)}/lessons`, {
-      credential: key(), body,
-    });
+    let made;
+    if (!courseId) {
+      // a new course with its first lessons, all or nothing: a clash makes no course either
+      const classrooms = $('course-classrooms').value.split(/[\n,，]/).map((s) => s.trim()).filter(Boolean);
+      const course = await api('POST', '/api/courses', {
+        credential: key(), body: { title: $('course-title').value.trim(), classrooms, lessons: body },
+      });
+      courseId = course.id;
+      made = course;
+      await showCourses(courseId);
+    } else {
+      made = await api('POST', `/api/courses/${encodeURIComponent(courseId)}/lessons`, {
+        credential: key(), body,
+      });
+    }
     $('schedule-done').hidden = false;
     setText($('schedule-done'), 'home.schedule.done', { n: made.lessons.length });
     showLinks(await api('GET', `/api/courses/${encodeURIComponent(courseId)}`, { credential: key() }));
