@@ -93,7 +93,8 @@ function backToCourse() {
 
 function render() {
   const current = screen();
-  if (courseId && ['ended', 'invalid', 'removed'].includes(current)) backToCourse();
+  // (a classroom the teacher removed stays told so: its link would only bring it back)
+  if (courseId && ['ended', 'invalid'].includes(current)) backToCourse();
   document.body.dataset.screen = current;
   // while the room is asked its name, nothing covers the form (a waiting screen on top of
   // 请换一个名称 would leave the page waiting forever)
