@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import urllib.request
+from collections.abc import Iterator
 
+import pytest
 from playwright.async_api import Browser, expect
 
 from signaling.timetable import local_zone
-from tests.server import Server
+from tests.server import Server, start_server
 from tests.support.browser import open_page
 
 from .lessons import end_and_wait, play_out, publish, request
@@ -22,10 +24,17 @@ def _first_bytes(url: str) -> bytes:
         return bytes(media.read(1000))
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # its own: the library tests count the recordings of theirs
+    instance = start_server(tmp_path_factory.mktemp("course-replays"))
+    yield instance
+    instance.stop()
+
+
 async def test_a_courses_replays_in_order_for_its_classrooms(
-    library_server: Server, browser: Browser
+    server: Server, browser: Browser
 ) -> None:
-    server = library_server
     start = dt.datetime.now(local_zone())
     status, course = await request(
         server,
