@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .contracts import Account, Grant, Lesson, LessonState, Role, TokenError
 from .errors import http_error
-from .keys import ACCOUNTS, AUTHORITY, STORE
+from .keys import ACCOUNTS, AUTHORITY, COURSES, STORE
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="syncclass"'}
 # the roles of a lesson happening now; ending the lesson revokes them
@@ -191,6 +191,14 @@ def grant_of(
             "the teacher replaced this classroom link with a new one; ask for the new link",
             _CHALLENGE,
         )
+    if grant.course_link is not None and not _link_stands(request, grant, lesson):
+        raise http_error(
+            401,
+            "token_revoked",
+            "this classroom's course link was revoked or replaced; ask the teacher for the new "
+            "link",
+            _CHALLENGE,
+        )
     if grant.role is Role.ORIGIN and grant.generation != lesson.origin_generation:
         raise http_error(
             401,
@@ -199,6 +207,27 @@ def grant_of(
             _CHALLENGE,
         )
     return grant
+
+
+def _link_stands(request: web.Request, grant: Grant, lesson: Lesson) -> bool:
+    """Whether the course link a classroom token was handed out on still stands, for a lesson
+    of that course."""
+    link = grant.course_link
+    courses = request.app.get(COURSES)
+    return (
+        link is not None
+        and courses is not None
+        and lesson.course_id == link.course_id
+        and courses.stands(link)
+    )
+
+
+def fixed_name(grant: Grant) -> str | None:
+    """The classroom's name a token fixes (handed out on one receiving classroom's own course
+    link), or None where the classroom gives its own."""
+    if grant.course_link is None or not grant.course_link.classroom:
+        return None
+    return grant.course_link.classroom
 
 
 def actor_of(request: web.Request) -> str:

@@ -44,6 +44,70 @@ class Lesson:
     origin_generation: int = 0
     # the camera the lesson's camera source is pulled from (RTSP), if any; masked in repr
     source: SourceUrl | None = None
+    # a session of a course: the course, and when the timetable has it (Unix seconds, its
+    # length in seconds); a one-off lesson has none of them
+    course_id: str | None = None
+    starts_at: float | None = None
+    length_s: float | None = None
+
+    @property
+    def ends_at(self) -> float | None:
+        """When the timetable has the lesson end (None for a one-off lesson)."""
+        if self.starts_at is None or self.length_s is None:
+            return None
+        return self.starts_at + self.length_s
+
+
+@dataclass(frozen=True)
+class CourseLink:
+    """One standing classroom link of a course: the shared one (``classroom`` empty) or one
+    receiving classroom's (its name fixed by the link)."""
+
+    course_id: str
+    classroom: str = ""
+    # bumped when the link is replaced or revoked: tokens of an older generation stop working
+    generation: int = 0
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Course:
+    """A term of lessons: the same teacher and receiving classrooms, meeting by a timetable."""
+
+    id: str
+    title: str
+    owner: str  # the teacher's account, who manages it and whose lessons may clash
+    teacher: str  # the teacher's name as pages show it; may be empty
+    classrooms: tuple[str, ...]  # the receiving classrooms it is for, by name
+    max_classrooms: int
+    record: bool
+    # classrooms holding a course link may watch the course's replays
+    classroom_replays: bool
+    created_at: float
+    links: tuple[CourseLink, ...] = ()
+
+    def link(self, classroom: str) -> CourseLink | None:
+        return next((link for link in self.links if link.classroom == classroom), None)
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A lesson already in the timetable at the same time as one asked for."""
+
+    lesson_id: str
+    course_id: str
+    title: str
+    starts_at: float
+    ends_at: float
+    reason: str  # "teacher" or "classroom:<name>"
+
+
+class ClashError(Exception):
+    """Lessons asked for overlap lessons already in the timetable (HTTP 409)."""
+
+    def __init__(self, clashes: list[Clash]) -> None:
+        super().__init__(f"{len(clashes)} clash(es)")
+        self.clashes = clashes
 
 
 @dataclass(frozen=True)
@@ -56,6 +120,8 @@ class Grant:
     # the lesson's link generation when the token was issued: for an origin token, the origin
     # link's; for a classroom token, the classroom link's
     generation: int = 0
+    # a classroom token handed out on a course link: that link (it must still stand)
+    course_link: CourseLink | None = None
 
 
 class TokenError(Exception):
@@ -102,10 +168,26 @@ class Authority(Protocol):
         generation: int = 0,
         *,
         not_after: float | None = None,
+        lasting_until: float | None = None,
     ) -> str: ...
 
     def verify(self, token: str) -> Grant:
         """Return the grant of a well-signed, unexpired token; raise TokenError otherwise."""
+        ...
+
+    def issue_for_link(self, lesson_id: str, generation: int, link: CourseLink) -> str:
+        """A classroom token for ``lesson_id`` handed out on a course ``link``: it works only
+        while that link stands."""
+        ...
+
+    def course_link(self, link: CourseLink) -> str:
+        """The standing token of a course link (it never expires; replacing or revoking the
+        link bumps its generation, which retires it)."""
+        ...
+
+    def verify_course_link(self, token: str) -> CourseLink:
+        """The link a well-signed course link token names (TokenError otherwise); whether it
+        still stands is the course store's to say."""
         ...
 
 
@@ -177,6 +259,72 @@ class Accounts(Protocol):
         ...
 
 
+class CourseStore(Protocol):
+    """Courses, their standing links and their timetables, beside the lessons."""
+
+    def create(
+        self,
+        title: str,
+        owner: str,
+        teacher: str,
+        classrooms: tuple[str, ...],
+        max_classrooms: int,
+        record: bool,
+        classroom_replays: bool,
+        times: list[tuple[float, float]] | None = None,
+        force: bool = False,
+    ) -> Course:
+        """The course with its links, and lessons at ``times`` if given: all of it or nothing
+        (ClashError, ValueError as `schedule`)."""
+        ...
+
+    def get(self, course_id: str) -> Course | None: ...
+
+    def update(self, course_id: str, **fields: Any) -> Course:
+        """Change title, teacher, max_classrooms, record or classroom_replays (KeyError if
+        there is no such course)."""
+        ...
+
+    def replace_link(self, course_id: str, classroom: str) -> Course:
+        """A new token for the link (it stands again if revoked); KeyError for no such link."""
+        ...
+
+    def revoke_link(self, course_id: str, classroom: str) -> Course:
+        """The link stops working at once; KeyError for no such link."""
+        ...
+
+    def stands(self, link: CourseLink) -> bool:
+        """Whether ``link`` (as a token names it) is the current generation and not revoked."""
+        ...
+
+    def schedule(
+        self, course: Course, times: list[tuple[float, float]], force: bool = False
+    ) -> tuple[list[Lesson], list[Clash]]:
+        """Lessons of ``course`` at ``times`` (start, length in seconds), all or none; the
+        clashes found. ClashError unless ``force``; ValueError beyond the course's cap."""
+        ...
+
+    def lessons(self, course_id: str) -> list[Lesson]:
+        """The course's lessons in timetable order (a lesson's number is its place + 1)."""
+        ...
+
+    def cancel(self, lesson_id: str) -> bool:
+        """Take a lesson that has not begun out of the timetable; whether it was."""
+        ...
+
+    def timetable(self, since: float, until: float, owner: str | None = None) -> list[Lesson]:
+        """The scheduled lessons starting in [since, until) (of ``owner``'s courses)."""
+        ...
+
+    def overdue(self, before: float) -> list[Lesson]:
+        """Lessons not ended whose timetabled end is before ``before``."""
+        ...
+
+    def list(self, owner: str | None = None) -> list[Course]:
+        """Every course (of ``owner`` if given), newest first."""
+        ...
+
+
 class AuditAction(enum.StrEnum):
     LESSON_CREATED = "lesson_created"
     LESSON_ENDED = "lesson_ended"
@@ -187,6 +335,13 @@ class AuditAction(enum.StrEnum):
     RECORDING_PRIVATE = "recording_private"
     RECORDING_STAGE_PUBLIC = "recording_stage_public"  # pupils on stage, seen by anyone
     RECORDING_STAGE_PRIVATE = "recording_stage_private"
+    COURSE_CREATED = "course_created"
+    COURSE_CHANGED = "course_changed"
+    COURSE_LINK_REPLACED = "course_link_replaced"
+    COURSE_LINK_REVOKED = "course_link_revoked"
+    LESSONS_SCHEDULED = "lessons_scheduled"
+    LESSON_CANCELLED = "lesson_cancelled"
+    LESSON_ENDED_BY_TIMETABLE = "lesson_ended_by_timetable"
     TEACHER_ADDED = "teacher_added"
     TEACHER_REMOVED = "teacher_removed"
 

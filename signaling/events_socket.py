@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import interaction
-from .auth import credential_of, grant_of, key_manages
+from .auth import credential_of, fixed_name, grant_of, key_manages
 from .classrooms import classroom_name, valid_client
 from .contracts import LessonState, Role
 from .errors import http_error
@@ -56,6 +56,7 @@ def _check(
     grant = grant_of(request, token, lesson_id, ROLES, after_end=ROLES)
     if grant.role is Role.ORIGIN:
         return TEACHER
+    name = fixed_name(grant) or name
     if name is None or name == "":
         return Participant(Role.CLASSROOM)
     # the name is taken at its word here; what it may do is checked against the classroom's

@@ -6,11 +6,12 @@ from aiohttp import web
 
 from media.rtmp_server import RtmpServer
 
-from .contracts import Accounts, AuditLog, Authority, LessonJournal, LessonStore
+from .contracts import Accounts, AuditLog, Authority, CourseStore, LessonJournal, LessonStore
 from .live_lessons import LiveLessons
 from .turn_credentials import TurnCredentials
 
 STORE = web.AppKey("store", LessonStore)
+COURSES = web.AppKey("courses", CourseStore)
 AUTHORITY = web.AppKey("authority", Authority)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 AUDIT = web.AppKey("audit", AuditLog)

@@ -13,6 +13,7 @@ from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .json_answers import json_response
 from .keys import AUTHORITY, LESSONS, RTMP, STORE, TURN
+from .lesson_clock import TIMES
 from .source_url import SourceUrl, SourceUrlError
 
 logger = logging.getLogger(__name__)
@@ -107,16 +108,32 @@ def lesson_json(
         # the camera pulled for the camera source: its URL never with the password
         "source_url": lesson.source.masked if lesson.source is not None else None,
         "camera_source": live.pulled() if live else None,
+        # a session of a course, at the time its timetable gives (None for a one-off lesson)
+        "course_id": lesson.course_id,
+        "starts_at": lesson.starts_at,
+        "ends_at": lesson.ends_at,
     }
     if with_links and lesson.state is not LessonState.ENDED:
         authority = request.app[AUTHORITY]
         base = str(request.url.origin())
         not_after = grant.expires_at if grant is not None else None
+        # a timetabled lesson's links live until it is over, however early they are sent
+        times = request.app.get(TIMES)
+        ends_at = lesson.ends_at
+        lasting = ends_at + times.end_grace_s if ends_at is not None and times else None
         origin_token = authority.issue(
-            lesson.id, Role.ORIGIN, lesson.origin_generation, not_after=not_after
+            lesson.id,
+            Role.ORIGIN,
+            lesson.origin_generation,
+            not_after=not_after,
+            lasting_until=lasting,
         )
         classroom_token = authority.issue(
-            lesson.id, Role.CLASSROOM, lesson.link_generation, not_after=not_after
+            lesson.id,
+            Role.CLASSROOM,
+            lesson.link_generation,
+            not_after=not_after,
+            lasting_until=lasting,
         )
         data.update(
             teacher_url=f"{base}/lessons/{lesson.id}/teach?token={origin_token}",

@@ -230,6 +230,19 @@ class LiveLesson:
         )
         return bool(sessions)
 
+    def link_revoked(self, course_id: str, classroom: str) -> int:
+        """A course link was revoked or replaced: the sessions opened with its tokens close
+        now (a classroom of another link is not touched). How many closed."""
+        sessions = [
+            s
+            for s in self.sessions.of_kind()
+            if s.course_link is not None
+            and (s.course_link.course_id, s.course_link.classroom) == (course_id, classroom)
+        ]
+        for session in sessions:
+            self._spawn(session.peer.close())
+        return len(sessions)
+
     def link_rotated(self) -> None:
         """A new join link: the classrooms removed so far may join with it."""
         self._removed.clear()

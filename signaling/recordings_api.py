@@ -29,7 +29,7 @@ from .contracts import AuditAction, Lesson, Role, TokenError
 from .errors import http_error, json_object
 from .file_ranges import RangeFileResponse
 from .json_answers import json_response
-from .keys import AUTHORITY, LESSONS, STORE
+from .keys import AUTHORITY, COURSES, LESSONS, STORE
 from .recording_port import LIBRARY, RecordingBusyError
 
 logger = logging.getLogger(__name__)
@@ -100,30 +100,59 @@ def _require_owner(request: web.Request, lesson_id: str) -> None:
     teacher_or_grant(request, lesson_id, {Role.ORIGIN}, after_end={Role.ORIGIN})
 
 
-def _entry(
+_COURSE_PLACES = web.RequestKey("course_places", dict)
+
+
+def _course_place(request: web.Request, lesson: Lesson) -> dict[str, Any] | None:
+    """The lesson's course and its number in it (第 N 课) and place in the timetable, for the
+    library to group a course's replays in order; None for a one-off lesson."""
+    courses = request.app.get(COURSES)
+    if lesson.course_id is None or courses is None:
+        return None
+    places: dict[str, dict[str, Any] | None] = request.setdefault(_COURSE_PLACES, {})
+    if lesson.course_id not in places:
+        course = courses.get(lesson.course_id)
+        places[lesson.course_id] = None
+        if course is not None:
+            order = [item.id for item in courses.lessons(course.id)]
+            places[lesson.course_id] = {"id": course.id, "title": course.title, "order": order}
+    place = places[lesson.course_id]
+    if place is None or lesson.id not in place["order"]:
+        return None
+    return {
+        "id": place["id"],
+        "title": place["title"],
+        "number": place["order"].index(lesson.id) + 1,
+        "starts_at": lesson.starts_at,
+    }
+
+
+def entry(
     request: web.Request, lesson: Lesson, info: dict[str, Any], token: str | None
 ) -> dict[str, Any]:
-    """A recording as the library shows it: the lesson's title, teacher and date with it;
-    ``token`` is appended to its media URLs (what a <video> element cannot send as a header)."""
-    entry = {
+    """A recording as the library shows it: the lesson's title, teacher and date with it, and
+    its course and number there; ``token`` is appended to its media URLs (what a <video>
+    element cannot send as a header)."""
+    data = {
         "lesson_id": lesson.id,
         "title": lesson.title,
         "teacher": lesson.teacher,
         "lesson_state": lesson.state.value,
-        "date": lesson.started_at or lesson.created_at,
+        "date": lesson.started_at or lesson.starts_at or lesson.created_at,
+        "course": _course_place(request, lesson),
         **info,
     }
     if token is not None:
         suffix = f"?token={token}"
         for key in ("url", "thumbnail_url"):
-            if entry.get(key):
-                entry[key] += suffix
+            if data.get(key):
+                data[key] += suffix
         for part in ("courseware", "stage"):
-            side = entry.get(part)
+            side = data.get(part)
             if side and side.get("url"):
-                entry[part] = {**side, "url": side["url"] + suffix}
-        entry["token"] = token
-    return entry
+                data[part] = {**side, "url": side["url"] + suffix}
+        data["token"] = token
+    return data
 
 
 def _number(request: web.Request, name: str) -> float | None:
@@ -163,11 +192,11 @@ async def list_recordings(request: web.Request) -> web.Response:
         if query and query not in haystack:
             continue
         token = authority.issue(lesson.id, Role.REPLAY) if mine else None
-        entries.append(_entry(request, lesson, info if mine else _as_public(info), token))
+        entries.append(entry(request, lesson, info if mine else as_public(info), token))
     return json_response({"recordings": entries, "total_size_bytes": total, "teacher": teacher})
 
 
-def _as_public(info: dict[str, Any]) -> dict[str, Any]:
+def as_public(info: dict[str, Any]) -> dict[str, Any]:
     """A recording as anybody without a link sees it: no stage file unless the teacher
     opened that too."""
     if info.get("public_stage"):
@@ -181,13 +210,13 @@ async def get_recording(request: web.Request) -> web.Response:
     who = _access(request, lesson_id)
     info = _recording(request, lesson_id)
     if who == "public":
-        info = _as_public(info)
+        info = as_public(info)
     token = None
     if who == "teacher":
         token = request.app[AUTHORITY].issue(lesson_id, Role.REPLAY)
     elif who in ("origin", "replay"):
         token = credential_of(request)
-    return json_response(_entry(request, lesson, info, token))
+    return json_response(entry(request, lesson, info, token))
 
 
 async def update_recording(request: web.Request) -> web.Response:
@@ -234,7 +263,7 @@ async def update_recording(request: web.Request) -> web.Response:
         info["public"],
         info["public_stage"],
     )
-    return json_response(_entry(request, lesson, info, None))
+    return json_response(entry(request, lesson, info, None))
 
 
 async def delete_recording(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from media.peer import Peer
 
-from .contracts import Role
+from .contracts import CourseLink, Role
 
 
 @dataclass
@@ -25,6 +25,8 @@ class Session:
     # ICE and DTLS have connected: only then is a classroom counted in the lesson (a session
     # that never connects is closed after the connect timeout)
     connected: bool = False
+    # the course link a classroom's token was handed out on, if any
+    course_link: CourseLink | None = None
 
 
 class Sessions:

@@ -11,7 +11,7 @@ from aiohttp import web
 from media.offer import MAX_OFFER_BYTES, OfferError, describe_offer
 from media.peer import NegotiationError, Peer
 
-from .auth import grant_for
+from .auth import fixed_name, grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
 from .contracts import Grant, Lesson, LessonState, Role
 from .cors import preflight
@@ -93,6 +93,7 @@ async def _negotiate(
             500, "negotiation_failed", "the server could not answer this offer"
         ) from None
     session = await live.admit(peer, grant.role, kind, max_classrooms, client)
+    session.course_link = grant.course_link  # closed at once if that link is revoked
     response = web.Response(
         status=201,
         text=answer,
@@ -180,7 +181,7 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
     """A classroom publishes its return feed (camera and microphone) for the teacher."""
     grant = grant_for(request, lesson_id, {Role.CLASSROOM})
     _lesson(request, lesson_id)
-    name = classroom_name(request.query.get("name"))
+    name = fixed_name(grant) or classroom_name(request.query.get("name"))
     client = _client(request)
     # all classrooms share one link: the feed must come from the browser that watches as
     # this classroom, or any classroom could show its camera in another's name
@@ -208,7 +209,8 @@ async def whep_post(request: web.Request) -> web.Response:
         return await _feed_watch(request, lesson, source, grant)
     client = _client(request)
     if grant.role is Role.CLASSROOM:
-        name = classroom_name(request.query.get("name") or _unnamed())
+        # a receiving classroom's own course link fixes its name, so its attendance counts
+        name = fixed_name(grant) or classroom_name(request.query.get("name") or _unnamed())
         live = request.app[LESSONS].get(lesson_id)
         if live is not None:
             live.check_removed(name)

@@ -15,6 +15,7 @@ from signaling import (
     accounts_api,
     audit_api,
     check_api,
+    courses_api,
     events_socket,
     lessons_api,
     reports_api,
@@ -22,17 +23,30 @@ from signaling import (
 )
 from signaling.cors import setup_cors
 from signaling.errors import setup_json_errors
-from signaling.keys import ACCOUNTS, AUDIT, AUTHORITY, JOURNAL, LESSONS, RTMP, STORE, TURN
+from signaling.keys import (
+    ACCOUNTS,
+    AUDIT,
+    AUTHORITY,
+    COURSES,
+    JOURNAL,
+    LESSONS,
+    RTMP,
+    STORE,
+    TURN,
+)
+from signaling.lesson_clock import TIMES, TimetableTimes, keep_time
 from signaling.live_lessons import LiveLessons
 from signaling.quality import QualityMonitor
 from signaling.rate_limits import Rate, RateLimits, setup_rate_limits
 from signaling.rtmp_ingest import RtmpIngest
+from signaling.timetable import local_zone
 from signaling.turn_credentials import TurnCredentials
 
 from . import metrics, pages, status
 from .accounts import SqliteAccounts
 from .audit import SqliteAuditLog
 from .config import Config
+from .courses import SqliteCourses
 from .cycles import collect_cycles
 from .disk_reserve import DISK_RESERVE, RESERVE_FILE, DiskReserve
 from .journal import SqliteLessonJournal
@@ -100,6 +114,10 @@ def create_app(config: Config) -> web.Application:
         data_dir / DATABASE_FILE, on_full=reserve.release, secrets_box=SecretBox(server_secret)
     )
     app[STORE] = store
+    app[COURSES] = SqliteCourses(store)
+    app[TIMES] = TimetableTimes(
+        config.timezone or local_zone().key, config.join_early_s, config.end_grace_s
+    )
     app[AUTHORITY] = TokenAuthority(server_secret, config.token_ttl_s)
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     if config.turn_urls and config.turn_secret:
@@ -129,6 +147,7 @@ def create_app(config: Config) -> web.Application:
     app[QUALITY] = QualityMonitor(app)
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)
+    courses_api.add_routes(app)
     accounts_api.add_routes(app)
     audit_api.add_routes(app)
     whip.add_routes(app)
@@ -156,6 +175,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(journal_retention)
     app.cleanup_ctx.append(watch_open_files)
     app.cleanup_ctx.append(collect_cycles)
+    app.cleanup_ctx.append(keep_time)
     app.on_shutdown.append(_close_rtmp)
     app.on_shutdown.append(_close_lessons)
     app.on_cleanup.append(_close_store)

@@ -1,5 +1,5 @@
 """The command line: ``syncclass serve`` runs the server; ``teacher`` and ``audit`` manage
-accounts and read the audit log."""
+accounts and read the audit log; ``course`` manages courses and their timetables."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import admin_cli, certificate, open_files
+from . import admin_cli, certificate, course_cli, open_files
 from .config import Config, add_serve_arguments, resolve_serve_config
 from .data_dir import DataDirError, check_data_dir
 from .logs import configure_logging
@@ -124,10 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     certificate.add_arguments(cert_parser)
     admin_cli.add_commands(commands)
+    course_cli.add_commands(commands)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "serve":
         serve(resolve_serve_config(serve_parser, args, os.environ))
     elif args.command == "cert":
         sys.exit(certificate.run(args, os.environ))
+    elif args.command == course_cli.COMMAND:
+        sys.exit(course_cli.run(args, os.environ))
     elif args.command in admin_cli.COMMANDS:
         sys.exit(admin_cli.run(args, os.environ))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from media.network import CONSENT_TIMEOUT_S, SAME_AS_UDP
 from signaling.turn_credentials import TurnUrlError, parse_turn_url
@@ -70,6 +71,11 @@ class Config:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = dataclasses.field(default=None, repr=False)
     turn_secret_file: Path | None = None
+    # timetables: their time zone (None: the server's), how early a classroom on a course link
+    # enters a lesson, and how long after its end a lesson nobody teaches ends by itself
+    timezone: str | None = None
+    join_early_s: float = 300.0
+    end_grace_s: float = 900.0
 
 
 def _host(text: str) -> str:
@@ -160,6 +166,30 @@ def _connect_timeout(text: str) -> float:
     if not (math.isfinite(seconds) and 0.5 <= seconds <= 120):
         raise ValueError(f"must be from 0.5 to 120 seconds, got {text!r}")
     return seconds
+
+
+def _timezone(text: str) -> str:
+    name = text.strip()
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        raise ValueError(
+            f"{text!r} is not a time zone (an IANA name: Asia/Shanghai, UTC)"
+        ) from None
+    return name
+
+
+def _seconds_up_to(high: float) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            seconds = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {text!r}") from None
+        if not (math.isfinite(seconds) and 0 <= seconds <= high):
+            raise ValueError(f"must be from 0 to {high:g} seconds, got {text!r}")
+        return seconds
+
+    return convert
 
 
 def _consent_timeout(text: str) -> float:
@@ -622,6 +652,29 @@ _OPTIONS: tuple[_Option, ...] = (
         "MB",
         "stop recording (keeping what is recorded) when the disk has less free space than this",
         _megabytes,
+    ),
+    _Option(
+        "--timezone",
+        "timezone",
+        "ZONE",
+        "the time zone timetables are given and shown in (an IANA name, e.g. Asia/Shanghai)",
+        _timezone,
+        "the server's",
+    ),
+    _Option(
+        "--join-early",
+        "join_early_s",
+        "SECONDS",
+        "a timetabled lesson opens to the classrooms on its course link this long before it "
+        "starts (0 to 3600)",
+        _seconds_up_to(3600),
+    ),
+    _Option(
+        "--end-grace",
+        "end_grace_s",
+        "SECONDS",
+        "a timetabled lesson nobody teaches ends by itself this long after its end (0 to 86400)",
+        _seconds_up_to(86400),
     ),
     _Option(
         "--disk-reserve-mb",

@@ -1,4 +1,5 @@
-"""The web pages: the home page, the teacher's lesson view, the classroom view, the
+"""The web pages: the home page, the teacher's lesson view, the classroom view (of one lesson,
+or of a course: waiting for its next lesson and entering each by itself), the
 recordings library's entry point, the operator's wall of live lessons, the lesson report
 and the network check.
 Plain HTML, CSS and ES modules from ``static/``."""
@@ -26,6 +27,10 @@ async def teach(request: web.Request) -> web.StreamResponse:
 
 async def join(request: web.Request) -> web.StreamResponse:
     return _page("join.html")
+
+
+async def room(request: web.Request) -> web.StreamResponse:
+    return _page("room.html")
 
 
 async def recordings(request: web.Request) -> web.StreamResponse:
@@ -56,6 +61,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/lessons/{lesson_id}/teach", teach)
     app.router.add_get("/lessons/{lesson_id}/join", join)
     app.router.add_get("/lessons/{lesson_id}/report", report)
+    app.router.add_get("/courses/{course_id}/room", room)
     app.router.add_get("/recordings", recordings)
     app.router.add_get("/live", live)
     app.router.add_get("/check", check)

@@ -142,6 +142,43 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE lessons ADD COLUMN source_url TEXT",
         "ALTER TABLE lessons ADD COLUMN source_secret BLOB",
     ),
+    (
+        # courses: a term of lessons with standing classroom links; a lesson may be one of
+        # their sessions, at a time the timetable gives (one-off lessons have none of it)
+        "ALTER TABLE lessons ADD COLUMN course_id TEXT",
+        "ALTER TABLE lessons ADD COLUMN starts_at REAL",
+        "ALTER TABLE lessons ADD COLUMN length_s REAL",
+        "CREATE INDEX lessons_course ON lessons (course_id, starts_at)",
+        "CREATE INDEX lessons_starts_at ON lessons (starts_at)",
+        # what the timetable's clock reads every few seconds: timetabled lessons not ended
+        "CREATE INDEX lessons_open_timetabled ON lessons (starts_at) "
+        "WHERE state != 'ended' AND starts_at IS NOT NULL",
+        """
+        CREATE TABLE courses (
+            id                TEXT PRIMARY KEY,
+            title             TEXT NOT NULL,
+            owner             TEXT NOT NULL,
+            teacher           TEXT NOT NULL DEFAULT '',
+            max_classrooms    INTEGER NOT NULL,
+            record            INTEGER NOT NULL,
+            classroom_replays INTEGER NOT NULL DEFAULT 0,
+            created_at        REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX courses_owner ON courses (owner, created_at)",
+        # one row per standing link: classroom '' is the course's shared classroom link
+        """
+        CREATE TABLE course_links (
+            course_id  TEXT NOT NULL REFERENCES courses (id),
+            classroom  TEXT NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0,
+            revoked    INTEGER NOT NULL DEFAULT 0,
+            position   INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (course_id, classroom)
+        )
+        """,
+        "CREATE INDEX course_links_classroom ON course_links (classroom)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -149,7 +186,8 @@ _INSERT_COLUMNS = (
     "id, title, state, max_classrooms, record, created_at, started_at, ended_at, teacher, "
     "owner, link_generation, keep_chat, origin_generation"
 )
-_COLUMNS = _INSERT_COLUMNS + ", source_url, source_secret"
+_COLUMNS = _INSERT_COLUMNS + ", course_id, starts_at, length_s, source_url, source_secret"
+LESSON_COLUMNS = _COLUMNS  # what `SqliteLessonStore.row_to_lesson` reads
 _ID_ATTEMPTS = 5
 
 
@@ -229,17 +267,24 @@ class SqliteLessonStore:
                 f"database schema version {version} is newer than this server "
                 f"understands ({SCHEMA_VERSION}); refusing to touch it"
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        if version == SCHEMA_VERSION:
+            return
+        # every step in one transaction: an upgrade that fails anywhere (a full disk, a crash,
+        # a bad statement) leaves the database as it was, at its old version, for this
+        # server's predecessor or a retry
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target - 1]:
                     self._db.execute(statement)
                 # PRAGMA does not accept bound parameters; target is our own integer.
                 self._db.execute(f"PRAGMA user_version = {int(target)}")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        if version:
+            logger.info("database upgraded from schema %d to %d", version, SCHEMA_VERSION)
 
     def close(self) -> None:
         with self._lock:
@@ -376,9 +421,17 @@ class SqliteLessonStore:
         """The connection and the lock that guards it, for the other tables in this file."""
         return self._db, self._lock
 
+    def row_to_lesson(self, row: tuple[Any, ...]) -> Lesson:
+        """A lesson from a row of ``LESSON_COLUMNS`` (for the other tables of this file)."""
+        return self._to_lesson(row)
+
     def _to_lesson(self, row: tuple[Any, ...]) -> Lesson:
-        lesson = _to_lesson(row[:-2])
-        url, sealed = row[-2:]
+        lesson = _to_lesson(row[:-5])
+        course_id, starts_at, length_s, url, sealed = row[-5:]
+        if course_id is not None or starts_at is not None:
+            lesson = dataclasses.replace(
+                lesson, course_id=course_id, starts_at=starts_at, length_s=length_s
+            )
         if url is None:
             return lesson
         password = None

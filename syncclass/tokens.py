@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from signaling.contracts import Grant, Role, TokenError
+from signaling.contracts import CourseLink, Grant, Role, TokenError
 
 SECRET_FILE = "secret.key"
 TEACHER_KEY_FILE = "teacher.key"
@@ -54,11 +54,18 @@ class TokenAuthority:
         generation: int = 0,
         *,
         not_after: float | None = None,
+        link: CourseLink | None = None,
+        lasting_until: float | None = None,
     ) -> str:
         """A token of ``role`` for ``lesson_id``; ``not_after`` caps its expiry, so a token
-        issued to the holder of another never outlives the one presented."""
+        issued to the holder of another never outlives the one presented; ``link``: the course
+        link it was handed out on, which must still stand for it to work; ``lasting_until``:
+        it lives at least until then (a timetabled lesson's end)."""
         role = Role(role)
         expires_at = math.ceil(self._clock() + self._ttl_s)
+        if lasting_until is not None and math.isfinite(lasting_until):
+            # a timetabled lesson's links, sent the evening before, live until it is over
+            expires_at = max(expires_at, math.ceil(lasting_until))
         if not_after is not None and math.isfinite(not_after):
             expires_at = min(expires_at, math.floor(not_after))
         payload: dict[str, object] = {
@@ -71,8 +78,32 @@ class TokenAuthority:
         }
         if generation:
             payload["g"] = generation  # left out at 0, so links from before rotation look alike
+        if link is not None:
+            payload["c"] = [link.course_id, link.classroom, link.generation]
         payload_b64 = _b64encode(json.dumps(payload, separators=(",", ":")).encode())
         return f"{payload_b64}.{_b64encode(self._sign(payload_b64))}"
+
+    def issue_for_link(self, lesson_id: str, generation: int, link: CourseLink) -> str:
+        return self.issue(lesson_id, Role.CLASSROOM, generation, link=link)
+
+    def course_link(self, link: CourseLink) -> str:
+        payload = {"k": [link.course_id, link.classroom, link.generation]}
+        payload_b64 = _b64encode(json.dumps(payload, separators=(",", ":")).encode())
+        return f"{payload_b64}.{_b64encode(self._sign(payload_b64, _COURSE_LINK))}"
+
+    def verify_course_link(self, token: str) -> CourseLink:
+        payload_b64, signature = _split(token)
+        # signed apart from lesson tokens: neither kind is ever taken for the other
+        if not hmac.compare_digest(signature, self._sign(payload_b64, _COURSE_LINK)):
+            raise TokenError("bad signature")
+        try:
+            payload = json.loads(_b64decode(payload_b64))
+        except (ValueError, RecursionError) as exc:
+            raise TokenError("malformed token") from exc
+        link = _link(payload.get("k") if isinstance(payload, dict) else None)
+        if link is None:
+            raise TokenError("malformed token")
+        return link
 
     def verify(self, token: str) -> Grant:
         payload_b64, signature = _split(token)
@@ -103,14 +134,38 @@ class TokenAuthority:
         if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
             raise TokenError("malformed token")
         grant_role = Role(role)
+        link = None
+        if "c" in payload:
+            link = _link(payload["c"])
+            if link is None or grant_role is not Role.CLASSROOM:
+                raise TokenError("malformed token")
         if self._clock() >= expires_at:
             raise TokenError("token expired")
         return Grant(
-            lesson_id=lesson_id, role=grant_role, expires_at=expires_at, generation=generation
+            lesson_id=lesson_id,
+            role=grant_role,
+            expires_at=expires_at,
+            generation=generation,
+            course_link=link,
         )
 
-    def _sign(self, payload_b64: str) -> bytes:
-        return hmac.new(self._secret, payload_b64.encode("ascii"), hashlib.sha256).digest()
+    def _sign(self, payload_b64: str, domain: bytes = b"") -> bytes:
+        return hmac.new(self._secret, domain + payload_b64.encode("ascii"), hashlib.sha256).digest()
+
+
+_COURSE_LINK = b"course-link\0"  # what course link signatures are made over, before the payload
+
+
+def _link(value: object) -> CourseLink | None:
+    """A course link as a token names it: [course id, classroom ('' shared), generation]."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    course_id, classroom, generation = value
+    if not isinstance(course_id, str) or not course_id or not isinstance(classroom, str):
+        return None
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        return None
+    return CourseLink(course_id, classroom, generation)
 
 
 def _split(token: object) -> tuple[str, bytes]:

@@ -325,3 +325,19 @@ def test_turn_secret_given_twice_or_empty(
     secret_file.write_text("s")
     both = [*url, "--turn-secret", "s", "--turn-secret-file", str(secret_file)]
     expect_usage_error(capsys, both, {}, "give the secret one way")
+
+
+def test_timetable_options(capsys: pytest.CaptureFixture[str]) -> None:
+    config = parse_serve_args(
+        ["--timezone", "Asia/Shanghai", "--join-early", "120", "--end-grace", "600"], {}
+    )
+    assert (config.timezone, config.join_early_s, config.end_grace_s) == (
+        "Asia/Shanghai",
+        120.0,
+        600.0,
+    )
+    assert parse_serve_args([], {"SYNCCLASS_TIMEZONE": "UTC"}).timezone == "UTC"
+    assert parse_serve_args([], {}).timezone is None  # the server's own zone
+    expect_usage_error(capsys, ["--timezone", "Mars/Olympus"], {}, "is not a time zone")
+    expect_usage_error(capsys, ["--join-early", "-5"], {}, "must be from 0 to 3600")
+    expect_usage_error(capsys, ["--end-grace", "nan"], {}, "must be from 0 to 86400")

@@ -2,7 +2,8 @@
 // the teacher small while courseware is shared, and a classroom called on stage beside the
 // teacher; waits before, says so after, waits for a place in a full lesson, and reconnects
 // by itself (a new WHEP session) when the network drops. Hand, return feed, chat and quality
-// reports are in room-interaction.js.
+// reports are in room-interaction.js. Entered from a course link (``&course=``), it goes back
+// to the course's page (the next lesson's countdown) when the lesson ends.
 
 import { api, ApiError, lessonFromLocation } from './api.js';
 import { clientId } from './client-id.js';
@@ -10,6 +11,7 @@ import { LessonEvents } from './events.js';
 import { FrameWatch } from './frames.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
 import './interaction-strings.js';
+import './room-strings.js';
 import { connectionPath, setIceServers } from './ladder.js';
 import { RoomInteraction } from './room-interaction.js';
 import { STAGE_SLOTS, WhepPlayer } from './whep.js';
@@ -23,6 +25,9 @@ const OWN_LINK_MS = 6000;
 const FULL_RETRY_MS = 5000; // a full lesson: ask again this often for a free place
 const PATH_MS = 1000;
 const { id: lessonId, token } = lessonFromLocation();
+const courseId = new URLSearchParams(window.location.search).get('course');
+const BACK_MS = 3000; // the ended screen, read before going back to the course's page
+let backTimer = null;
 
 const view = {
   title: '',
@@ -72,13 +77,29 @@ function teacherAway() {
   return watches !== null && performance.now() - watches.camera.changedAt > OWN_LINK_MS;
 }
 
+/** Entered from a course link: back to the course's page, which enters the next lesson. */
+function backToCourse() {
+  if (!courseId || backTimer !== null) return;
+  backTimer = setTimeout(() => {
+    let address = null;
+    try {
+      address = window.sessionStorage.getItem(`syncclass.room.${courseId}`);
+    } catch {
+      // storage refused: the course's address alone
+    }
+    window.location.replace(address || `/courses/${encodeURIComponent(courseId)}/room`);
+  }, BACK_MS);
+}
+
 function render() {
   const current = screen();
+  // (a classroom the teacher removed stays told so: its link would only bring it back)
+  if (courseId && ['ended', 'invalid'].includes(current)) backToCourse();
   document.body.dataset.screen = current;
   // while the room is asked its name, nothing covers the form (a waiting screen on top of
   // 请换一个名称 would leave the page waiting forever)
   $('message-screen').hidden = current === 'playing' || !$('name-screen').hidden;
-  if (current === 'ended') message('join.ended.title', 'join.ended.text');
+  if (current === 'ended') message('join.ended.title', courseId ? 'room.back' : 'join.ended.text');
   else if (current === 'invalid') message('join.invalid', null);
   else if (current === 'removed') message('join.removed', null);
   else if (current === 'full') {

@@ -1,7 +1,9 @@
-// The home page: the teacher key (kept in this browser), new lessons, and the lesson list.
+// The home page: the teacher key (kept in this browser), new lessons, the lesson list, and the
+// teacher's timetable (timetable.js).
 
 import { api, ApiError } from './api.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
+import { mountTimetable, showTimetableCards } from './timetable.js';
 
 const KEY_STORAGE = 'syncclass.teacherKey';
 const $ = (id) => document.getElementById(id);
@@ -17,6 +19,7 @@ function keySaved(saved) {
   $('key-saved').hidden = !saved;
   $('create-card').hidden = !saved;
   $('lessons-card').hidden = !saved;
+  if (!saved) showTimetableCards(false);
 }
 
 async function checkKey(key) {
@@ -31,6 +34,8 @@ async function checkKey(key) {
 function renderLessons(lessons, key) {
   const list = $('lessons');
   list.replaceChildren();
+  // a course's lessons yet to come are in the timetable above, not here
+  lessons = lessons.filter((lesson) => !(lesson.course_id && lesson.state === 'scheduled'));
   $('lessons-empty').hidden = lessons.length > 0;
   for (const lesson of lessons.slice(0, 20)) {
     const item = document.createElement('li');
@@ -75,11 +80,13 @@ async function showLessons(key) {
     return;
   }
   keySaved(true);
+  showTimetableCards(true);
   renderLessons(lessons, key);
 }
 
 function main() {
   mountLanguageSwitch($('lang'));
+  mountTimetable();
   const stored = localStorage.getItem(KEY_STORAGE);
   keySaved(false);
   if (stored) showLessons(stored).catch((error) => showError($('key-error'), error));

@@ -3,6 +3,9 @@
 // The teacher (with the key this browser keeps from the home page) sees every recording and
 // can share a replay link, make one public or delete it; anybody else sees the public ones.
 // A replay link is this page with ?lesson=ID&token=TOKEN: it opens that recording directly.
+// A course's replays come together under its title, in timetable order (第 N 课); with
+// ?course=ID&token=COURSE_LINK a classroom holding the course link sees its course's replays,
+// when the teacher allows it.
 
 import { api, ApiError } from './api.js';
 import './library-strings.js';
@@ -12,6 +15,7 @@ const KEY_STORAGE = 'syncclass.teacherKey';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(window.location.search);
 const link = { lesson: params.get('lesson') || '', token: params.get('token') || '' };
+const courseView = params.get('course') || ''; // a classroom on its course link
 
 let teacherKey = localStorage.getItem(KEY_STORAGE) || '';
 let isTeacher = false;
@@ -71,13 +75,17 @@ function filterQuery() {
 async function loadList() {
   let data;
   try {
-    data = await api('GET', `/api/recordings?${filterQuery()}`, { credential: teacherKey || null });
+    data = courseView
+      ? await api('GET', `/api/courses/${encodeURIComponent(courseView)}/recordings`,
+        { credential: link.token })
+      : await api('GET', `/api/recordings?${filterQuery()}`, { credential: teacherKey || null });
   } catch (error) {
     showError(error instanceof ApiError && error.status === 0 ? 'error.network' : 'error.generic',
       { message: error.message });
     return;
   }
-  if (teacherKey && !data.teacher) {
+  if (courseView) data.total_size_bytes = 0;
+  if (teacherKey && !data.teacher && !courseView) {
     teacherKey = '';
     localStorage.removeItem(KEY_STORAGE);
     $('key-error').hidden = false;
@@ -95,7 +103,33 @@ async function loadList() {
 
 function renderList() {
   const list = $('recordings');
-  list.replaceChildren(...listing.map(card));
+  // a course's recordings together, where its newest one is, in timetable order
+  const items = [];
+  const groups = new Map();
+  for (const recording of listing) {
+    const course = recording.course;
+    if (!course) {
+      items.push(card(recording));
+      continue;
+    }
+    let group = groups.get(course.id);
+    if (!group) {
+      const item = element('li', 'course-group');
+      item.dataset.course = course.id;
+      const heading = element('h2', 'course-title', course.title);
+      const inner = element('ul', 'recordings');
+      item.append(heading, inner);
+      group = { inner, recordings: [] };
+      groups.set(course.id, group);
+      items.push(item);
+    }
+    group.recordings.push(recording);
+  }
+  for (const group of groups.values()) {
+    group.recordings.sort((a, b) => a.course.number - b.course.number);
+    group.inner.replaceChildren(...group.recordings.map(card));
+  }
+  list.replaceChildren(...items);
   $('empty').hidden = listing.length > 0;
 }
 
@@ -117,6 +151,9 @@ function card(recording) {
   thumb.addEventListener('click', () => openRecording(recording));
   const body = element('div', 'body');
   const title = element('h2', null, recording.title);
+  if (recording.course) {
+    title.replaceChildren(element('span', 'lesson-number', t('library.number', { n: recording.course.number })));
+  }
   const teacher = element('p', 'meta');
   if (recording.teacher) setText(teacher, 'library.teacher', { name: recording.teacher });
   else setText(teacher, 'library.noTeacher');
