@@ -48,7 +48,7 @@ import numpy as np
 from aiortc import RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
-from aiortc.utils import uint16_add, uint16_gt
+from aiortc.utils import uint16_add
 
 from media.aiortc_adapter.consent import authenticate_media, keep_consent
 from tests.support.link_emulator import POOR, LinkEmulator, Profile
@@ -60,7 +60,7 @@ from .fanout import RESULTS, OriginThread, percentile
 from .peers import Origin, Sink, loopback_only, new_pc, post, publish
 from .recorder_cpu import tree_cpu
 from .rtsp_camera import BenchCamera
-from .weak_links import CONSENT_S, FREEZE_S, BrowserJitterBuffer
+from .weak_links import CONSENT_S, FREEZE_S, BrowserJitterBuffer, BrowserNacks
 
 WIDTH, HEIGHT, BITRATE = 1920, 1080, 2_500_000
 GOP = FPS  # a keyframe a second
@@ -183,52 +183,6 @@ class H264JitterBuffer(BrowserJitterBuffer):
                 )
                 self.remove(keep)
         return super().add(packet)
-
-
-class BrowserNacks:
-    """Which packets a classroom asks to be sent again, as libwebrtc's ``NackRequester`` does:
-    a missing packet at once, then again every round trip (``kDefaultRttMs``, 100 ms, until
-    one is measured) for as long as it stays missing, up to 10 times.
-
-    aiortc's ``NackGenerator`` asks again only when another packet goes missing: on a lossy
-    link a NACK lost on the way up, or a retransmission lost on the way down, leaves the frame
-    waiting for the next loss, often a second later, a freeze a browser does not have. Takes
-    its place in ``RTCRtpReceiver``: ``add`` says whether to send a NACK now, ``missing`` is
-    what it asks for."""
-
-    RESEND_S = 0.100
-    MAX_ASKS = 10
-    HISTORY = 1000  # packets behind the newest that are still worth asking for
-
-    def __init__(self) -> None:
-        self.max_seq: int | None = None
-        self.missing: list[int] = []
-        self._asked: dict[int, list[float]] = {}  # sequence number -> [last asked, times]
-
-    def add(self, packet: Any) -> bool:
-        seq = packet.sequence_number
-        if self.max_seq is None:
-            self.max_seq = seq
-            return False
-        if uint16_gt(seq, self.max_seq):
-            gap = uint16_add(self.max_seq, 1)
-            while uint16_gt(seq, gap):
-                self._asked[gap] = [-1e9, 0]
-                gap = uint16_add(gap, 1)
-            self.max_seq = seq
-        else:
-            self._asked.pop(seq, None)
-        now = time.monotonic()
-        oldest = uint16_add(self.max_seq, -self.HISTORY)
-        due = []
-        for gap, asked in list(self._asked.items()):
-            if asked[1] >= self.MAX_ASKS or uint16_gt(oldest, gap):
-                del self._asked[gap]
-            elif now - asked[0] >= self.RESEND_S:
-                asked[0], asked[1] = now, asked[1] + 1
-                due.append(gap)
-        self.missing = due
-        return bool(due)
 
 
 def _install_jitter_buffer() -> None:

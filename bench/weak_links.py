@@ -42,7 +42,7 @@ import av
 from aiortc import RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
-from aiortc.utils import uint16_add
+from aiortc.utils import uint16_add, uint16_gt
 
 from media.aiortc_adapter.consent import authenticate_media, keep_consent
 from tests.support.link_emulator import (
@@ -153,6 +153,52 @@ def _keyframe_start(packet: Any) -> bool:
     )
 
 
+class BrowserNacks:
+    """Which packets a classroom asks to be sent again, as libwebrtc's ``NackRequester`` does:
+    a missing packet at once, then again every round trip (``kDefaultRttMs``, 100 ms, until
+    one is measured) for as long as it stays missing, up to 10 times.
+
+    aiortc's ``NackGenerator`` asks again only when another packet goes missing: on a lossy
+    link a NACK lost on the way up, or a retransmission lost on the way down, leaves the frame
+    waiting for the next loss, often a second later, a freeze a browser does not have. Takes
+    its place in ``RTCRtpReceiver``: ``add`` says whether to send a NACK now, ``missing`` is
+    what it asks for."""
+
+    RESEND_S = 0.100
+    MAX_ASKS = 10
+    HISTORY = 1000  # packets behind the newest that are still worth asking for
+
+    def __init__(self) -> None:
+        self.max_seq: int | None = None
+        self.missing: list[int] = []
+        self._asked: dict[int, list[float]] = {}  # sequence number -> [last asked, times]
+
+    def add(self, packet: Any) -> bool:
+        seq = packet.sequence_number
+        if self.max_seq is None:
+            self.max_seq = seq
+            return False
+        if uint16_gt(seq, self.max_seq):
+            gap = uint16_add(self.max_seq, 1)
+            while uint16_gt(seq, gap):
+                self._asked[gap] = [-1e9, 0]
+                gap = uint16_add(gap, 1)
+            self.max_seq = seq
+        else:
+            self._asked.pop(seq, None)
+        now = time.monotonic()
+        oldest = uint16_add(self.max_seq, -self.HISTORY)
+        due = []
+        for gap, asked in list(self._asked.items()):
+            if asked[1] >= self.MAX_ASKS or uint16_gt(oldest, gap):
+                del self._asked[gap]
+            elif now - asked[0] >= self.RESEND_S:
+                asked[0], asked[1] = now, asked[1] + 1
+                due.append(gap)
+        self.missing = due
+        return bool(due)
+
+
 def _install_decoder() -> None:
     import aiortc.rtcrtpreceiver as receiver_module
 
@@ -162,6 +208,7 @@ def _install_decoder() -> None:
         return BrowserJitterBuffer() if is_video else make_buffer(capacity, prefetch, is_video)
 
     receiver_module.JitterBuffer = buffer_for  # type: ignore[misc,assignment]
+    receiver_module.NackGenerator = BrowserNacks  # type: ignore[misc,assignment]
     get_decoder = receiver_module.get_decoder
 
     def decoder_for(codec: Any) -> Any:

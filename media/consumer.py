@@ -167,6 +167,8 @@ class Consumer:
         "_send_time_id",
         "_redundancy",
         "_red",
+        "_repeated",
+        "_repeat_from",
     )
 
     def __init__(
@@ -237,6 +239,10 @@ class Consumer:
         # redundant sound (media.red), where the peer negotiated it, and whether it is on
         self._redundancy: Redundancy | None = None
         self._red = False
+        # the copies of a link that sends each datagram twice: counted so far, and the media
+        # octets sent when the copies began (None: none are sent now)
+        self._repeated = 0
+        self._repeat_from: int | None = None
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -677,10 +683,16 @@ class Consumer:
         link = self._link
         return link is not None and link.reliable
 
+    def _media_octets(self) -> int:
+        # payload, plus about what headers and SRTP add to each packet
+        return self.stats.octets + 40 * self.stats.packets
+
     def sent_octets(self) -> int:
         stats = self.stats
-        # payload, plus about what headers and SRTP add to each packet
-        return stats.octets + 40 * stats.packets + stats.retransmitted_octets + stats.padding_octets
+        repeated = self._repeated
+        if self._repeat_from is not None:
+            repeated += self._media_octets() - self._repeat_from
+        return self._media_octets() + stats.retransmitted_octets + stats.padding_octets + repeated
 
     def source_octets(self) -> tuple[int, float] | None:
         producer = self.producer
@@ -739,13 +751,21 @@ class Consumer:
         if hook is not None:
             hook()
 
-    def repeat(self, on: bool) -> None:
+    def repeat(self, on: bool, pace_bps: float = 0.0) -> None:
         """Send each packet with the one or two before it (RED, where the peer negotiated
-        it), or have the link send each packet twice (the same datagram); or once again."""
+        it), or have the link send each packet twice (the same datagram; the copies at once,
+        or paced at ``pace_bps``); or once again."""
         if self._redundancy is not None:
             self._red = on
         elif self._link is not None and hasattr(self._link, "repeat"):
             self._link.repeat = on
+            if hasattr(self._link, "repeat_pace_bps"):
+                self._link.repeat_pace_bps = pace_bps
+            if on and self._repeat_from is None:
+                self._repeat_from = self._media_octets()
+            elif not on and self._repeat_from is not None:
+                self._repeated += self._media_octets() - self._repeat_from
+                self._repeat_from = None
 
     @property
     def redundant(self) -> str | None:

@@ -9,10 +9,11 @@ Two bounds, the lower one counts:
   of congestion: a receiver's estimator dips below what it is sent at every burst of jitter,
   and grows back.
 - **Loss with queueing.** A classroom that loses packets while its round trip grows above
-  the shortest one seen is congested: its bound drops by half the loss from the estimate (or
-  from what it was sent, if more), as GCC's loss-based controller does; under heavy loss, to
-  what it was sent less half the loss. Loss without queueing (random loss of 1–3 % on a
-  rural line, which retransmission repairs) is not congestion and moves nothing; only heavy
+  the shortest one seen (by more than the round trip's usual jitter) is congested: its bound
+  drops by half the loss from the estimate (or from what it was sent, if more), as GCC's
+  loss-based controller does; under heavy loss, to what it was sent less half the loss. Loss
+  without queueing (random loss of 1–3 % on a rural line, which retransmission repairs) is
+  not congestion and moves nothing; only heavy
   loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Loss is pooled over the
   reports of the last ``LOSS_POOL_S`` (every stream of the classroom, by the packets each
   covers) and counts as heavy only with ``HEAVY_MIN_LOST`` packets lost: one report on a
@@ -51,10 +52,15 @@ LOSS_POOL_S = 2.0
 # half of what it is sent loses them in its first report
 HEAVY_MIN_LOST = 8
 QUEUEING_MS = 40.0  # a round trip this much above the shortest one seen is a queue ...
-QUEUEING_SHARE = 0.3  # ... or this share of the shortest one, whichever is more
+QUEUEING_SHARE = 0.3  # ... or this share of the shortest one ...
+# ... or this many times the round trip's usual jitter (the mean change from one report to
+# the next, while no queue shows), whichever is most: a poor rural line's round trip swings
+# by ±40 ms report to report, without any queue
+QUEUEING_JITTER = 4.5
+JITTER_GAIN = 0.125
 # ... in each of the latest reports (the shortest of them counts): a queue stays, while a
 # burst of jitter lifts one report's round trip and is gone by the next
-QUEUEING_REPORTS = 2
+QUEUEING_REPORTS = 3
 BASE_RTT_MEMORY_S = 30.0  # the shortest round trip is forgotten slowly (routes change)
 REMB_FRESH_S = 5.0  # a REMB older than this bounds nothing any more
 # A receive-side estimator that sees its link overused answers with 0.85 of what it received
@@ -92,6 +98,8 @@ class Estimate:
         "_base_rtt",
         "_base_rtt_at",
         "_recent_rtts",
+        "_rtt_jitter",
+        "_last_rtt",
         "_updated_at",
         "_nacks",
         "_nacks_at",
@@ -113,6 +121,8 @@ class Estimate:
         self._base_rtt: float | None = None
         self._base_rtt_at = -math.inf
         self._recent_rtts: deque[float] = deque(maxlen=QUEUEING_REPORTS)
+        self._rtt_jitter = 0.0  # ms
+        self._last_rtt: float | None = None
         self._updated_at: float | None = None
         self._nacks = 0
         self._nacks_at: float | None = None
@@ -180,8 +190,13 @@ class Estimate:
             if base is None or rtt_ms < base or now - self._base_rtt_at > BASE_RTT_MEMORY_S:
                 self._base_rtt, self._base_rtt_at = rtt_ms, now
                 base = rtt_ms
+            margin = max(QUEUEING_MS, QUEUEING_SHARE * base, QUEUEING_JITTER * self._rtt_jitter)
+            last = self._last_rtt
+            if last is not None and max(rtt_ms, last) - base <= 2 * margin:
+                self._rtt_jitter += JITTER_GAIN * (abs(rtt_ms - last) - self._rtt_jitter)
+            self._last_rtt = rtt_ms
             self._recent_rtts.append(rtt_ms)
-            queueing = min(self._recent_rtts) - base > max(QUEUEING_MS, QUEUEING_SHARE * base)
+            queueing = min(self._recent_rtts) - base > margin
         self.queueing = queueing
         if queueing and self._proven is not None and sent_bps > 0:
             self._proven = min(self._proven, QUEUED_SHARE * sent_bps)
@@ -286,6 +301,7 @@ class Estimate:
             else round(self._remb * REMB_DECREASE / 1000, 1),
             "loss": round(self.loss, 4),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1),
+            "rtt_jitter_ms": round(self._rtt_jitter, 1),
             "nacks_per_s": round(self.nack_rate, 1),
             "proven_kbps": None if self._proven is None else round(self._proven / 1000, 1),
         }

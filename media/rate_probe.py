@@ -94,6 +94,10 @@ class RateProbe:
     def running(self) -> bool:
         return self.rate is not None
 
+    def idle(self, now: float) -> bool:
+        """Whether a probe may start now (none runs, none failed lately)."""
+        return self.rate is None and now >= self._next_at
+
     def sending(self, now: float) -> bool:
         """Whether the probe's padding is to be sent now (it runs and has not ended)."""
         return self.rate is not None and now < self._ends_at and not self._failed

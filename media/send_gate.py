@@ -24,6 +24,10 @@ three times what is sent, up to what the best layers need. A probe the classroom
 shows carried lifts its estimate at once (media.estimate) and the classroom takes, at once,
 the best that fits (video resumes on it when it was paused): back from a collapse in seconds,
 where its REMB would take ~40 s to grow back.
+
+A classroom whose video reports lose packets gets each video datagram twice while its estimate
+has room for it (``VIDEO_REPEAT_ON``): the layers are chosen first, the copies use what they
+leave, and go first when the link fills.
 """
 
 from __future__ import annotations
@@ -91,6 +95,26 @@ CEILING_LIFT = 1.2
 AUDIO_REPEAT_ON = 0.01
 AUDIO_REPEAT_OFF = 0.003
 AUDIO_REPEAT_HOLD_S = 30.0
+# Video is sent twice as well while its reports lose VIDEO_REPEAT_ON of it (until they have
+# lost less than AUDIO_REPEAT_OFF for AUDIO_REPEAT_HOLD_S, as for sound): a lost packet is
+# repaired by a retransmission a round trip later, a freeze on a satellite link (600 ms), and
+# on a lossy line whose retransmission is lost too. The layers are chosen first; the copies
+# come once the reports have shown no queue and no congestion for REPEAT_CALM_S, where the
+# estimate has VIDEO_REPEAT_ROOM for them, or a probe showed that room (a receiver's REMB on a
+# long or jittery line stays below what the line carries); never above what the best layers
+# alone would cost. They follow their originals at COPY_PACE times the video's rate. They go
+# first when a queue or congestion shows, and what they queued drains (REPEAT_DRAIN_S) before
+# the layers are judged by it; copies that did not last REPEAT_LASTED_S, and probes for them
+# that failed, wait twice as long each time before the next (REPEAT_REST_S up to
+# REPEAT_REST_MAX_S).
+VIDEO_REPEAT_ON = 0.01
+VIDEO_REPEAT_ROOM = 1.25
+COPY_PACE = 1.5
+REPEAT_CALM_S = 4.0
+REPEAT_DRAIN_S = 2.0
+REPEAT_LASTED_S = 30.0
+REPEAT_REST_S = 10.0
+REPEAT_REST_MAX_S = 120.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
 REPORT_AGE_MAX_S = 3.0  # a round trip answering an older sender report is not the link's now
@@ -141,9 +165,9 @@ class GatedConsumer(Protocol):
         """Send a sender report at once (where it can)."""
         ...
 
-    def repeat(self, on: bool) -> None:
+    def repeat(self, on: bool, pace_bps: float = 0.0) -> None:
         """Send each packet twice, or with the ones before it (sound on a lossy link), or
-        once again."""
+        once again; ``pace_bps``: the copies paced at this rate (0: each at once)."""
         ...
 
     @property
@@ -191,12 +215,22 @@ class SendGate:
         self.sent_bps = 0.0
         self.audio_repeat = False
         self._audio_clean_since: float | None = None
+        self.video_repeat = False
+        self._video_lossy = False  # video reports lost VIDEO_REPEAT_ON lately
+        self._video_clean_since: float | None = None
+        self._calm_since: float | None = None  # reports without queue or congestion since
+        self._repeat_since = 0.0
+        self._repeat_rest = REPEAT_REST_S
+        self._repeat_rest_until = 0.0
+        self._repeat_drained_at = 0.0  # the copies' queue has drained by then
+        self._probing_copies = False  # the probe running is for the copies
         self.time_in: dict[str, float] = dict.fromkeys(STATES, 0.0)
         self._consumers: list[GatedConsumer] = []
         self._video: list[GatedConsumer] = []  # the camera first: it has the budget first
         self.selector = LayerSelector()
         self.choice: list[LayerOption] = []  # the options fed now, per video source
         self._audio_bps = 0.0
+        self._source_bps = 0.0  # what the video sources followed receive, every layer
         self._now = now
         self._on_change = on_change
         self._since = now()
@@ -241,6 +275,7 @@ class SendGate:
         self.estimate.on_remb(bps, now)
         self.rate_probe.on_remb(bps, before, now)
         self._reported_at = now
+        self._protect_video(now)
         self._decide(now)
 
     def on_report(
@@ -258,6 +293,8 @@ class SendGate:
         now = self._now()
         if kind == "audio":
             self._audio_loss(fraction_lost, now)
+        else:
+            self._video_loss(fraction_lost, now)
         self._measure(now)
         # a stream's round trip is measured only by the reports that answer its latest sender
         # reports: a paused video stream sends none, and its receiver goes on answering the
@@ -288,6 +325,7 @@ class SendGate:
         )
 
         self._reported_at = now
+        self._protect_video(now)
         self._decide(now)
 
     def on_nacks(self, count: int) -> None:
@@ -311,6 +349,94 @@ class SendGate:
                 if consumer.kind == "audio":
                     consumer.repeat(repeat)
 
+    def _video_loss(self, fraction_lost: float, now: float) -> None:
+        if fraction_lost >= VIDEO_REPEAT_ON:
+            self._video_lossy = True
+            self._video_clean_since = None
+        elif fraction_lost < AUDIO_REPEAT_OFF:
+            if self._video_clean_since is None:
+                self._video_clean_since = now
+            elif now - self._video_clean_since >= AUDIO_REPEAT_HOLD_S:
+                self._video_lossy = False
+
+    def _video_bps(self, best: bool = False) -> float:
+        """What the video consumers are fed now, or would be on the best layers (bit/s, each
+        packet once; a source without layers: what it receives)."""
+        options = self._options()
+        if not any(options):
+            return self._source_bps
+        if self.choice and not best:
+            return sum(o.bps for o in self.choice)
+        return sum(opts[0].bps for opts in options if opts)
+
+    def _fed_bps(self) -> float:
+        """What the chosen layers put on the wire (their copies too)."""
+        return sum(o.bps for o in self.choice) * (2 if self.video_repeat else 1)
+
+    def _protect_video(self, now: float) -> None:
+        """Send video twice, or once again (see VIDEO_REPEAT_ON)."""
+        estimate = self.estimate
+        calm = not estimate.queueing and not estimate.congested
+        if calm:
+            if self._calm_since is None:
+                self._calm_since = now
+        else:
+            self._calm_since = None
+        wanted = self.adaptive and self.video and self._video_lossy
+        if self.video_repeat:
+            if calm and wanted:
+                return
+            self._repeat_video(False)
+            if not calm:
+                # the link filled: the copies go first, and what they queued drains before
+                # the layers are judged by it; copies that did not last wait longer next time
+                self._repeat_drained_at = now + REPEAT_DRAIN_S
+                lasted = now - self._repeat_since >= REPEAT_LASTED_S
+                rest = REPEAT_REST_S if lasted else min(self._repeat_rest * 2, REPEAT_REST_MAX_S)
+                self._repeat_rest = rest
+                self._repeat_rest_until = now + rest
+            return
+        if not wanted or self._calm_since is None or now < self._repeat_rest_until:
+            return
+        if now - self._calm_since < REPEAT_CALM_S:
+            return
+        bps = estimate.bps
+        if bps is not None and bps >= self._copies_need() * VIDEO_REPEAT_ROOM:
+            self._repeat_video(True)
+            self._repeat_since = now
+
+    def _copies_need(self) -> float:
+        """What the video with its copies and the sound need (bit/s)."""
+        return 2 * self._video_bps() + self._audio_bps
+
+    def _copies_probe(self, now: float) -> float | None:
+        """The rate at which to probe for room for the copies of the video (None: not now).
+        A receiver's REMB on a long or jittery line stays below what the line carries, so
+        the room is proven as after a drop (media.rate_probe); the copies never put more on
+        the wire than the best layers would."""
+        if self.video_repeat or not self.video or not self._video_lossy:
+            return None
+        if self._calm_since is None or now - self._calm_since < REPEAT_CALM_S:
+            return None
+        if now < self._repeat_rest_until:
+            return None
+        bps = self.estimate.bps
+        need = self._copies_need()
+        best = self._video_bps(best=True) + self._audio_bps
+        if bps is None or bps >= need * VIDEO_REPEAT_ROOM or need > best:
+            return None
+        return need * VIDEO_REPEAT_ROOM
+
+    def _repeat_video(self, on: bool) -> None:
+        self.video_repeat = on
+        # the copies follow at 1.5 times the video's rate: a keyframe's copies sent with it
+        # would double its burst, and a narrow link's queue drops the tail of both
+        fed = iter(self.choice)  # one option per consumer that has layers, in their order
+        for consumer, opts in zip(self._video, self._options(), strict=True):
+            option = next(fed, None) if opts else None
+            bps = option.bps if option is not None else self._source_bps / len(self._video)
+            consumer.repeat(on, COPY_PACE * bps)
+
     @property
     def link_full(self) -> bool:
         """The estimate says the link carries no more than is sent: retransmissions and
@@ -330,7 +456,7 @@ class SendGate:
 
     def _measure(self, now: float) -> None:
         self.sent_bps = self._sent.update(sum(c.sent_octets() for c in self._consumers), now)
-        floor = audio = 0.0
+        floor = audio = video = 0.0
         known = False
         for consumer in self._consumers:
             source = consumer.source_octets()
@@ -340,11 +466,13 @@ class SendGate:
             bps = rate.update(source[0], now)
             if consumer.kind == "video":
                 known = known or bps > 0
+                video += bps
                 options = self._options_of(consumer)
                 floor += (options[-1].bps if options else bps) * FLOOR_MARGIN
             else:
                 audio += bps
         self._audio_bps = audio
+        self._source_bps = video
         self.floor_bps = floor + audio if known else None
 
     # layers
@@ -404,8 +532,13 @@ class SendGate:
 
     def _feed(self, options: list[list[LayerOption]], indexes: list[int]) -> None:
         """Feed the video consumers these options (a new spatial layer from its next keyframe)."""
+        before = self.selector.current(options)
         self.selector.choose(options, indexes)
         self.choice = [opts[i] for opts, i in zip(options, indexes, strict=True) if opts]
+        if self.video_repeat:
+            # a step up takes the room the copies had (they come back where there is room
+            # for them on the new layers); a step down keeps them, at the new layers' pace
+            self._repeat_video(sum(indexes) >= sum(before))
         for consumer in self._video:
             consumer.reselect_layer()
 
@@ -422,6 +555,8 @@ class SendGate:
                 self._set(True, "probe", now, budget=estimate)
             return
         if self.video:
+            if now < self._repeat_drained_at:
+                return  # the queue the copies of the video built is not the layers' doing
             # a REMB below what is sent is acted on without congestion only once it has been
             # heard a while, and only beside loss: a receiver's REMB and round trip also
             # grow worse when this server, or the receiver, was held up a moment by its own
@@ -504,6 +639,8 @@ class SendGate:
                 self._feed(options, lowest)
             state = REDUCED if any(lowest) else FULL
         self._set_state(state, reason, now)
+        if not video and self.video_repeat:
+            self._repeat_video(False)
         for consumer in self._video:
             if video:
                 consumer.resume()
@@ -583,6 +720,12 @@ class SendGate:
             remb = self.estimate.remb(now)
             if self.selector.next_need(options) is None or remb is None:
                 return  # nothing to probe for, or nothing to measure it: _decide restarts it
+            if self.video_repeat:
+                # the copies use the room: padding on top would leave none for a keyframe's
+                # burst (the copies go when the classroom's video stops losing, and probing
+                # for the next layers resumes)
+                self._schedule_probe()
+                return
             need = sum(opts[0].bps for opts in options if opts)
             want = min(need * UP_MARGIN, PROBE_SHARE * remb)
             # a link that queues, or loses heavily, is full: nothing more is sent into it (the
@@ -596,7 +739,7 @@ class SendGate:
                     # the link showed it cannot carry more a moment ago: probe up to what it
                     # carried then, no further, so that its REMB shows whether it came back
                     want = ceiling * CEILING_SHARE
-            sending = sum(o.bps for o in self.choice)
+            sending = self._fed_bps()
             target = 0.0 if full else want - sending
             octets = int(max(target, 0.0) * PROBE_INTERVAL_S / 8)
         elif self.floor_bps is not None:
@@ -623,6 +766,11 @@ class SendGate:
             if verdict:
                 self.estimate.on_probe(rate, now)
                 self._decide(now, proven=True)
+                self._protect_video(now)
+            elif self._probing_copies:
+                self._repeat_rest_until = now + self._repeat_rest
+                self._repeat_rest = min(self._repeat_rest * 2, REPEAT_REST_MAX_S)
+            self._probing_copies = False
             if self.video and self.state == FULL:
                 return True
         if not probe.running:
@@ -638,15 +786,18 @@ class SendGate:
             else:
                 next_need = self.floor_bps
             top_need = sum(opts[0].bps for opts in options if opts) + audio
-            media = audio + (sum(o.bps for o in self.choice) if self.video else 0.0)
+            media = audio + (self._fed_bps() if self.video else 0.0)
             clean_for = 0.0 if self._clean_since is None else now - self._clean_since
             want = probe.want(self.estimate.bps, media, next_need, top_need, clean_for, now)
+            if want is None and probe.idle(now):
+                want = self._copies_probe(now)
+                self._probing_copies = want is not None
             if want is None:
                 return False
             probe.start(want, self.estimate.base_rtt, self.estimate.loss, now)
             self._rate_probe_at = now - RATE_PROBE_TICK_S
         if probe.sending(now) and probe.rate is not None:
-            media = self._audio_bps + (sum(o.bps for o in self.choice) if self.video else 0.0)
+            media = self._audio_bps + (self._fed_bps() if self.video else 0.0)
             last = now - RATE_PROBE_TICK_S if self._rate_probe_at is None else self._rate_probe_at
             elapsed = min(max(now - last, 0.0), RATE_PROBE_CATCH_UP_S)
             self._rate_probe_at = now
@@ -677,6 +828,7 @@ class SendGate:
             "sent_kbps": round(self.sent_bps / 1000, 1),
             "switches": self.switches,
             "audio_repeat": self.audio_repeat,
+            "video_repeat": self.video_repeat,
             # RED where the classroom negotiated it, the same datagram twice otherwise
             "audio_redundancy": next(
                 (c.redundant for c in self._consumers if c.kind == "audio" and c.redundant),

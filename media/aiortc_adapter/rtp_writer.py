@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -32,6 +34,11 @@ from .ice_tcp import TcpStunProtocol
 logger = logging.getLogger(__name__)
 
 _MAX_PLAINTEXT = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN  # pylibsrtp's session buffer
+# Paced copies: sent in bursts of at most this many octets, a tick apart; a copy that has waited
+# longer than COPY_MAX_WAIT_S is dropped (a retransmission asked for meanwhile is on its way)
+COPY_BURST = 2400
+COPY_TICK_S = 0.005
+COPY_MAX_WAIT_S = 0.5
 # the protocols whose ``transport.sendto`` reaches the peer: a UDP socket or a TCP stream
 _DIRECT = (*PLAIN_UDP, TcpStunProtocol)
 
@@ -74,6 +81,12 @@ class DtlsLink:
         "reliable",
         "stamp_send_time",
         "repeat",
+        "repeat_pace_bps",
+        "_copies",
+        "_copies_octets",
+        "_copy_credit",
+        "_copy_at",
+        "_copy_timer",
         "report_now",
         "__weakref__",
     )
@@ -86,6 +99,14 @@ class DtlsLink:
         # each datagram sent twice (sound on a lossy link: the peer's replay check drops the
         # copy when the original arrived)
         self.repeat = False
+        # ... at once (0), or paced at this rate: the copies of a keyframe sent at once would
+        # double its burst, which a narrow link's queue drops (both copies of its tail)
+        self.repeat_pace_bps = 0.0
+        self._copies: deque[tuple[float, bytes]] = deque()
+        self._copies_octets = 0
+        self._copy_credit = 0.0
+        self._copy_at = 0.0
+        self._copy_timer: asyncio.TimerHandle | None = None
         # send this stream's sender report at once (set by its RTCP loop): a probe's end is
         # timed by the round trip of the report sent as it ends
         self.report_now: Callable[[], None] | None = None
@@ -162,7 +183,9 @@ class DtlsLink:
                 logger.debug("SRTP protect failed for seq %d", sequence_number)
                 return
             batch.commit(slot, length[0], self._name)
-            if self.repeat:
+            if self.repeat and self.repeat_pace_bps:
+                self._copy_later(batch.views[slot][: length[0]].tobytes())
+            elif self.repeat:
                 size = length[0]
                 again = batch.slot()  # after a flush the slot's bytes are still there
                 batch.views[again][:size] = batch.views[slot][:size]
@@ -181,16 +204,51 @@ class DtlsLink:
         udp = self._udp
         if udp is None:  # a TURN allocation wraps the datagram itself
             self._send(view[: length[0]].tobytes())
-            if self.repeat:
+            if self.repeat and self.repeat_pace_bps:
+                self._copy_later(view[: length[0]].tobytes())
+            elif self.repeat:
                 self._send(view[: length[0]].tobytes())
             return
         udp.sendto(view[: length[0]], self._remote)
-        if self.repeat:
+        if self.repeat and self.repeat_pace_bps:
+            self._copy_later(view[: length[0]].tobytes())
+        elif self.repeat:
             udp.sendto(view[: length[0]], self._remote)
         if udp.get_write_buffer_size():
             # the socket was full and the datagram waits in the transport's queue, still
             # pointing into this buffer: the next packet gets a fresh one
             self._new_buffer()
+
+    def _copy_later(self, data: bytes) -> None:
+        now = time.monotonic()
+        self._copies.append((now, data))
+        self._copies_octets += len(data)
+        if self._copy_timer is None:
+            self._copy_credit = COPY_BURST
+            self._copy_at = now
+            self._send_copies()
+
+    def _send_copies(self) -> None:
+        """Send the copies the pace allows now; again a tick later while any wait."""
+        self._copy_timer = None
+        now = time.monotonic()
+        pace = self.repeat_pace_bps
+        self._copy_credit = min(self._copy_credit + pace * (now - self._copy_at) / 8, COPY_BURST)
+        self._copy_at = now
+        copies = self._copies
+        while copies and (now - copies[0][0] > COPY_MAX_WAIT_S or not self.repeat):
+            self._copies_octets -= len(copies.popleft()[1])
+        while copies and self._copy_credit >= len(copies[0][1]):
+            data = copies.popleft()[1]
+            self._copies_octets -= len(data)
+            self._copy_credit -= len(data)
+            self._send(data)
+        if copies:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._copy_timer = loop.call_later(COPY_TICK_S, self._send_copies)
 
     def _send(self, data: bytes) -> None:
         pair = self._connection._nominated.get(1)

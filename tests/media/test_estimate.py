@@ -71,7 +71,7 @@ class Room:
     def send_report_now(self) -> None:
         pass
 
-    def repeat(self, on: bool) -> None:
+    def repeat(self, on: bool, pace_bps: float = 0.0) -> None:
         self.repeated = on
 
     @property
@@ -134,9 +134,10 @@ def test_loss_with_a_growing_round_trip_is_congestion_and_pauses_video_at_once()
         FULL,
         FULL,
     ]
-    # a 1 Mbit/s link fed 2.2 Mbit/s: the queue fills (round trip up, and it stays), it drops
-    states = play(clock, gate, [{"loss": 0.05, "rtt": 300.0}] * 2)
-    assert states == [FULL, AUDIO_ONLY]
+    # a 1 Mbit/s link fed 2.2 Mbit/s: the queue fills (round trip up, and it stays: three
+    # reports), it drops
+    states = play(clock, gate, [{"loss": 0.05, "rtt": 300.0}] * 3)
+    assert states == [FULL, FULL, AUDIO_ONLY]
     assert video.paused_at is not None
     assert gate.reason == "queueing"
     assert gate.estimate.bps is not None and gate.estimate.bps < STREAM_BPS
@@ -343,3 +344,84 @@ def test_a_layered_classroom_back_from_a_collapse_is_tried_on_the_lowest_layer()
     assert gate.choice and gate.choice[0].height == 180
     back = states.index(REDUCED)
     assert back + 1 >= CLEAN_TRIAL_S  # one row per second
+
+
+def poor_line_reports(seconds: int, seed: int) -> list[tuple[str, float, float, int]]:
+    """A classroom on the lowest layer (450 kbit/s, 40 packets a second) and its sound (50) on
+    the poor profile: 150 ms round trip, ±20 ms of jitter each way, 3 % random loss, and room
+    enough on the link. Each half second one report, (kind, loss, round trip, packets)."""
+    rng = random.Random(seed)
+    reports = []
+    for tick in range(seconds * 2):
+        kind, packets = ("video", 40) if tick % 2 else ("audio", 50)
+        lost = sum(rng.random() < 0.03 for _ in range(packets))
+        rtt = 150 + rng.uniform(-20, 20) + rng.uniform(-20, 20)
+        reports.append((kind, lost / packets, rtt, packets))
+    return reports
+
+
+def test_a_jittery_lossy_line_that_carries_the_lowest_layer_keeps_its_picture() -> None:
+    # the round trip swings by up to ±40 ms from one report to the next and 3 % is lost: no
+    # queue, no congestion, the picture goes on (a pause costs the classroom seconds of it)
+    for seed in range(1, 4):
+        clock, gate, video = classroom()
+        video.bps = 450_000
+        states = []
+        for kind, loss, rtt, packets in poor_line_reports(120, seed):
+            clock.t += 0.5
+            gate.on_report(loss, rtt, kind, packets)
+            states.append(gate.state)
+        assert AUDIO_ONLY not in states, seed
+        assert video.paused_at is None
+    # the same line once a queue stands (the round trip up by 200 ms and staying) and loses
+    # more is congestion, as before
+    for kind, packets in (("video", 40), ("audio", 50), ("video", 40)):
+        clock.t += 0.5
+        gate.on_report(0.06, 350.0, kind, packets)
+    assert gate.estimate.queueing and gate.estimate.congested
+
+
+def layered_classroom() -> tuple[Clock, SendGate, Room]:
+    clock = Clock()
+    gate = SendGate(True, now=clock)
+    video = Room(clock, "video", 500_000)
+    video.producer = _Layers()  # type: ignore[assignment]
+    gate.add(video)
+    gate.add(Room(clock, "audio", AUDIO_BPS))
+    return clock, gate, video
+
+
+def test_video_is_sent_twice_on_a_lossy_link_and_the_copies_go_first_when_it_fills() -> None:
+    clock, gate, video = layered_classroom()
+    # a long lossy line whose REMB has room for 360p twice (1.05 Mbit/s), not for 720p
+    play(clock, gate, [{"remb": 1_350_000, "loss": 0.0, "rtt": 600.0}] * 5)
+    assert not video.repeated  # nothing lost, nothing to protect
+    play(clock, gate, [{"remb": 1_350_000, "loss": 0.03, "rtt": 600.0}] * 2)
+    assert gate.choice and gate.choice[0].height == 360
+    states = play(clock, gate, [{"remb": 1_350_000, "loss": 0.015, "rtt": 600.0}] * 4)
+    assert video.repeated and gate.video_repeat
+    assert gate.choice[0].height == 360  # the copies take spare room, not the picture's
+    assert set(states) == {REDUCED}
+    # the link fills: a queue stands and it loses: the copies go, the layer stays while what
+    # they queued drains
+    play(clock, gate, [{"remb": 1_350_000, "loss": 0.03, "rtt": 900.0}] * 3)
+    assert not video.repeated
+    assert gate.choice[0].height == 360 and gate.video
+    # copies that did not last are tried again later each time
+    tried = []
+    for _ in range(3):
+        while not video.repeated:
+            play(clock, gate, [{"remb": 1_350_000, "loss": 0.015, "rtt": 600.0}])
+        tried.append(clock.t)
+        play(clock, gate, [{"remb": 1_350_000, "loss": 0.03, "rtt": 900.0}] * 3)
+        assert not video.repeated
+    assert tried[2] - tried[1] > tried[1] - tried[0] >= 10
+
+
+def test_video_on_the_best_layers_is_sent_twice_only_where_the_estimate_has_room() -> None:
+    for remb, repeated in ((2_500_000, False), (5_000_000, True)):
+        clock, gate, video = layered_classroom()
+        video.bps = 1_600_000
+        play(clock, gate, [{"remb": remb, "loss": 0.015, "rtt": 100.0}] * 10)
+        assert gate.state == FULL
+        assert video.repeated is repeated

@@ -19,6 +19,8 @@ class _Fed(Room):
 
     def sent_octets(self) -> int:
         self.bps = self.gate.choice[0].bps if self.gate.choice else 1_600_000
+        if self.repeated:
+            self.bps *= 2  # every packet twice
         return super().sent_octets()
 
 
@@ -30,8 +32,10 @@ BASE_RTT_MS = 30.0
 class Classroom:
     """A layered classroom (720p, 360p, 180p) behind a bottleneck of ``rate`` bit/s."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, rtt_ms: float = BASE_RTT_MS, loss: float = 0.0) -> None:
         self.clock = Clock()
+        self.rtt_ms = rtt_ms
+        self.random_loss = loss  # of what the bottleneck lets through
         self.gate = SendGate(True, now=self.clock)
         self.video = _Fed(self.clock, "video", 1_600_000)
         self.video.gate = self.gate
@@ -67,6 +71,7 @@ class Classroom:
         backlog = self.backlog + bits
         lost = max(backlog - self.rate * TICK_S - self.rate * QUEUE_S, 0.0)
         self.backlog = max(backlog - lost - self.rate * TICK_S, 0.0)
+        lost += (bits - lost) * self.random_loss
         self.sent += bits
         self.lost += lost
         self.total_sent += bits
@@ -83,7 +88,7 @@ class Classroom:
             gate.on_remb(int(self.remb))
         if self.ticks % 20 == 5:  # a receiver report every second
             loss = self.lost / self.sent if self.sent else 0.0
-            gate.on_report(loss, BASE_RTT_MS + self.delay_ms())
+            gate.on_report(loss, self.rtt_ms + self.delay_ms())
             self.sent = self.lost = 0.0
         if self.ticks % 20 == 0:
             height = gate.choice[0].height if gate.choice and gate.video else 0
@@ -144,3 +149,32 @@ def test_a_steady_weak_link_is_not_probed_into_oscillation() -> None:
         room.run(120)
         assert room.switches(since=60) <= 2, (rate, room.states[-60:])
         assert {h for t, _, h in room.states if t >= 60} <= {top, 180, 0}, (rate, room.states)
+
+
+def test_a_lossy_long_link_with_room_gets_its_video_twice_once_a_probe_shows_the_room() -> None:
+    # a satellite line of 1.2 Mbit/s, 600 ms round trip, 1.5 % random loss: 720p does not fit,
+    # 360p does; 360p twice (~1.05 Mbit/s) needs more than the receiver's REMB shows, but less
+    # than 720p alone would cost
+    room = Classroom(1.2e6, rtt_ms=600.0, loss=0.015)
+    room.run(40)
+    gate = room.gate
+    assert gate.choice[0].height == 360
+    assert gate.video_repeat, gate.as_json()
+    on_at = room.clock.t
+    room.run(60)
+    assert gate.video_repeat and gate.choice[0].height == 360
+    assert room.switches(since=on_at) == 0
+
+
+def test_probes_for_copies_a_link_cannot_carry_fail_and_wait_longer_each_time() -> None:
+    # 0.9 Mbit/s with random loss, on 360p (550 kbit/s with the sound): twice does not fit
+    room = Classroom(0.9e6, rtt_ms=150.0, loss=0.015)
+    room.run(20)
+    gate = room.gate
+    assert gate.choice[0].height == 360
+    sent, lost = room.total_sent, room.total_lost
+    room.run(120)
+    assert not gate.video_repeat
+    assert gate.choice[0].height == 360
+    # the failed probes cost little: the loss is the line's own, and a little more
+    assert (room.total_lost - lost) / (room.total_sent - sent) < 0.03
