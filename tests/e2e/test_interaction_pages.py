@@ -333,7 +333,23 @@ async def test_a_classroom_on_a_lossy_path_is_graded_fair_or_poor_and_the_report
     await expect(teacher.locator("#hands li")).to_have_count(1)
     await teacher.click(f".tile[data-classroom='{FIRST}'] .tile-stage")
     await stage_plays(lossy, within=5)
-    await asyncio.sleep(12)  # the journal keeps a quality sample every 10 s
+    on_stage_at = time.time()
+
+    async def sampled_on_stage() -> set[str]:
+        # the journal keeps a quality sample of each classroom every 10 s: the report is to
+        # hold one of each taken during the turn on stage
+        status, body = await asyncio.to_thread(
+            server.request, "GET", f"/api/lessons/{lesson['id']}/report", token=server.teacher_key
+        )
+        assert status == 200, body
+        sampled = {
+            name
+            for name, samples in body["quality"].items()
+            if any(sample["at"] >= on_stage_at for sample in samples)
+        }
+        return sampled if {FIRST, SECOND} <= sampled else set()
+
+    await until(sampled_on_stage, "a quality sample of each classroom on stage", 15, every=0.5)
     await teacher.click(f".tile[data-classroom='{FIRST}'] .tile-stage")
     await lossy.close()
     await asyncio.sleep(2)

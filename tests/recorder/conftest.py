@@ -2,10 +2,13 @@
 school's server records several classes at once): their recordings are what the tests
 look at.
 
-- ``vp8``: 30 s of the VP8 pattern with the beeping tone, from an aiortc publisher;
-- ``h264``: 30 s of H.264 + Opus from FFmpeg's own WHIP muxer;
-- ``gap``: 10 s, the teacher away for 10 s, then 10 s more from a new connection;
+- ``vp8``: 20 s of the VP8 pattern with the beeping tone, from an aiortc publisher;
+- ``h264``: 20 s of H.264 + Opus from FFmpeg's own WHIP muxer;
+- ``gap``: 5 s, the teacher away for 10 s, then 5 s more from a new connection;
 - ``courseware``: 12 s of camera, with courseware shared from 3 s to 8 s.
+
+They are held at the same time, so the longest sets the fixture's time: none is longer than
+what its tests need (a middle to seek to, a pause with a part on either side).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from tests.support.media import encode_opus_clip, encode_vp8_clip
 
 from .lessons import FPS, Recorded, end_and_wait, fetch, play_out, publish, request
 
+LESSON_S = 20.0  # the vp8 and h264 lessons: a middle to seek to, many keyframes away
 GAP_S = 10.0
+GAP_PART_S = 5.0  # each part of the gap lesson, before and after the teacher's absence
 COURSEWARE_AT_S = 3.0
 COURSEWARE_S = 5.0
 
@@ -39,7 +44,7 @@ def library_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 def recorded(
     library_server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Recorded]:
-    for seconds in (30.0, 12.0, 10.0, COURSEWARE_S):
+    for seconds in (LESSON_S, 12.0, GAP_PART_S, COURSEWARE_S):
         encode_vp8_clip(seconds, fps=FPS, gop=FPS)  # encoded now, not while others publish
         encode_opus_clip(seconds)
     files = tmp_path_factory.mktemp("recordings")
@@ -81,7 +86,7 @@ async def _finish(
 
 async def _vp8(server: Server, to: Path) -> Recorded:
     lesson = await _create(server, "三年级数学 · 分数", "王老师")
-    publisher = await publish(lesson, 30.0)
+    publisher = await publish(lesson, LESSON_S)
     sent = await play_out(publisher)
     await publisher.close()
     return await _finish(server, lesson, to, sent)
@@ -90,20 +95,20 @@ async def _vp8(server: Server, to: Path) -> Recorded:
 async def _h264(server: Server, to: Path) -> Recorded:
     lesson = await _create(server, "Grade 8 physics: levers", "Ms Li")
     sent = await asyncio.to_thread(
-        publish_with_ffmpeg, lesson["whip_url"], lesson["whip_token"], 30.0
+        publish_with_ffmpeg, lesson["whip_url"], lesson["whip_token"], LESSON_S
     )
     return await _finish(server, lesson, to, sent)
 
 
 async def _gap(server: Server, to: Path) -> Recorded:
     lesson = await _create(server, "Teacher's link drops", "张老师")
-    first = await publish(lesson, 10.0)
+    first = await publish(lesson, GAP_PART_S)
     sent = await play_out(first)
     assert first.video_track is not None and first.video_track.started_at is not None
     last_frame_at = first.video_track.started_at + (sent - 1) / FPS
     await first.close(delete=False)  # gone without a goodbye, as a dropped link is
     await asyncio.sleep(max(0.0, last_frame_at + GAP_S - time.monotonic()))
-    second = await publish(lesson, 10.0)
+    second = await publish(lesson, GAP_PART_S)
     sent_again = await play_out(second)
     assert second.video_track is not None and second.video_track.started_at is not None
     await second.close()

@@ -15,6 +15,7 @@ from playwright.async_api import Browser, Page, Response
 from tests.server import Server
 from tests.support.browser import open_page
 
+from .conftest import LESSON_S
 from .lessons import Recorded
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,7 +67,7 @@ async def test_replay_link_plays_the_lesson_and_seeking_to_the_middle_carries_on
     await page.get_by_text(lesson.lesson["title"]).first.wait_for()
     await until(lambda: _ready(page), "the recording's metadata loads")
     state = await video(page)
-    assert state["duration"] == pytest.approx(30.0, abs=0.5)
+    assert state["duration"] == pytest.approx(LESSON_S, abs=0.5)
     await page.evaluate(f"{VIDEO.format('main-video')}.play()")
     await until(lambda: _past(page, 1.0), "playback starts")
     assert (await video(page))["width"] == 320
@@ -74,7 +75,7 @@ async def test_replay_link_plays_the_lesson_and_seeking_to_the_middle_carries_on
     await page.evaluate(
         f"(() => {{ const v = {VIDEO.format('main-video')}; v.currentTime = v.duration / 2; }})()"
     )
-    landed = await until(lambda: _seeked(page, 14.0), "the seek lands in the middle")
+    landed = await until(lambda: _seeked(page, LESSON_S / 2 - 1), "the seek lands in the middle")
     frames = (await video(page))["frames"]
     await until(lambda: _past(page, landed + 1.5), "playback goes on from the middle")
     after = await video(page)
@@ -109,7 +110,7 @@ async def test_teacher_finds_recordings_sees_details_and_jumps_to_a_chapter(
     await page.screenshot(path=str(artifacts / "library-teacher.png"), full_page=True)
     vp8 = page.locator(".recording-card", has_text=recorded["vp8"].lesson["title"])
     assert "王老师" in await vp8.inner_text()
-    assert "0:30" in await vp8.inner_text()
+    assert f"0:{LESSON_S:02.0f}" in await vp8.inner_text()
     await until(
         lambda: vp8.locator("img").evaluate("i => i.complete && i.naturalWidth > 0"),
         "the thumbnail shows",
