@@ -33,14 +33,17 @@ THUMBNAIL_AT_S = 3.0  # a picture from just after the start, past a camera's fir
 _MP4_FLAGS = "+frag_keyframe+empty_moov+default_base_moof"
 # Fragments of at most about a second, each written out as soon as it is complete: a
 # classroom catching up reads the file while it grows (recorder.live_index), and is never
-# more than a fragment behind what was recorded, even when keyframes are rare.
+# more than a fragment behind what was recorded, even when keyframes are rare. Bit-exact:
+# the same packets make the same file (no random segment id), so a recording can be checked
+# against another made from the same logs.
 FRAGMENT_MS = 1000
 _OPTIONS = {
-    "webm": {"cluster_time_limit": str(FRAGMENT_MS), "flush_packets": "1"},
+    "webm": {"cluster_time_limit": str(FRAGMENT_MS), "flush_packets": "1", "fflags": "+bitexact"},
     "mp4": {
         "movflags": _MP4_FLAGS,
         "frag_duration": str(FRAGMENT_MS * 1000),
         "flush_packets": "1",
+        "fflags": "+bitexact",
     },
 }
 
