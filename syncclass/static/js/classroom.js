@@ -6,6 +6,7 @@
 // to the course's page (the next lesson's countdown) when the lesson ends.
 
 import { api, ApiError, lessonFromLocation } from './api.js';
+import { CatchUpControls } from './catch-up-controls.js';
 import { clientId } from './client-id.js';
 import { LessonEvents } from './events.js';
 import { FrameWatch } from './frames.js';
@@ -50,6 +51,19 @@ let events = null;
 const interaction = new RoomInteraction(lessonId, token, { onEnded: () => ended() });
 let retryTimer = null;
 let retryDelay = 1000;
+let lostAt = null; // when the live view was lost (Date.now()), until it is back
+// while the classroom watches the recording, the live view runs on underneath, silent
+let liveMuted = false;
+const catchUp = new CatchUpControls(lessonId, token, {
+  mute: () => {
+    liveMuted = true;
+    $('camera-video').muted = true;
+  },
+  unmute: () => {
+    liveMuted = false;
+    if (!view.soundBlocked) $('camera-video').muted = false;
+  },
+});
 
 // --- what is on screen -------------------------------------------------------------------
 
@@ -121,6 +135,7 @@ function render() {
   if (others && others.length) setText($('stage-name'), 'room.stageName', { name: others.join(', ') });
   else $('stage-name').textContent = '';
   interaction.show(['playing', 'waiting', 'away'].includes(current));
+  catchUp.show(['playing', 'away'].includes(current));
   $('sound').hidden = !(view.soundBlocked && current === 'playing');
   const status = $('status');
   const live = current !== 'ended' && !view.problem;
@@ -144,7 +159,7 @@ function render() {
 // --- sound and full screen -----------------------------------------------------------------
 
 function playWithSound(video = $('camera-video')) {
-  video.muted = false;
+  video.muted = video.id === 'camera-video' && liveMuted;
   video.play().then(
     () => {
       if (video.id === 'camera-video') view.soundBlocked = false;
@@ -171,7 +186,7 @@ function enterFullscreen() {
 function unmute() {
   view.soundBlocked = false;
   for (const id of ['camera-video', ...STAGE_SLOTS.map((slot) => `${slot}-video`)]) {
-    $(id).muted = false;
+    $(id).muted = id === 'camera-video' && liveMuted;
     $(id).play().catch(() => {});
   }
   enterFullscreen();
@@ -217,6 +232,8 @@ async function connect() {
   view.problem = null;
   view.connection = 'connected';
   retryDelay = 1000;
+  if (lostAt !== null) catchUp.reconnected(lostAt); // a long outage: offer what was missed
+  lostAt = null;
   watches = {
     camera: new FrameWatch(attempt.receivers.camera),
     courseware: new FrameWatch(attempt.receivers.courseware),
@@ -263,6 +280,7 @@ async function dropped(attempt) {
   if (player !== attempt) return;
   attempt.stop(); // the teacher sees the classroom leave now, if the server can still be told
   player = null;
+  lostAt ??= Date.now();
   watches = null;
   interaction.left();
   view.connection = 'reconnecting';
