@@ -5,6 +5,10 @@
 // recording: going back to live is then only showing it again, with no gap and no new
 // session. Caught up to within a few seconds of live (the recording's own delay), the page
 // goes back to live by itself.
+//
+// The same player is the last rung of the connection ladder: where no WebRTC path gets
+// through (no UDP, no TCP to the media port, no relay), the page plays the recording a few
+// seconds behind live over HTTPS, and says so.
 
 import { CatchUpPlayer } from './catch-up.js';
 import { setText } from './i18n.js';
@@ -14,6 +18,9 @@ const $ = (id) => document.getElementById(id);
 const TICK_MS = 500;
 const LIVE_NEAR_S = 4; // behind live by less than this: as live as the recording gets
 export const MISSED_AFTER_S = 20; // an outage longer than this is offered as 错过的 N 分钟
+// how far behind live the delayed view starts: the recording's own delay (a fragment of about
+// a second, written within about a second more) and a little to buffer
+const DELAYED_BY_S = 4;
 
 export class CatchUpControls {
   /** `live`: {mute(), unmute()} of the live view. */
@@ -22,6 +29,7 @@ export class CatchUpControls {
     this.player = new CatchUpPlayer(lessonId, token, $('catch-up-video'));
     this.source = null;
     this.watching = false;
+    this.delayed = false; // the delayed view of a classroom no WebRTC path reaches
     this.rate = 1;
     this.timer = null;
     this.missedFrom = null;
@@ -98,9 +106,9 @@ export class CatchUpControls {
     at = Math.max(at, this.source.starts_at);
     this.watching = true;
     this.live.mute();
-    document.body.dataset.catchUp = 'on';
+    document.body.dataset.catchUp = this.delayed ? 'delayed' : 'on';
     $('catch-up-video').hidden = false;
-    $('catch-up-panel').hidden = false;
+    $('catch-up-panel').hidden = this.delayed;
     this.render();
     try {
       await this.player.start(at, this.source);
@@ -112,6 +120,20 @@ export class CatchUpControls {
     }
     clearInterval(this.timer);
     this.timer = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  /** Play the lesson a few seconds behind live over HTTPS; whether it could. */
+  async watchDelayed() {
+    if (this.delayed && this.watching) return true;
+    this.delayed = true;
+    this.rate = 1;
+    await this.refresh();
+    if (!this.source) {
+      this.delayed = false;
+      return false;
+    }
+    await this.watchFrom(this.player.now() - DELAYED_BY_S);
+    return this.watching;
   }
 
   setRate(rate) {
@@ -133,6 +155,7 @@ export class CatchUpControls {
     clearInterval(this.timer);
     this.timer = null;
     this.watching = false;
+    this.delayed = false;
     this.player.stop();
     $('catch-up-video').hidden = true;
     $('catch-up-panel').hidden = true;
@@ -159,8 +182,8 @@ export class CatchUpControls {
     for (const button of document.querySelectorAll('#rates [data-rate]')) {
       button.setAttribute('aria-pressed', String(Number(button.dataset.rate) === this.rate));
     }
-    $('back-live').hidden = !this.watching;
-    $('rates').hidden = !this.watching;
+    $('back-live').hidden = !this.watching || this.delayed;
+    $('rates').hidden = !this.watching || this.delayed;
     const behind = this.watching ? this.player.behind() : null;
     const line = $('behind');
     line.hidden = behind === null;

@@ -15,6 +15,7 @@ const CATCH_UP = {
     'catchUp.missed': '错过的 {n} 分钟',
     'catchUp.watchMissed': '观看',
     'catchUp.dismiss': '不用了',
+    'catchUp.delayed': '延迟观看 — 网络受限',
   },
   en: {
     'catchUp.rewind': 'Rewind',
@@ -27,6 +28,7 @@ const CATCH_UP = {
     'catchUp.missed': 'The {n} minute(s) you missed',
     'catchUp.watchMissed': 'Watch',
     'catchUp.dismiss': 'No thanks',
+    'catchUp.delayed': 'Delayed view — network restricted',
   },
 };
 

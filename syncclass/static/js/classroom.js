@@ -13,7 +13,7 @@ import { FrameWatch } from './frames.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
 import './interaction-strings.js';
 import './room-strings.js';
-import { connectionPath, setIceServers } from './ladder.js';
+import { connectionPath, rungs, setIceServers } from './ladder.js';
 import { RoomInteraction } from './room-interaction.js';
 import { STAGE_SLOTS, WhepPlayer } from './whep.js';
 
@@ -28,6 +28,10 @@ const PATH_MS = 1000;
 const { id: lessonId, token } = lessonFromLocation();
 const courseId = new URLSearchParams(window.location.search).get('course');
 const BACK_MS = 3000; // the ended screen, read before going back to the course's page
+// the last rung of the ladder: when no WebRTC rung has connected within all their timeouts
+// and this much more, the lesson is played a few seconds behind over HTTPS (catch-up.js)
+const HTTPS_AFTER_MS = 2000;
+const HTTPS_RETRY_MS = 3000; // nothing recorded yet to play: ask again
 let backTimer = null;
 
 const view = {
@@ -44,7 +48,9 @@ const view = {
   seenPictures: false,
   soundBlocked: false,
   audioOnly: false, // the server sends sound only: this room's link cannot carry the picture
+  delayed: false, // no WebRTC path: the lesson plays a few seconds behind over HTTPS
 };
+let delayedTimer = null;
 let player = null;
 let watches = null;
 let events = null;
@@ -78,7 +84,7 @@ function message(titleKey, textKey, { spinner = false, vars = null } = {}) {
 function screen() {
   if (view.lessonState === 'ended') return 'ended';
   if (view.problem) return view.problem;
-  if (view.camera || view.courseware) return 'playing';
+  if (view.camera || view.courseware || view.delayed) return 'playing';
   return view.seenPictures && view.lessonState === 'live' ? 'away' : 'waiting';
 }
 
@@ -140,7 +146,10 @@ function render() {
   const status = $('status');
   const live = current !== 'ended' && !view.problem;
   const linkDown = player !== null && player.connectionState === 'disconnected';
-  if (live && (view.connection === 'reconnecting' || linkDown)) {
+  if (live && view.delayed) {
+    status.hidden = false;
+    setText(status, 'catchUp.delayed');
+  } else if (live && (view.connection === 'reconnecting' || linkDown)) {
     status.hidden = false;
     setText(status, 'join.status.reconnecting');
   } else if (live && view.connection === 'connecting' && current !== 'playing') {
@@ -207,6 +216,11 @@ async function connect() {
     `&client=${encodeURIComponent(clientId())}`;
   const attempt = new WhepPlayer(url, token, { onDrop: () => dropped(attempt) });
   player = attempt;
+  clearTimeout(delayedTimer);
+  const budget = rungs().reduce((sum, rung) => sum + rung.timeoutMs, 0) + HTTPS_AFTER_MS;
+  delayedTimer = setTimeout(() => {
+    if (player === attempt && attempt.connectionState !== 'connected') watchDelayed();
+  }, budget);
   try {
     await attempt.start();
   } catch (error) {
@@ -248,6 +262,21 @@ async function connect() {
   }
   interaction.joined(attempt);
   render();
+}
+
+/** The last rung: no WebRTC path connected, so the lesson plays behind live over HTTPS (the
+ * WebRTC attempts go on, and the first that connects takes over). */
+async function watchDelayed() {
+  if (view.delayed || view.lessonState === 'ended') return;
+  view.delayed = true;
+  render();
+  if (await catchUp.watchDelayed()) return;
+  view.delayed = false;
+  render();
+  clearTimeout(delayedTimer);
+  delayedTimer = setTimeout(() => {
+    if (!player || player.connectionState !== 'connected') watchDelayed();
+  }, HTTPS_RETRY_MS);
 }
 
 /** Another classroom of the lesson has this name (or it cannot be one): ask for another, then
@@ -317,7 +346,9 @@ async function refreshLesson() {
 
 function ended() {
   view.lessonState = 'ended';
+  view.delayed = false;
   clearTimeout(retryTimer);
+  clearTimeout(delayedTimer);
   if (player) player.close();
   player = null;
   watches = null;
@@ -339,6 +370,10 @@ async function pollFrames() {
     ...current.stage.map((watch) => watch.poll()),
   ]);
   if (watches !== current) return;
+  if (view.delayed && (camera || courseware)) {
+    view.delayed = false; // a WebRTC path got through after all: live again
+    catchUp.backToLive();
+  }
   view.camera = camera;
   view.courseware = courseware;
   view.stage = stage.some(Boolean);
