@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.server import Server
+from tests.support.ffmpeg_whip import publish_with_ffmpeg
 
 from .lessons import FPS, end_and_wait, play_out, publish, request
 from .playback import Playback, play
@@ -51,6 +52,7 @@ class Scenario:
     ended_at: float
     after_end: dict[str, tuple[int, Any]]
     recording: dict[str, Any]
+    h264: Read  # an H.264 lesson from FFmpeg, from its start, read until it ended
 
 
 async def _get(server: Server, path: str, token: str | None = None) -> tuple[int, Any]:
@@ -78,15 +80,36 @@ async def _recorded(server: Server, base: str, token: str, seconds: float) -> di
     deadline = time.monotonic() + 15 + seconds
     while time.monotonic() < deadline:
         status, info = await _get(server, base, token)
-        assert status == 200, info
-        camera = info["sources"].get("camera")
+        assert status in (200, 409), info  # 409 until the teacher's first packets
+        camera = info["sources"].get("camera") if status == 200 else None
         if camera and camera["recorded_until"] - camera["starts_at"] >= seconds:
             return dict(info)
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{seconds} s not recorded in time")
 
 
+async def _h264(server: Server) -> Read:
+    """An H.264 lesson (FFmpeg's WHIP muxer), read from its start 4 s in until it ends."""
+    status, lesson = await request(
+        server, "POST", "/api/lessons", token=server.teacher_key, body={"title": "H.264"}
+    )
+    assert status == 201, lesson
+    base = f"/api/lessons/{lesson['id']}/catch-up"
+    published = asyncio.create_task(
+        asyncio.to_thread(publish_with_ffmpeg, lesson["whip_url"], lesson["whip_token"], 10.0)
+    )
+    await _recorded(server, base, lesson["whep_token"], 4.0)
+    async with aiohttp.ClientSession(server.url) as session:
+        reading = asyncio.create_task(
+            _read(session, f"{base}/camera?offset=0", lesson["whep_token"])
+        )
+        await published
+        await end_and_wait(server, lesson["id"])
+        return await asyncio.wait_for(reading, 10)
+
+
 async def _scenario(server: Server) -> Scenario:
+    h264 = asyncio.create_task(_h264(server))
     status, lesson = await request(
         server, "POST", "/api/lessons", token=server.teacher_key, body={"title": "追课"}
     )
@@ -160,6 +183,7 @@ async def _scenario(server: Server) -> Scenario:
         ended_at,
         after_end,
         recording,
+        await h264,
     )
 
 
@@ -192,6 +216,21 @@ def test_a_stream_from_the_start_grows_with_the_lesson_and_plays(
     assert len(set(numbers)) >= 0.95 * (max(numbers) + 1)  # nothing left out on the way
     assert playback.audio_seconds >= LESSON_S - 3
     assert len(playback.beeps) >= LESSON_S - 3  # the teacher's sound, with the picture
+
+
+def test_an_h264_lesson_streams_as_fragmented_mp4_and_plays(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    read = scenario.h264
+    assert read.status == 200, read.body
+    assert read.headers["Content-Type"] == "video/mp4"
+    assert read.headers["X-Catch-Up-Codecs"].startswith("avc1")
+    playback = read.playback(tmp_path / "h264.mp4")
+    numbers = [n for _, n, _ in playback.frames]
+    assert playback.video_codec == "h264" and playback.audio_codec == "opus"
+    assert playback.unreadable == 0
+    assert numbers[0] == 0 and max(numbers) >= 8 * FPS
+    assert len(set(numbers)) >= 0.95 * (max(numbers) + 1)
 
 
 def test_a_window_starts_at_the_keyframe_before_the_time_asked_and_stops_after_it(
