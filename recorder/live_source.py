@@ -34,6 +34,7 @@ class LiveSource:
         self.readers = 0
         self.closed = False
         self._grown = asyncio.Event()
+        self._looking = asyncio.Lock()  # one look at the file at a time: the index is not shared
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
 
@@ -68,7 +69,8 @@ class LiveSource:
     async def update(self) -> None:
         """Look at the file now (the poll does it while there are readers)."""
         try:
-            found = await asyncio.to_thread(self._look)
+            async with self._looking:
+                found = await asyncio.to_thread(self._look)
         except (OSError, BadFile) as exc:
             logger.warning(
                 "lesson %s: reading the growing %s file failed: %s",
