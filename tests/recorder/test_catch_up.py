@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.server import Server
+from tests.server import Server, start_server
 from tests.support.ffmpeg_whip import publish_with_ffmpeg
 
 from .lessons import FPS, end_and_wait, play_out, publish, request
@@ -188,8 +188,13 @@ async def _scenario(server: Server) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def scenario(library_server: Server) -> Iterator[Scenario]:
-    yield asyncio.run(_scenario(library_server))
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    # a server of its own: the library's tests count the recordings of theirs
+    server = start_server(tmp_path_factory.mktemp("catch-up-server"))
+    try:
+        yield asyncio.run(_scenario(server))
+    finally:
+        server.stop()
 
 
 def test_a_stream_from_the_start_grows_with_the_lesson_and_plays(
