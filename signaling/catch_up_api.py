@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .auth import grant_of
-from .contracts import LessonState, Role
+from .auth import fixed_name, grant_of
+from .classrooms import classroom_name
+from .contracts import Grant, LessonState, Role
 from .errors import http_error
 from .json_answers import json_response
-from .keys import STORE
+from .keys import LESSONS, STORE
 from .rate_limits import client_of
 from .recording_port import LIVE_RECORDINGS, LiveRecording
 
@@ -79,7 +80,7 @@ class CatchUpLimits:
 CATCH_UP_LIMITS = web.AppKey("catch_up_limits", CatchUpLimits)
 
 
-def _authorize(request: web.Request, lesson_id: str) -> None:
+def _authorize(request: web.Request, lesson_id: str) -> Grant:
     """A classroom or origin token of this lesson, while it is not over (410 after)."""
     credential = request.headers.get("Authorization", "")
     scheme, _, token = credential.partition(" ")
@@ -88,7 +89,7 @@ def _authorize(request: web.Request, lesson_id: str) -> None:
         raise http_error(
             401, "unauthorized", "the lesson's classroom or origin token is needed", _CHALLENGE
         )
-    grant_of(request, token, lesson_id, {Role.CLASSROOM, Role.ORIGIN})
+    return grant_of(request, token, lesson_id, {Role.CLASSROOM, Role.ORIGIN})
 
 
 def _live_lesson(request: web.Request, lesson_id: str) -> None:
@@ -156,10 +157,17 @@ async def catch_up_info(request: web.Request) -> web.Response:
 
 async def catch_up_stream(request: web.Request) -> web.StreamResponse:
     """The lesson from ``from`` (Unix seconds) or ``offset`` (seconds after the recording's
-    start), for ``duration`` seconds or on until the lesson ends."""
+    start), for ``duration`` seconds or on until the lesson ends. A classroom that watches
+    this way because no WebRTC path reaches it gives its ``name``: it is present in the
+    lesson while the stream lasts (its hand counts, the attendance keeps it)."""
     lesson_id = request.match_info["lesson_id"]
     source = request.match_info["source"]
-    _authorize(request, lesson_id)
+    grant = _authorize(request, lesson_id)
+    name = request.query.get("name")
+    if name is not None:
+        if grant.role is not Role.CLASSROOM:
+            raise http_error(400, "bad_name", "only a classroom watches under a name")
+        name = fixed_name(grant) or classroom_name(name)
     if source not in SOURCES:
         raise http_error(404, "no_such_source", f"catch-up is offered for {', '.join(SOURCES)}")
     at, offset = _number(request, "from"), _number(request, "offset")
@@ -195,8 +203,15 @@ async def catch_up_stream(request: web.Request) -> web.StreamResponse:
     limits = request.app[CATCH_UP_LIMITS]
     address = client_of(request)
     limits.admit(lesson_id, address)
+    lesson = request.app[LESSONS].get(lesson_id) if name is not None else None
     try:
-        return await _stream(request, live, position, keyframe_at, at, duration)
+        if lesson is not None and name is not None:
+            lesson.watching_over_http(name)
+        try:
+            return await _stream(request, live, position, keyframe_at, at, duration)
+        finally:
+            if lesson is not None and name is not None:
+                lesson.stopped_watching_over_http(name)
     finally:
         limits.release(lesson_id, address)
 

@@ -370,6 +370,19 @@ class LiveLesson:
             self.room.arrived(session.name)
         self.changed()
 
+    def watching_over_http(self, name: str) -> None:
+        """A classroom that no WebRTC path reaches watches the lesson's recording over HTTP
+        (a few seconds behind): it is present while it does, so its hand counts and the
+        attendance keeps it."""
+        self.check_removed(name)
+        self.room.arrived(name)
+        self.changed()
+
+    def stopped_watching_over_http(self, name: str) -> None:
+        if self.room.departed(name):
+            self.apply_stage()
+        self.changed()
+
     def _connect_lapsed(self, session: Session) -> None:
         if session.connected or session.peer.closed:
             return

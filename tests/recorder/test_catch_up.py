@@ -145,7 +145,10 @@ async def _scenario(server: Server) -> Scenario:
 
     async with aiohttp.ClientSession(server.url) as session:
         recorded_s = camera["recorded_until"] - starts_at
-        whole_task = asyncio.create_task(_read(session, f"{base}/camera?offset=0", classroom))
+        # watched under the classroom's name, as a page with no WebRTC path does
+        whole_task = asyncio.create_task(
+            _read(session, f"{base}/camera?offset=0&name=%E8%BF%9C%E5%B1%B1", classroom)
+        )
         await _recorded(server, base, classroom, 6.0)
         window = await _read(session, f"{base}/camera?from={starts_at + 5.5}&duration=3", origin)
         # a school opening more streams than one address may hold
@@ -165,7 +168,9 @@ async def _scenario(server: Server) -> Scenario:
         crowd += [r.status for r in await asyncio.gather(*held) if r.status != 200]
         crowd += [200] * (16 - len(crowd))
 
+    attendance = await _get(server, f"/api/lessons/{lesson_id}/attendance", server.teacher_key)
     after_end = {
+        "attendance": attendance,
         "classroom": await _get(server, f"{base}/camera?offset=0", classroom),
         "origin": await _get(server, f"{base}/camera?offset=0", origin),
         "replay file as classroom": await _get(server, recording["url"], classroom),
@@ -296,3 +301,11 @@ def test_after_the_end_live_tokens_no_longer_read_and_the_replay_keeps_its_rules
     assert scenario.after_end["replay file as classroom"][0] == 403
     assert scenario.after_end["replay file as origin"][0] == 200
     assert scenario.recording["state"] == "ready"
+
+
+def test_a_classroom_watching_under_its_name_is_present(scenario: Scenario) -> None:
+    status, attendance = scenario.after_end["attendance"]
+    assert status == 200, attendance
+    [row] = [r for r in attendance["classrooms"] if r["name"] == "远山"]
+    assert row["visits"] == 1
+    assert row["present_s"] >= LESSON_S - scenario.whole_asked_at - 4, row

@@ -23,9 +23,10 @@ export const MISSED_AFTER_S = 20; // an outage longer than this is offered as é”
 const DELAYED_BY_S = 4;
 
 export class CatchUpControls {
-  /** `live`: {mute(), unmute()} of the live view. */
-  constructor(lessonId, token, live) {
+  /** `live`: {mute(), unmute()} of the live view; `nameOf()`: the classroom's name. */
+  constructor(lessonId, token, live, nameOf) {
     this.live = live;
+    this.nameOf = nameOf;
     this.player = new CatchUpPlayer(lessonId, token, $('catch-up-video'));
     this.source = null;
     this.watching = false;
@@ -111,7 +112,7 @@ export class CatchUpControls {
     $('catch-up-panel').hidden = this.delayed;
     this.render();
     try {
-      await this.player.start(at, this.source);
+      await this.player.start(at, this.source, this.delayed ? this.nameOf() : null);
       this.player.setRate(this.rate);
       this.player.video.muted = false;
     } catch {

@@ -47,8 +47,10 @@ export class CatchUpPlayer {
     return at === null ? null : Math.max(0, this.now() - at);
   }
 
-  /** Play from server time `at`; resolves once the first picture can play. */
-  async start(at, source) {
+  /** Play from server time `at`; resolves once the first picture can play. `name`: the
+   * classroom's, when it watches this way for want of a WebRTC path (the server then counts
+   * it present). */
+  async start(at, source, name = null) {
     this.stop();
     const abort = new AbortController();
     this.abort = abort;
@@ -56,7 +58,8 @@ export class CatchUpPlayer {
     this.video.src = URL.createObjectURL(media);
     await new Promise((resolve) => media.addEventListener('sourceopen', resolve, { once: true }));
     const buffer = media.addSourceBuffer(`${source.content_type}; codecs="${source.codecs}"`);
-    const url = `${source.url}?from=${at.toFixed(3)}`;
+    const named = name ? `&name=${encodeURIComponent(name)}` : '';
+    const url = `${source.url}?from=${at.toFixed(3)}${named}`;
     const response = await fetch(url, {
       headers: { Authorization: `Bearer ${this.token}` },
       signal: abort.signal,
