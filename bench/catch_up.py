@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from recorder.fragments import WebmScanner
+from recorder.webm_fragments import WebmScanner
 
 from . import report, servers
 from .clip import opus_clip, video_clip

@@ -14,8 +14,10 @@ import json
 import os
 from pathlib import Path
 
-from .fragments import BadFile, Fragment, scanner_for
+from .fragments import BadFile, Fragment, FragmentScanner
 from .layout import live_name
+from .mp4_fragments import Mp4Scanner
+from .webm_fragments import WebmScanner
 
 CONTENT_TYPES = {"webm": "video/webm", "mp4": "video/mp4"}
 
@@ -104,6 +106,14 @@ class LiveIndex:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def scanner_for(container: str) -> FragmentScanner:
+    if container == "webm":
+        return WebmScanner()
+    if container == "mp4":
+        return Mp4Scanner()
+    raise BadFile(f"not a container the recorder writes: {container!r}")
 
 
 def _codec(codec: object) -> str | None:

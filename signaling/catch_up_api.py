@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from .auth import fixed_name, grant_of
+from .auth import credential_of, fixed_name, grant_of
 from .classrooms import classroom_name
 from .contracts import Grant, LessonState, Role
 from .errors import http_error
@@ -82,10 +82,8 @@ CATCH_UP_LIMITS = web.AppKey("catch_up_limits", CatchUpLimits)
 
 def _authorize(request: web.Request, lesson_id: str) -> Grant:
     """A classroom or origin token of this lesson, while it is not over (410 after)."""
-    credential = request.headers.get("Authorization", "")
-    scheme, _, token = credential.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
-    if not token:
+    token = credential_of(request)
+    if token is None:
         raise http_error(
             401, "unauthorized", "the lesson's classroom or origin token is needed", _CHALLENGE
         )

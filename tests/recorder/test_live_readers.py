@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from recorder import packet_log
-from recorder.fragments import WebmScanner
 from recorder.live_index import LiveIndex
 from recorder.live_source import LiveSource
 from recorder.remux_process import Follower
+from recorder.webm_fragments import WebmScanner
 from tests.support.media import encode_opus_clip, encode_vp8_clip
 
 from .synthetic import TrackLog
