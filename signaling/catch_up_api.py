@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .auth import credential_of, fixed_name, grant_of
-from .classrooms import classroom_name
+from .classrooms import classroom_name, valid_client
 from .contracts import Grant, LessonState, Role
 from .errors import http_error
 from .json_answers import json_response
@@ -156,16 +156,20 @@ async def catch_up_info(request: web.Request) -> web.Response:
 async def catch_up_stream(request: web.Request) -> web.StreamResponse:
     """The lesson from ``from`` (Unix seconds) or ``offset`` (seconds after the recording's
     start), for ``duration`` seconds or on until the lesson ends. A classroom that watches
-    this way because no WebRTC path reaches it gives its ``name``: it is present in the
-    lesson while the stream lasts (its hand counts, the attendance keeps it)."""
+    this way because no WebRTC path reaches it gives its ``name`` and ``client`` (as to
+    WHEP): it is present in the lesson while the stream lasts (its hand counts, its events
+    socket may act, the attendance keeps it)."""
     lesson_id = request.match_info["lesson_id"]
     source = request.match_info["source"]
     grant = _authorize(request, lesson_id)
     name = request.query.get("name")
+    client = request.query.get("client") or None
     if name is not None:
         if grant.role is not Role.CLASSROOM:
             raise http_error(400, "bad_name", "only a classroom watches under a name")
         name = fixed_name(grant) or classroom_name(name)
+        if client is not None and not valid_client(client):
+            raise http_error(400, "bad_client", "client must be 8 to 64 letters, digits, - or _")
     if source not in SOURCES:
         raise http_error(404, "no_such_source", f"catch-up is offered for {', '.join(SOURCES)}")
     at, offset = _number(request, "from"), _number(request, "offset")
@@ -204,12 +208,12 @@ async def catch_up_stream(request: web.Request) -> web.StreamResponse:
     lesson = request.app[LESSONS].get(lesson_id) if name is not None else None
     try:
         if lesson is not None and name is not None:
-            lesson.watching_over_http(name)
+            lesson.watching_over_http(name, client)
         try:
             return await _stream(request, live, position, keyframe_at, at, duration)
         finally:
             if lesson is not None and name is not None:
-                lesson.stopped_watching_over_http(name)
+                lesson.stopped_watching_over_http(name, client)
     finally:
         limits.release(lesson_id, address)
 

@@ -23,10 +23,10 @@ export const MISSED_AFTER_S = 20; // an outage longer than this is offered as é”
 const DELAYED_BY_S = 4;
 
 export class CatchUpControls {
-  /** `live`: {mute(), unmute()} of the live view; `nameOf()`: the classroom's name. */
-  constructor(lessonId, token, live, nameOf) {
+  /** `live`: {mute(), unmute()} of the live view; `who()`: the classroom's {name, client}. */
+  constructor(lessonId, token, live, who) {
     this.live = live;
-    this.nameOf = nameOf;
+    this.who = who;
     this.player = new CatchUpPlayer(lessonId, token, $('catch-up-video'));
     this.source = null;
     this.watching = false;
@@ -112,7 +112,7 @@ export class CatchUpControls {
     $('catch-up-panel').hidden = this.delayed;
     this.render();
     try {
-      await this.player.start(at, this.source, this.delayed ? this.nameOf() : null);
+      await this.player.start(at, this.source, this.delayed ? this.who() : null);
       this.player.setRate(this.rate);
       this.player.video.muted = false;
     } catch {

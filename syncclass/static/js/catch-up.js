@@ -47,10 +47,10 @@ export class CatchUpPlayer {
     return at === null ? null : Math.max(0, this.now() - at);
   }
 
-  /** Play from server time `at`; resolves once the first picture can play. `name`: the
-   * classroom's, when it watches this way for want of a WebRTC path (the server then counts
-   * it present). */
-  async start(at, source, name = null) {
+  /** Play from server time `at`; resolves once the first picture can play. `who`: the
+   * classroom's {name, client}, when it watches this way for want of a WebRTC path (the
+   * server then counts it present). */
+  async start(at, source, who = null) {
     this.stop();
     const abort = new AbortController();
     this.abort = abort;
@@ -58,7 +58,9 @@ export class CatchUpPlayer {
     this.video.src = URL.createObjectURL(media);
     await new Promise((resolve) => media.addEventListener('sourceopen', resolve, { once: true }));
     const buffer = media.addSourceBuffer(`${source.content_type}; codecs="${source.codecs}"`);
-    const named = name ? `&name=${encodeURIComponent(name)}` : '';
+    const named = who
+      ? `&name=${encodeURIComponent(who.name)}&client=${encodeURIComponent(who.client)}`
+      : '';
     const url = `${source.url}?from=${at.toFixed(3)}${named}`;
     const response = await fetch(url, {
       headers: { Authorization: `Bearer ${this.token}` },

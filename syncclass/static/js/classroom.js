@@ -69,7 +69,7 @@ const catchUp = new CatchUpControls(lessonId, token, {
     liveMuted = false;
     if (!view.soundBlocked) $('camera-video').muted = false;
   },
-}, () => localStorage.getItem(NAME_KEY) || '');
+}, () => ({ name: localStorage.getItem(NAME_KEY) || '', client: clientId() }));
 
 // --- what is on screen -------------------------------------------------------------------
 
