@@ -65,6 +65,7 @@ class Readers:
                 headers={"Authorization": f"Bearer {self.token}"},
             )
         url = f"{self.base}/camera?{query}"
+        asked_at = time.time()
         async with self._session.get(url) as response:
             self.statuses.append(response.status)
             if response.status != 200:
@@ -81,7 +82,9 @@ class Readers:
                     spool.write(chunk)
                     spool.flush()
                     for fragment in scanner.scan(spool.fileno(), spool.tell()):
-                        self.delays.append(arrived - (origin + fragment.time))
+                        recorded_at = origin + fragment.time
+                        if recorded_at >= asked_at:  # not one recorded before it was asked
+                            self.delays.append(arrived - recorded_at)
             finally:
                 if spool is not None:
                     spool.close()
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             origin_thread.stop()
             server.stop()
     baseline = (before + after) / 2
-    steady = delays[2:]  # the first fragments came from the recording already there
+    steady = delays
     result: dict[str, Any] = {
         "benchmark": "catch-up",
         "command": "scripts/bench catch-up " + " ".join(argv or []),
