@@ -21,6 +21,7 @@ from .lessons import FPS, end_and_wait, play_out, publish, request
 from .playback import Playback, play
 
 LESSON_S = 14.0
+CLIENT = "client-far-hill-01"  # the page's own id, as it gives it to WHEP
 GOP = FPS  # the clip has a keyframe every second
 
 
@@ -49,6 +50,7 @@ class Scenario:
     whole_asked_at: float  # lesson seconds recorded when it was asked for
     window: Read  # from second 5.5, for 3 s
     crowd: list[int]  # statuses of streams opened beyond the per-address limit
+    hands: int  # raised hands the teacher sees after the one watching over HTTP raised its
     ended_at: float
     after_end: dict[str, tuple[int, Any]]
     recording: dict[str, Any]
@@ -108,6 +110,20 @@ async def _h264(server: Server) -> Read:
         return await asyncio.wait_for(reading, 10)
 
 
+async def _hands(server: Server, lesson_id: str) -> int:
+    """Raised hands the teacher sees, once there is one (or after 5 s)."""
+    deadline = time.monotonic() + 5
+    hands = 0
+    while time.monotonic() < deadline:
+        status, live = await _get(server, "/api/live", server.teacher_key)
+        assert status == 200, live
+        hands = next(x["hands"] for x in live["lessons"] if x["id"] == lesson_id)
+        if hands:
+            break
+        await asyncio.sleep(0.1)
+    return int(hands)
+
+
 async def _scenario(server: Server) -> Scenario:
     h264 = asyncio.create_task(_h264(server))
     status, lesson = await request(
@@ -147,10 +163,22 @@ async def _scenario(server: Server) -> Scenario:
         recorded_s = camera["recorded_until"] - starts_at
         # watched under the classroom's name, as a page with no WebRTC path does
         whole_task = asyncio.create_task(
-            _read(session, f"{base}/camera?offset=0&name=%E8%BF%9C%E5%B1%B1", classroom)
+            _read(
+                session,
+                f"{base}/camera?offset=0&name=%E8%BF%9C%E5%B1%B1&client={CLIENT}",
+                classroom,
+            )
         )
         await _recorded(server, base, classroom, 6.0)
         window = await _read(session, f"{base}/camera?from={starts_at + 5.5}&duration=3", origin)
+        # the classroom watching over HTTP raises its hand on its events socket
+        ws_url = (
+            f"{server.url.replace('http', 'ws', 1)}/api/lessons/{lesson_id}/events"
+            f"?token={classroom}&name=%E8%BF%9C%E5%B1%B1&client={CLIENT}"
+        )
+        async with session.ws_connect(ws_url) as events:
+            await events.send_json({"type": "hand", "raised": True})
+            hands = await _hands(server, lesson_id)
         # a school opening more streams than one address may hold
         held = [
             asyncio.create_task(
@@ -185,6 +213,7 @@ async def _scenario(server: Server) -> Scenario:
         recorded_s,
         window,
         crowd,
+        hands,
         ended_at,
         after_end,
         recording,
@@ -304,6 +333,7 @@ def test_after_the_end_live_tokens_no_longer_read_and_the_replay_keeps_its_rules
 
 
 def test_a_classroom_watching_under_its_name_is_present(scenario: Scenario) -> None:
+    assert scenario.hands == 1  # its hand counts
     status, attendance = scenario.after_end["attendance"]
     assert status == 200, attendance
     [row] = [r for r in attendance["classrooms"] if r["name"] == "远山"]
