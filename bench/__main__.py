@@ -6,6 +6,7 @@ import socket
 import sys
 
 BENCHMARKS = {
+    "catch-up": "bench.catch_up",
     "fanout": "bench.fanout",
     "hardening": "bench.hardening",
     "hotpath": "bench.hotpath",

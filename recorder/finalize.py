@@ -28,7 +28,7 @@ from typing import Any
 
 from media.depacketizer import Framer, opus_frames
 
-from .layout import LOCK, RESULT, THUMBNAIL, TRACKS, log_name
+from .layout import LOCK, RESULT, THUMBNAIL, TRACKS, live_name, log_name
 from .packet_log import LogTail
 from .remux import SourceWriter, TimedFrame
 from .thumbnail import write_thumbnail
@@ -78,6 +78,7 @@ class Remuxer:
         self._framers: dict[tuple[Track, int], Framer] = {}
         self._ended: set[tuple[Track, int]] = set()
         self._writers: dict[str, SourceWriter] = {}
+        self._announced: set[str] = set()
         for source in SOURCES:
             kinds = {kind for s, kind in TRACKS if s == source}
             expected = None
@@ -88,6 +89,7 @@ class Remuxer:
             )
 
     def close(self) -> None:
+        self._withdraw()  # the files are complete (or gone): nobody reads them as growing
         for tail in self._tails.values():
             tail.close()
         self._lock.close()
@@ -150,6 +152,22 @@ class Remuxer:
                     break  # later segments are not released before this one
         for writer in self._writers.values():  # once every track had its say
             writer.pump(final=False)
+        if self.follow:
+            self._announce()
+
+    def _announce(self) -> None:
+        """Say which file each source is being written to, once it is open: the server reads
+        it while it grows, for classrooms catching up (recorder.live_index)."""
+        for source, writer in self._writers.items():
+            growing = writer.growing
+            if source in self._announced or growing is None:
+                continue
+            _write_atomically(self.directory / live_name(source), json.dumps(growing))
+            self._announced.add(source)
+
+    def _withdraw(self) -> None:
+        for source in SOURCES:
+            (self.directory / live_name(source)).unlink(missing_ok=True)
 
     def _frames(
         self, track: Track, segment: Segment, items: list[Any]
@@ -275,12 +293,16 @@ class Remuxer:
             writer.abort()
 
 
-def _keep(directory: Path, result: dict[str, Any]) -> None:
-    tmp = directory / f".{RESULT}.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
-    tmp.replace(directory / RESULT)
+    tmp.replace(path)
+
+
+def _keep(directory: Path, result: dict[str, Any]) -> None:
+    _write_atomically(directory / RESULT, json.dumps(result, indent=1))
 
 
 def finalize(directory: Path) -> dict[str, Any]:

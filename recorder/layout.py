@@ -18,6 +18,7 @@ SIDECAR = "recording.json"
 RESULT = "result.json"
 THUMBNAIL = "thumbnail.jpg"
 LOG_SUFFIX = ".rtplog"
+LIVE_SUFFIX = ".live.json"  # the file of a source being written while the lesson goes on
 LOCK = ".remux.lock"  # held by whichever finaliser is writing the files
 
 _LESSON_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -31,6 +32,10 @@ def valid_lesson_id(lesson_id: str) -> bool:
 
 def log_name(source: str, kind: str) -> str:
     return f"{source}.{kind}{LOG_SUFFIX}"
+
+
+def live_name(source: str) -> str:
+    return f"{source}{LIVE_SUFFIX}"
 
 
 def parse_log_name(name: str) -> tuple[str, str] | None:

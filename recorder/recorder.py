@@ -9,7 +9,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from media.router import Router
 from .catalog import UNFINISHED, Recording, RecordingCatalog, RecordingState
 from .layout import LOCK, RecordingsRoot, parse_log_name
 from .lesson_capture import LessonCapture
+from .live_index import LiveIndex
+from .live_source import LiveSource
 from .log_writer import LogWriter
 from .remux_process import Follower, RemuxFailed, remux_once
 
@@ -43,6 +45,7 @@ class _Live:
     capture: LessonCapture
     follower: Follower | None = None
     starting: asyncio.Task[None] | None = None
+    readable: dict[str, LiveSource] = field(default_factory=dict)  # by source
 
 
 class Recorder:
@@ -103,6 +106,7 @@ class Recorder:
         self._closed = True
         for lesson_id in list(self._live):
             live = self._live.pop(lesson_id)
+            await self._close_readable(live)
             await self._stop_capture(live)
             if live.follower is not None:
                 await live.follower.abandon()
@@ -189,6 +193,35 @@ class Recorder:
             self._update(lesson_id, state=RecordingState.FINALIZING)
         self._spawn(self._finalise(lesson_id, live))
 
+    async def live_source(self, lesson_id: str, source: str) -> LiveSource | None:
+        """``source`` of a lesson being recorded, readable while it grows; None when it is
+        not being written (not live, not recorded, not started yet, or remuxed only at the
+        end)."""
+        live = self._live.get(lesson_id)
+        if live is None or live.follower is None:
+            return None
+        readable = live.readable.get(source)
+        if readable is None or readable.closed:
+            index = await asyncio.to_thread(LiveIndex.open, live.capture.directory, source)
+            if index is None:
+                return None
+            if self._live.get(lesson_id) is not live:  # ended meanwhile
+                await asyncio.to_thread(index.close)
+                return None
+            readable = live.readable.get(source)
+            if readable is None or readable.closed:
+                readable = live.readable[source] = LiveSource(lesson_id, source, index)
+            else:
+                await asyncio.to_thread(index.close)  # another request opened it meanwhile
+        await readable.update()
+        return None if readable.closed or readable.index.header is None else readable
+
+    @staticmethod
+    async def _close_readable(live: _Live) -> None:
+        for readable in live.readable.values():
+            await readable.close()
+        live.readable.clear()
+
     async def _stop_capture(self, live: _Live) -> None:
         if live.starting is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,6 +233,7 @@ class Recorder:
         result: dict[str, Any] | None = None
         error: str | None = None
         if live is not None:
+            await self._close_readable(live)
             await self._stop_capture(live)
             if live.follower is not None:
                 try:

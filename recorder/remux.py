@@ -31,6 +31,21 @@ RATES = {"video": VIDEO_RATE, "audio": AUDIO_RATE}
 OPEN_WAIT_S = 5.0
 THUMBNAIL_AT_S = 3.0  # a picture from just after the start, past a camera's first adjustments
 _MP4_FLAGS = "+frag_keyframe+empty_moov+default_base_moof"
+# Fragments of at most about a second, each written out as soon as it is complete: a
+# classroom catching up reads the file while it grows (recorder.live_index), and is never
+# more than a fragment behind what was recorded, even when keyframes are rare. Bit-exact:
+# the same packets make the same file (no random segment id), so a recording can be checked
+# against another made from the same logs.
+FRAGMENT_MS = 1000
+_OPTIONS = {
+    "webm": {"cluster_time_limit": str(FRAGMENT_MS), "flush_packets": "1", "fflags": "+bitexact"},
+    "mp4": {
+        "movflags": _MP4_FLAGS,
+        "frag_duration": str(FRAGMENT_MS * 1000),
+        "flush_packets": "1",
+        "fflags": "+bitexact",
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +173,21 @@ class SourceWriter:
     def name(self) -> str | None:
         return None if self._path is None else self._path.name
 
+    @property
+    def growing(self) -> dict[str, Any] | None:
+        """The file being written, for readers while it grows: its name, container, and the
+        wall-clock time of its time 0; None until it is opened."""
+        if self._tmp is None or self._path is None or self.origin is None:
+            return None
+        return {
+            "source": self.source,
+            "file": self._tmp.name,
+            "container": self._path.suffix[1:],
+            "origin": self.origin,
+            "video": self.video_codec if "video" in self._streams else None,
+            "audio": "OPUS" if "audio" in self._streams else None,
+        }
+
     def add(self, kind: str, codec: str, frames: list[TimedFrame]) -> None:
         if not frames:
             return
@@ -221,8 +251,7 @@ class SourceWriter:
         fmt, extension = container_for(video_codec)
         self._path = self.directory / f"{self.source}.{extension}"
         self._tmp = self.directory / f".{self.source}.{extension}.part"
-        options = {"movflags": _MP4_FLAGS} if fmt == "mp4" else {}
-        self._out = av.open(str(self._tmp), "w", format=fmt, options=options)
+        self._out = av.open(str(self._tmp), "w", format=fmt, options=dict(_OPTIONS[fmt]))
         if video_codec is not None:
             first = self._queues["video"][0].data
             size = (vp8_frame_size(first) if video_codec == "VP8" else None) or keyframe_size(

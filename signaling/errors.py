@@ -14,10 +14,15 @@ from .json_answers import dumps
 
 
 def http_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> web.HTTPException:
-    """An exception to raise from a handler; aiohttp turns it into the response."""
-    body = dumps({"error": code, "message": message})
+    """An exception to raise from a handler; aiohttp turns it into the response. ``extra``:
+    more fields for the body (what would have been right)."""
+    body = dumps({"error": code, "message": message, **(extra or {})})
     exc = web.HTTPException(text=body, content_type="application/json", headers=headers or {})
     exc.set_status(status)
     return exc

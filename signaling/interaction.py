@@ -67,7 +67,7 @@ def _not_joined(live: LiveLesson | None, who: Participant) -> dict[str, Any] | N
     the lesson as that classroom (the same client id as its WHEP session)."""
     if who.name is None:
         return error("no_name", "open the event socket with your classroom's name (?name=)")
-    if live is None or not live.sessions.is_classroom(who.name, who.client):
+    if live is None or not live.watches(who.name, who.client):
         return error(
             "not_joined",
             f"{who.name[:64]!r} is not watching this lesson from here (?client=); join first",

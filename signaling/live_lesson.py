@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -63,6 +64,8 @@ class LiveLesson:
         self._closed = closed
         self._router: Router | None = None  # made with the first peer
         self._connect_timeout_s = connect_timeout_s
+        # classrooms (name, client) that watch over HTTP for want of a WebRTC path
+        self._over_http: Counter[tuple[str, str | None]] = Counter()
         self._removed: set[str] = set()  # classroom names the teacher removed, until rotate
         # what the teacher's browser last said of its uplink, per source (signaling.interaction)
         self.uplinks: dict[str, dict[str, Any]] = {}
@@ -369,6 +372,33 @@ class LiveLesson:
         if attends:
             self.room.arrived(session.name)
         self.changed()
+
+    def watching_over_http(self, name: str, client: str | None) -> None:
+        """A classroom that no WebRTC path reaches watches the lesson's recording over HTTP
+        (a few seconds behind): it is present while it does, so its hand counts and the
+        attendance keeps it. 409 if another classroom watches under that name."""
+        self.check_removed(name)
+        other = self.sessions.classroom(name)
+        if other is not None and (client is None or other.client != client):
+            raise http_error(409, "name_taken", f"another classroom is called {name!r}")
+        self._over_http[(name, client)] += 1
+        self.room.arrived(name)
+        self.changed()
+
+    def stopped_watching_over_http(self, name: str, client: str | None) -> None:
+        self._over_http[(name, client)] -= 1
+        if self._over_http[(name, client)] <= 0:
+            del self._over_http[(name, client)]
+        if self.room.departed(name):
+            self.apply_stage()
+        self.changed()
+
+    def watches(self, name: str, client: str | None) -> bool:
+        """Whether ``client`` is the classroom called ``name``, watching over WebRTC or, for
+        want of a path, over HTTP."""
+        if self.sessions.is_classroom(name, client):
+            return True
+        return client is not None and self._over_http[(name, client)] > 0
 
     def _connect_lapsed(self, session: Session) -> None:
         if session.connected or session.peer.closed:

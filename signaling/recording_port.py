@@ -7,6 +7,7 @@ them, so it never imports the recorder: syncclass → signaling, syncclass → r
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +57,50 @@ class RecordingLibrary(Protocol):
         ...
 
 
+class LiveRecording(Protocol):
+    """One source of a lesson recorded now, readable while it grows (a classroom catching
+    up). Times are Unix seconds on the server's clock."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def codecs(self) -> str: ...
+
+    @property
+    def origin(self) -> float:
+        """The time of the stream's time 0 (a player's currentTime is counted from it)."""
+        ...
+
+    @property
+    def starts_at(self) -> float | None:
+        """The first time a player can start at."""
+        ...
+
+    @property
+    def recorded_until(self) -> float | None:
+        """The start of the newest complete fragment."""
+        ...
+
+    @property
+    def readers(self) -> int: ...
+
+    def start_for(self, at: float) -> tuple[int, float] | None:
+        """Where to start to show ``at``: (position, time of its keyframe at or before)."""
+        ...
+
+    def chunks(self, start: int, until: float | None) -> AsyncIterator[bytes]:
+        """The stream's header, then its fragments from ``start`` on as they are recorded,
+        up to the one beginning after ``until`` (None: until the lesson ends)."""
+        ...
+
+
+class LiveRecordings(Protocol):
+    async def live_source(self, lesson_id: str, source: str) -> LiveRecording | None:
+        """``source`` of the lesson as recorded so far, if it is being recorded now."""
+        ...
+
+
 class _NoRecording:
     """For an application without a recorder: lessons are never recorded."""
 
@@ -71,3 +116,4 @@ class _NoRecording:
 
 NO_RECORDING: RecordingHooks = _NoRecording()
 LIBRARY = web.AppKey("recording_library", RecordingLibrary)
+LIVE_RECORDINGS = web.AppKey("live_recordings", LiveRecordings)

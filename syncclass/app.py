@@ -14,6 +14,7 @@ from media.rtmp_server import RtmpServer
 from signaling import (
     accounts_api,
     audit_api,
+    catch_up_api,
     check_api,
     courses_api,
     events_socket,
@@ -153,6 +154,7 @@ def create_app(config: Config) -> web.Application:
     whip.add_routes(app)
     check_api.add_routes(app)
     events_socket.add_routes(app, config.event_sockets_per_address)
+    catch_up_api.add_routes(app, config.catch_up_per_address)
     reports_api.add_routes(app)
     metrics.add_routes(app, config.metrics_lesson_ids)
     status.add_routes(app)

@@ -53,6 +53,7 @@ class Config:
     rate_limit_media: tuple[int, float] | None = (300, 60.0)
     rate_limit_messages: tuple[int, float] | None = (600, 10.0)
     event_sockets_per_address: int = 64  # classroom event sockets one client address may hold
+    catch_up_per_address: int = 16  # catch-up streams one client address may hold at once
     self_signed: bool = False
     # label /metrics' per-lesson series with lesson ids (off: /metrics names no lesson)
     metrics_lesson_ids: bool = False
@@ -590,6 +591,14 @@ _OPTIONS: tuple[_Option, ...] = (
         "N",
         "classroom event sockets one client address may hold over all lessons (a school "
         "behind NAT is one address); the teacher's do not count",
+        _positive,
+    ),
+    _Option(
+        "--max-catch-up-per-address",
+        "catch_up_per_address",
+        "N",
+        "catch-up streams (a live lesson from an earlier time, over HTTP) one client address "
+        "may read at once",
         _positive,
     ),
     _Option("--token-ttl", "token_ttl_s", "SECONDS", "lifetime of issued access tokens", _ttl),

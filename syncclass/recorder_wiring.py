@@ -11,11 +11,12 @@ from aiohttp import web
 
 from media.router import Router
 from recorder.catalog import Recording, RecordingState
+from recorder.live_source import LiveSource
 from recorder.recorder import Recorder, RecordingBusy
 from signaling import recordings_api
 from signaling.contracts import Lesson, LessonState, LessonStore
 from signaling.keys import LESSONS, STORE
-from signaling.recording_port import LIBRARY, RecordingBusyError
+from signaling.recording_port import LIBRARY, LIVE_RECORDINGS, RecordingBusyError
 
 from .config import Config
 from .disk_reserve import DISK_RESERVE
@@ -96,6 +97,9 @@ class RecordingService:
     def file(self, lesson_id: str, name: str) -> Path | None:
         return self.recorder.file(lesson_id, name)
 
+    async def live_source(self, lesson_id: str, source: str) -> LiveSource | None:
+        return await self.recorder.live_source(lesson_id, source)
+
 
 def _lesson_over(store: LessonStore, lesson_id: str) -> bool:
     lesson = store.get(lesson_id)
@@ -133,6 +137,7 @@ def setup_recording(app: web.Application, config: Config, data_dir: Path) -> Non
     app[RECORDER] = recorder
     app[LESSONS].recording = service
     app[LIBRARY] = service
+    app[LIVE_RECORDINGS] = service
     recordings_api.add_routes(app)
     app.on_startup.append(_start)
     app.on_shutdown.append(_close)

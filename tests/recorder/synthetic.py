@@ -38,6 +38,21 @@ class TrackLog:
         rate = 90000 if self.kind == "video" else 48000
         mime = f"video/{codec}" if self.kind == "video" else "audio/opus"
         chunks = [packet_log.epoch_record({"mime_type": mime, "clock_rate": rate, "at": start})]
+        records = [record for _, record in self.records(frames, start, codec=codec)]
+        if cut_last_packet:
+            records.pop()
+        chunks += records
+        if ended:
+            chunks.append(packet_log.end_record(start + frames[-1].pts / rate + 0.05))
+        self.log.write(chunks)
+
+    def records(
+        self, frames: list[EncodedFrame], start: float, *, codec: str = "VP8"
+    ) -> list[tuple[float, bytes]]:
+        """The packet records of ``frames`` arriving from ``start`` (a new SSRC and timestamp
+        base), each with its arrival time, for a test that appends them as time goes on."""
+        rate = 90000 if self.kind == "video" else 48000
+        mime = f"video/{codec}" if self.kind == "video" else "audio/opus"
         rng = random.Random(start)
         ssrc, base, seq = rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(16)
         encoder = None
@@ -59,23 +74,21 @@ class TrackLog:
                     packet_log.FLAG_KEYFRAME if i == 0 and frame.keyframe else 0
                 )
                 records.append(
-                    packet_log.packet_record(
+                    (
                         arrival,
-                        (base + frame.pts) & 0xFFFFFFFF,
-                        ssrc,
-                        seq & 0xFFFF,
-                        flags,
-                        96,
-                        payload,
+                        packet_log.packet_record(
+                            arrival,
+                            (base + frame.pts) & 0xFFFFFFFF,
+                            ssrc,
+                            seq & 0xFFFF,
+                            flags,
+                            96,
+                            payload,
+                        ),
                     )
                 )
                 seq += 1
-        if cut_last_packet:
-            records.pop()
-        chunks += records
-        if ended:
-            chunks.append(packet_log.end_record(start + frames[-1].pts / rate + 0.05))
-        self.log.write(chunks)
+        return records
 
     def close(self) -> None:
         self.log.close()

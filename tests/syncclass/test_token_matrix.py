@@ -144,6 +144,12 @@ MATRIX: dict[tuple[str, str], list[Entry]] = {
     ("GET", "/api/lessons/{lesson_id}/report"): [
         Entry(LESSON + "/report", "owner", _roles(ORIGIN), after_end=_roles(ORIGIN))
     ],
+    ("GET", "/api/lessons/{lesson_id}/catch-up"): [
+        Entry(LESSON + "/catch-up", None, _roles(ORIGIN, CLASSROOM), query=True)
+    ],
+    ("GET", "/api/lessons/{lesson_id}/catch-up/{source}"): [
+        Entry(LESSON + "/catch-up/camera?offset=0", None, _roles(ORIGIN, CLASSROOM), query=True)
+    ],
     ("GET", "/api/live"): [Entry("/api/live", "account")],
     ("GET", "/api/status"): [Entry("/api/status", "admin")],
     ("POST", "/whip/{lesson_id}"): [

@@ -6,13 +6,14 @@
 // to the course's page (the next lesson's countdown) when the lesson ends.
 
 import { api, ApiError, lessonFromLocation } from './api.js';
+import { CatchUpControls } from './catch-up-controls.js';
 import { clientId } from './client-id.js';
 import { LessonEvents } from './events.js';
 import { FrameWatch } from './frames.js';
 import { mountLanguageSwitch, setText } from './i18n.js';
 import './interaction-strings.js';
 import './room-strings.js';
-import { connectionPath, setIceServers } from './ladder.js';
+import { connectionPath, rungs, setIceServers } from './ladder.js';
 import { RoomInteraction } from './room-interaction.js';
 import { STAGE_SLOTS, WhepPlayer } from './whep.js';
 
@@ -27,6 +28,10 @@ const PATH_MS = 1000;
 const { id: lessonId, token } = lessonFromLocation();
 const courseId = new URLSearchParams(window.location.search).get('course');
 const BACK_MS = 3000; // the ended screen, read before going back to the course's page
+// the last rung of the ladder: when no WebRTC rung has connected within all their timeouts
+// and this much more, the lesson is played a few seconds behind over HTTPS (catch-up.js)
+const HTTPS_AFTER_MS = 2000;
+const HTTPS_RETRY_MS = 3000; // nothing recorded yet to play: ask again
 let backTimer = null;
 
 const view = {
@@ -43,13 +48,28 @@ const view = {
   seenPictures: false,
   soundBlocked: false,
   audioOnly: false, // the server sends sound only: this room's link cannot carry the picture
+  delayed: false, // no WebRTC path: the lesson plays a few seconds behind over HTTPS
 };
+let delayedTimer = null;
 let player = null;
 let watches = null;
 let events = null;
 const interaction = new RoomInteraction(lessonId, token, { onEnded: () => ended() });
 let retryTimer = null;
 let retryDelay = 1000;
+let lostAt = null; // when the live view was lost (Date.now()), until it is back
+// while the classroom watches the recording, the live view runs on underneath, silent
+let liveMuted = false;
+const catchUp = new CatchUpControls(lessonId, token, {
+  mute: () => {
+    liveMuted = true;
+    $('camera-video').muted = true;
+  },
+  unmute: () => {
+    liveMuted = false;
+    if (!view.soundBlocked) $('camera-video').muted = false;
+  },
+}, () => ({ name: localStorage.getItem(NAME_KEY) || '', client: clientId() }));
 
 // --- what is on screen -------------------------------------------------------------------
 
@@ -64,7 +84,7 @@ function message(titleKey, textKey, { spinner = false, vars = null } = {}) {
 function screen() {
   if (view.lessonState === 'ended') return 'ended';
   if (view.problem) return view.problem;
-  if (view.camera || view.courseware) return 'playing';
+  if (view.camera || view.courseware || view.delayed) return 'playing';
   return view.seenPictures && view.lessonState === 'live' ? 'away' : 'waiting';
 }
 
@@ -121,11 +141,15 @@ function render() {
   if (others && others.length) setText($('stage-name'), 'room.stageName', { name: others.join(', ') });
   else $('stage-name').textContent = '';
   interaction.show(['playing', 'waiting', 'away'].includes(current));
+  catchUp.show(['playing', 'away'].includes(current));
   $('sound').hidden = !(view.soundBlocked && current === 'playing');
   const status = $('status');
   const live = current !== 'ended' && !view.problem;
   const linkDown = player !== null && player.connectionState === 'disconnected';
-  if (live && (view.connection === 'reconnecting' || linkDown)) {
+  if (live && view.delayed) {
+    status.hidden = false;
+    setText(status, 'catchUp.delayed');
+  } else if (live && (view.connection === 'reconnecting' || linkDown)) {
     status.hidden = false;
     setText(status, 'join.status.reconnecting');
   } else if (live && view.connection === 'connecting' && current !== 'playing') {
@@ -144,7 +168,7 @@ function render() {
 // --- sound and full screen -----------------------------------------------------------------
 
 function playWithSound(video = $('camera-video')) {
-  video.muted = false;
+  video.muted = video.id === 'camera-video' && liveMuted;
   video.play().then(
     () => {
       if (video.id === 'camera-video') view.soundBlocked = false;
@@ -171,7 +195,7 @@ function enterFullscreen() {
 function unmute() {
   view.soundBlocked = false;
   for (const id of ['camera-video', ...STAGE_SLOTS.map((slot) => `${slot}-video`)]) {
-    $(id).muted = false;
+    $(id).muted = id === 'camera-video' && liveMuted;
     $(id).play().catch(() => {});
   }
   enterFullscreen();
@@ -192,6 +216,11 @@ async function connect() {
     `&client=${encodeURIComponent(clientId())}`;
   const attempt = new WhepPlayer(url, token, { onDrop: () => dropped(attempt) });
   player = attempt;
+  clearTimeout(delayedTimer);
+  const budget = rungs().reduce((sum, rung) => sum + rung.timeoutMs, 0) + HTTPS_AFTER_MS;
+  delayedTimer = setTimeout(() => {
+    if (player === attempt && attempt.connectionState !== 'connected') watchDelayed();
+  }, budget);
   try {
     await attempt.start();
   } catch (error) {
@@ -217,6 +246,8 @@ async function connect() {
   view.problem = null;
   view.connection = 'connected';
   retryDelay = 1000;
+  if (lostAt !== null) catchUp.reconnected(lostAt); // a long outage: offer what was missed
+  lostAt = null;
   watches = {
     camera: new FrameWatch(attempt.receivers.camera),
     courseware: new FrameWatch(attempt.receivers.courseware),
@@ -231,6 +262,21 @@ async function connect() {
   }
   interaction.joined(attempt);
   render();
+}
+
+/** The last rung: no WebRTC path connected, so the lesson plays behind live over HTTPS (the
+ * WebRTC attempts go on, and the first that connects takes over). */
+async function watchDelayed() {
+  if (view.delayed || view.lessonState === 'ended') return;
+  view.delayed = true;
+  render();
+  if (await catchUp.watchDelayed()) return;
+  view.delayed = false;
+  render();
+  clearTimeout(delayedTimer);
+  delayedTimer = setTimeout(() => {
+    if (!player || player.connectionState !== 'connected') watchDelayed();
+  }, HTTPS_RETRY_MS);
 }
 
 /** Another classroom of the lesson has this name (or it cannot be one): ask for another, then
@@ -263,6 +309,7 @@ async function dropped(attempt) {
   if (player !== attempt) return;
   attempt.stop(); // the teacher sees the classroom leave now, if the server can still be told
   player = null;
+  lostAt ??= Date.now();
   watches = null;
   interaction.left();
   view.connection = 'reconnecting';
@@ -299,7 +346,9 @@ async function refreshLesson() {
 
 function ended() {
   view.lessonState = 'ended';
+  view.delayed = false;
   clearTimeout(retryTimer);
+  clearTimeout(delayedTimer);
   if (player) player.close();
   player = null;
   watches = null;
@@ -321,6 +370,10 @@ async function pollFrames() {
     ...current.stage.map((watch) => watch.poll()),
   ]);
   if (watches !== current) return;
+  if (view.delayed && (camera || courseware)) {
+    view.delayed = false; // a WebRTC path got through after all: live again
+    catchUp.backToLive();
+  }
   view.camera = camera;
   view.courseware = courseware;
   view.stage = stage.some(Boolean);
