@@ -611,6 +611,9 @@ async def test_two_classrooms_on_stage_see_each_other_and_everyone_sees_both(
             )
             for name in ("Ash", "Birch", "Cedar")
         }
+        # a classroom has joined once its session connected: only then may it send a feed
+        for room in rooms.values():
+            await room.wait_connected()
         feeds = [await send_feed(lesson, "Ash"), await send_feed(lesson, "Birch")]
         desk = await http.ws_connect(events_url(server, lesson, lesson["whip_token"]))
         try:
