@@ -109,7 +109,7 @@ AUDIO_REPEAT_HOLD_S = 30.0
 # REPEAT_REST_MAX_S).
 VIDEO_REPEAT_ON = 0.01
 VIDEO_REPEAT_ROOM = 1.25
-COPY_PACE = 1.2
+COPY_PACE = 1.5
 REPEAT_CALM_S = 4.0
 REPEAT_DRAIN_S = 2.0
 REPEAT_LASTED_S = 30.0
@@ -429,7 +429,7 @@ class SendGate:
 
     def _repeat_video(self, on: bool) -> None:
         self.video_repeat = on
-        # the copies follow at 1.2 times the video's rate: a keyframe's copies sent with it
+        # the copies follow at 1.5 times the video's rate: a keyframe's copies sent with it
         # would double its burst, and a narrow link's queue drops the tail of both
         fed = iter(self.choice)  # one option per consumer that has layers, in their order
         for consumer, opts in zip(self._video, self._options(), strict=True):
