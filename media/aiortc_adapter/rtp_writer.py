@@ -83,7 +83,6 @@ class DtlsLink:
         "repeat",
         "repeat_pace_bps",
         "_copies",
-        "_copies_octets",
         "_copy_credit",
         "_copy_at",
         "_copy_timer",
@@ -103,7 +102,6 @@ class DtlsLink:
         # double its burst, which a narrow link's queue drops (both copies of its tail)
         self.repeat_pace_bps = 0.0
         self._copies: deque[tuple[float, bytes]] = deque()
-        self._copies_octets = 0
         self._copy_credit = 0.0
         self._copy_at = 0.0
         self._copy_timer: asyncio.TimerHandle | None = None
@@ -222,7 +220,6 @@ class DtlsLink:
     def _copy_later(self, data: bytes) -> None:
         now = time.monotonic()
         self._copies.append((now, data))
-        self._copies_octets += len(data)
         if self._copy_timer is None:
             self._copy_credit = COPY_BURST
             self._copy_at = now
@@ -237,10 +234,9 @@ class DtlsLink:
         self._copy_at = now
         copies = self._copies
         while copies and (now - copies[0][0] > COPY_MAX_WAIT_S or not self.repeat):
-            self._copies_octets -= len(copies.popleft()[1])
+            copies.popleft()
         while copies and self._copy_credit >= len(copies[0][1]):
             data = copies.popleft()[1]
-            self._copies_octets -= len(data)
             self._copy_credit -= len(data)
             self._send(data)
         if copies:

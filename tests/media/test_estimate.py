@@ -326,12 +326,7 @@ class _Layers:
 
 
 def test_a_layered_classroom_back_from_a_collapse_is_tried_on_the_lowest_layer() -> None:
-    clock = Clock()
-    gate = SendGate(True, now=clock)
-    video = Room(clock, "video", 1_600_000)
-    video.producer = _Layers()  # type: ignore[assignment]
-    gate.add(video)
-    gate.add(Room(clock, "audio", AUDIO_BPS))
+    clock, gate, video = layered_classroom(1_600_000)
     play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 5)
     assert gate.state == FULL
     # the link falls to 100 kbit/s: not even the lowest layer fits
@@ -381,10 +376,10 @@ def test_a_jittery_lossy_line_that_carries_the_lowest_layer_keeps_its_picture() 
     assert gate.estimate.queueing and gate.estimate.congested
 
 
-def layered_classroom() -> tuple[Clock, SendGate, Room]:
+def layered_classroom(bps: float = 500_000) -> tuple[Clock, SendGate, Room]:
     clock = Clock()
     gate = SendGate(True, now=clock)
-    video = Room(clock, "video", 500_000)
+    video = Room(clock, "video", bps)
     video.producer = _Layers()  # type: ignore[assignment]
     gate.add(video)
     gate.add(Room(clock, "audio", AUDIO_BPS))
