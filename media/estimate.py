@@ -11,14 +11,14 @@ Two bounds, the lower one counts:
 - **Loss with queueing.** A classroom that loses packets while its round trip grows above
   the shortest one seen (by more than the round trip's usual jitter) is congested: its bound
   drops by half the loss from the estimate (or from what it was sent, if more), as GCC's
-  loss-based controller does; under heavy loss, to what it was sent less half the loss. Loss
-  without queueing (random loss of 1–3 % on a rural line, which retransmission repairs) is
-  not congestion and moves nothing; only heavy
-  loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Loss is pooled over the
-  reports of the last ``LOSS_POOL_S`` (every stream of the classroom, by the packets each
-  covers) and counts as heavy only with ``HEAVY_MIN_LOST`` packets lost: one report on a
-  low-rate stream that loses two of its fifteen packets to 3 % random loss is chance, not
-  congestion, and must not move the classroom down a layer. Without congestion the
+  loss-based controller does; under heavy loss, to what it was sent less half the loss, and
+  when it loses a quarter or more, to what arrived. Loss without queueing (random loss of
+  1–3 % on a rural line, which retransmission repairs) is not congestion and moves nothing;
+  only heavy loss (``HEAVY_LOSS``) is taken as congestion whatever the round trip. Loss is
+  pooled over the reports of the last ``LOSS_POOL_S`` (every stream of the classroom, by the
+  packets each covers) and counts as heavy only with ``HEAVY_MIN_LOST`` packets lost: one
+  report on a low-rate stream that loses two of its fifteen packets to 3 % random loss is
+  chance, not congestion, and must not move the classroom down a layer. Without congestion the
   bound grows by ``RISE_PER_S`` per second and is dropped once it no longer bounds anything,
   or at once when a report is clean (no loss to speak of, no queue) while a REMB is fresh.
 
@@ -73,6 +73,10 @@ LOSS_BOUND_SLACK = 1.5  # the loss bound is dropped once this far above what is 
 # (then to 0.85 of what it received): a REMB step outside this band is that detector's.
 REMB_STEP_DOWN = 0.97
 REMB_STEP_UP = 1.12
+# Above this pooled loss the link carries far less than it is sent (a link that fell from
+# 2 Mbit/s to 300 kbit/s loses 85 %): the bound is then what arrived, not GCC's half-the-loss
+# step, which would take three reports to come down while the sound is lost with the rest.
+DELIVERED_LOSS = 0.25
 QUEUED_SHARE = 0.85  # a queue under a proven rate: down to this share of what is sent
 NACK_WINDOW_S = 2.0
 
@@ -213,6 +217,8 @@ class Estimate:
             # random loss and a burst of jitter on a rural line must not spiral it to nothing
             base = sent_bps if heavy or self.bps is None else max(sent_bps, self.bps)
             bound = base * (1 - 0.5 * fraction_lost)
+            if fraction_lost >= DELIVERED_LOSS:
+                bound = sent_bps * (1 - fraction_lost)
             if self._loss_bound is None or bound < self._loss_bound:
                 self._loss_bound = bound
             self._update(now, "loss" if heavy else "queueing")

@@ -25,6 +25,17 @@ def pytest_configure(config: pytest.Config) -> None:
     use_loopback_only()
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """With ``-n``, whole files go to a worker (their module's server is started once), and
+    every test that drives Chromium goes to one worker, one at a time: two browsers decoding
+    at once on a 2-core machine would measure the machine, not the server, and the firewall
+    rules some of them set (tests/support/no_udp.py) are the namespace's, shared."""
+    path = Path(str(item.path)).resolve().relative_to(Path(__file__).resolve().parent)
+    uses_browser = "browser" in getattr(item, "fixturenames", ())
+    group = "chromium" if path.parts[0] == "e2e" or uses_browser else str(path)
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     instance = start_server(tmp_path_factory.mktemp("server"))

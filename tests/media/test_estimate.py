@@ -341,6 +341,24 @@ def test_a_layered_classroom_back_from_a_collapse_is_tried_on_the_lowest_layer()
     assert back + 1 >= CLEAN_TRIAL_S  # one row per second
 
 
+def test_a_layered_classroom_whose_link_collapses_drops_to_what_arrived_at_once() -> None:
+    # a classroom that sends receiver reports and no REMB, on 720p (1.6 Mbit/s) and its sound
+    clock, gate, video = layered_classroom(1_600_000)
+    play(clock, gate, [{"loss": 0.0, "rtt": 100.0}] * 5)
+    assert gate.state == FULL
+    # its link falls to 300 kbit/s: 85 % of what is sent is lost. Half the loss off what was
+    # sent (GCC's step) would leave ~0.9 Mbit/s, 360p, still three times what the link carries
+    # and the sound lost with it; what arrived (~250 kbit/s) is where the estimate goes
+    play(clock, gate, [{"loss": 0.85, "rtt": 400.0}])
+    assert gate.estimate.bps is not None and gate.estimate.bps < 300_000
+    assert gate.state == REDUCED and gate.choice[0].height == 180
+    # heavy loss short of a collapse (12 %) still takes GCC's step: 6 % off what was sent
+    clock2, gate2, _ = layered_classroom(1_600_000)
+    play(clock2, gate2, [{"loss": 0.0, "rtt": 100.0}] * 5)
+    play(clock2, gate2, [{"loss": 0.12, "rtt": 100.0}])
+    assert gate2.estimate.bps is not None and gate2.estimate.bps > 0.9 * 1_600_000
+
+
 def poor_line_reports(seconds: int, seed: int) -> list[tuple[str, float, float, int]]:
     """A classroom on the lowest layer (450 kbit/s, 40 packets a second) and its sound (50) on
     the poor profile: 150 ms round trip, ±20 ms of jitter each way, 3 % random loss, and room
