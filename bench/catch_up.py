@@ -1,7 +1,7 @@
 """Catch-up benchmark: what readers of a live lesson's recording cost the server, and how far
 behind live a classroom watching over HTTP is.
 
-    scripts/bench catch-up [--readers 50] [--seconds 20]
+    scripts/bench catch-up [--readers 50] [--seconds 20] [--page-runs 3] [--page-seconds 20]
 
 One server, one recorded lesson with an origin publishing the fan-out clip (640x480 30 fps
 ~1 Mbit/s + Opus). The server's CPU (its process and its children: the finaliser writing the
@@ -14,6 +14,11 @@ The delay: one more reader at the live edge notes when each fragment arrives, ag
 server time of its first frame (``X-Catch-Up-Origin`` + the fragment's time): how long after
 a moment of the lesson a classroom watching over HTTP can show it, before its player's own
 buffer (plain HTTP on loopback; TLS adds a little CPU, no delay to speak of).
+
+Then where the pupil sees it (bench/catch_up_page.py): ``--page-runs`` classroom pages in
+Chromium, one after another, on the HTTPS-only rung (no UDP, no ICE-TCP for that browser),
+each on a lesson of its own, for ``--page-seconds``: how far behind what the teacher sends
+the page's picture is, and how far each beep of the teacher's sound is from its picture.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import aiohttp
 from recorder.webm_fragments import WebmScanner
 
 from . import report, servers
+from .catch_up_page import page_runs
 from .clip import opus_clip, video_clip
 from .fanout import RESULTS, OriginThread
 from .peers import loopback_only, publish
@@ -114,9 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--page-runs", type=int, default=3)
+    parser.add_argument("--page-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     if not 1 <= args.readers <= 200 or not 5 <= args.seconds <= 120:
         parser.error("bounded load: 1-200 readers, 5-120 seconds")
+    if not 0 <= args.page_runs <= 10 or not 5 <= args.page_seconds <= 60:
+        parser.error("bounded load: 0-10 page runs of 5-60 seconds")
     loopback_only()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         server = servers.start(
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(2)
             after = cores(server.pid, args.seconds)
             origin_thread.run(origin.close())
+            pages = asyncio.run(page_runs(server, args.page_runs, args.page_seconds))
         finally:
             if readers is not None:
                 readers.close()
@@ -178,6 +189,18 @@ def main(argv: list[str] | None = None) -> None:
             "fragments": len(steady),
         },
     }
+    page_delays = [r["delay_s"] for r in pages if r["delay_s"] is not None]
+    offsets = [r["av_offset_ms"] for r in pages if r["av_offset_ms"] is not None]
+    result["page"] = {
+        "runs": pages,
+        "seconds": args.page_seconds,
+        "delay_s_median": statistics.median(page_delays) if page_delays else None,
+        "av_offset_ms_median": statistics.median(offsets) if offsets else None,
+        "av_offset_max_abs_ms": max(
+            (r["av_offset_max_abs_ms"] for r in pages if r["av_offset_max_abs_ms"] is not None),
+            default=None,
+        ),
+    }
     median = result["delay_s"]["median"]
     lines = [
         f"# Catch-up benchmark ({result['started']})",
@@ -197,6 +220,20 @@ def main(argv: list[str] | None = None) -> None:
         f"Delay behind live over HTTP (fragment available to the client, median of "
         f"{len(steady)}): {'–' if median is None else f'{median:.2f} s'}"
         + ("" if median is None else f" (max {result['delay_s']['max']:.2f} s)"),
+        "",
+        "Classroom page in Chromium, HTTPS only (no UDP, no ICE-TCP), "
+        f"{len(pages)} runs of {args.page_seconds:.0f} s:",
+        "",
+        "| run | behind live (median) | sound vs picture (median) | worst beep | beeps |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {i + 1} | {_num(r['delay_s'], 's', 2)} | {_num(r['av_offset_ms'], 'ms', 0)} "
+            f"| {_num(r['av_offset_max_abs_ms'], 'ms', 0)} | {r['beeps_matched']} |"
+            for i, r in enumerate(pages)
+        ),
+        f"| median | {_num(result['page']['delay_s_median'], 's', 2)} "
+        f"| {_num(result['page']['av_offset_ms_median'], 'ms', 0)} "
+        f"| {_num(result['page']['av_offset_max_abs_ms'], 'ms', 0)} | |",
     ]
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / "catch-up"
@@ -204,3 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(json.dumps(result, indent=2))
     print("\n".join(lines))
+
+
+def _num(value: float | None, unit: str, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f} {unit}"

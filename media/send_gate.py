@@ -208,6 +208,9 @@ class SendGate:
         self.estimate = Estimate()
         self.adaptive = adaptive
         self.video = True
+        # the classroom watches the recording (catch-up): no live video is sent to it,
+        # whatever its link carries; the gate's own decisions go on underneath
+        self.held = False
         self.state = FULL
         self.reason = ""
         self.switches = 0
@@ -258,6 +261,8 @@ class SendGate:
         self._consumers.append(consumer)
         if consumer.kind == "video":
             self._video.append(consumer)
+            if self.held:
+                consumer.pause()
             self._video.sort(key=lambda c: c.source != "camera")
 
             def choose(group: Producer) -> tuple[Producer | None, int]:
@@ -642,7 +647,7 @@ class SendGate:
         if not video and self.video_repeat:
             self._repeat_video(False)
         for consumer in self._video:
-            if video:
+            if video and not self.held:
                 consumer.resume()
             else:
                 consumer.pause()
@@ -814,6 +819,20 @@ class SendGate:
             self._schedule_probe()  # waiting for the verdict
         return True
 
+    def hold(self, held: bool) -> None:
+        """Send the classroom no video while ``held`` (it plays the lesson's recording, with
+        its own sound: the live picture would only load its link twice); let go, video
+        resumes at a keyframe, on what the gate chose meanwhile (or stays paused if its link
+        carries none). Audio is not held: the page mutes it while it rewinds."""
+        if held == self.held:
+            return
+        self.held = held
+        for consumer in self._video:
+            if held:
+                consumer.pause()
+            elif self.video:
+                consumer.resume()
+
     def close(self) -> None:
         self._stop_probe()
         self._consumers.clear()
@@ -823,6 +842,7 @@ class SendGate:
         return {
             "state": self.state,
             "why": self.reason,
+            "held": self.held,
             "adaptive": self.adaptive,
             "floor_kbps": None if self.floor_bps is None else round(self.floor_bps / 1000, 1),
             "sent_kbps": round(self.sent_bps / 1000, 1),

@@ -10,8 +10,15 @@ a few seconds behind over it.
 
 Only the lesson's classroom and origin tokens open it (Bearer or ``?token=``, as a media
 element cannot send headers), and only while the lesson is live: after its end the
-recording's own rules apply (``/recordings``). Every stream is bounded in time and bytes,
-and the readers of a lesson and of one client address are counted.
+recording's own rules apply (``/recordings``). An open stream is checked again every second:
+it stops when the lesson ends, when its token is revoked or replaced, and when the teacher
+removes the classroom reading it. Every stream is bounded in time and bytes, and the readers
+of a lesson and of one client address are counted.
+
+The range asked for is one of time. A ``Range`` header is ignored, as RFC 9110 lets a server
+do (§14.2): the stream is made as it is asked for and grows, so it has no length to count
+bytes in, and ``Accept-Ranges: none`` says so (a finished lesson's file, under
+``/recordings``, answers byte ranges).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -42,6 +50,7 @@ MAX_DURATION_S = 4 * 3600.0  # longer than any lesson: a longer range is a mista
 MAX_STREAM_S = 4 * 3600.0  # one response lasts at most this long
 MAX_STREAM_BYTES = 4 << 30
 WRITE_TIMEOUT_S = 30.0  # a reader that takes nothing for this long is let go
+RECHECK_S = 1.0  # how often an open stream's right to go on is checked
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="syncclass"'}
 
 
@@ -158,7 +167,8 @@ async def catch_up_stream(request: web.Request) -> web.StreamResponse:
     start), for ``duration`` seconds or on until the lesson ends. A classroom that watches
     this way because no WebRTC path reaches it gives its ``name`` and ``client`` (as to
     WHEP): it is present in the lesson while the stream lasts (its hand counts, its events
-    socket may act, the attendance keeps it)."""
+    socket may act, the attendance keeps it). A classroom rewinding beside its WebRTC view
+    gives its ``client`` alone: the stream then stops if the teacher removes it."""
     lesson_id = request.match_info["lesson_id"]
     source = request.match_info["source"]
     grant = _authorize(request, lesson_id)
@@ -205,12 +215,32 @@ async def catch_up_stream(request: web.Request) -> web.StreamResponse:
     limits = request.app[CATCH_UP_LIMITS]
     address = client_of(request)
     limits.admit(lesson_id, address)
-    lesson = request.app[LESSONS].get(lesson_id) if name is not None else None
+    held = request.app[LESSONS].get(lesson_id)
+    # whose stream it is, for the teacher's 移出: the name given, or the classroom whose
+    # WebRTC session this page holds
+    reader = name
+    if reader is None and client is not None and held is not None and valid_client(client):
+        reader = held.classroom_of(client)
+    lesson = held if name is not None else None
+    token = credential_of(request)
+    assert token is not None
+
+    def refusal() -> str | None:
+        try:
+            _authorize(request, lesson_id)
+            _live_lesson(request, lesson_id)
+        except web.HTTPException as exc:
+            return f"{exc.status} {exc.text}"
+        current = request.app[LESSONS].get(lesson_id)
+        if reader is not None and current is not None and current.removed(reader):
+            return "removed"
+        return None
+
     try:
         if lesson is not None and name is not None:
             lesson.watching_over_http(name, client)
         try:
-            return await _stream(request, live, position, keyframe_at, at, duration)
+            return await _stream(request, live, position, keyframe_at, at, duration, refusal)
         finally:
             if lesson is not None and name is not None:
                 lesson.stopped_watching_over_http(name, client)
@@ -225,11 +255,13 @@ async def _stream(
     keyframe_at: float,
     at: float,
     duration: float | None,
+    refusal: Callable[[], str | None],
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": live.content_type,
             "Cache-Control": "no-store",
+            "Accept-Ranges": "none",
             "X-Content-Type-Options": "nosniff",
             # where the stream's time 0 is, and where it starts: a player seeks to what it
             # asked for (at - origin), the keyframe before it being where decoding begins
@@ -243,8 +275,10 @@ async def _stream(
     until = None if duration is None else at + duration
     sent = 0
     chunks = live.chunks(position, until)
+    watch: asyncio.Task[None] | None = None
     try:
-        async with asyncio.timeout(MAX_STREAM_S):
+        async with asyncio.timeout(MAX_STREAM_S) as deadline:
+            watch = asyncio.create_task(_watch(refusal, deadline))
             async for chunk in chunks:
                 async with asyncio.timeout(WRITE_TIMEOUT_S):
                     await response.write(chunk)
@@ -254,12 +288,26 @@ async def _stream(
     except (TimeoutError, ConnectionResetError) as exc:
         logger.info("catch-up stream ended early: %s", type(exc).__name__)
     finally:
+        if watch is not None:
+            watch.cancel()
         await chunks.aclose()  # type: ignore[attr-defined]
     try:
         await response.write_eof()
     except ConnectionResetError:
         pass
     return response
+
+
+async def _watch(refusal: Callable[[], str | None], deadline: asyncio.Timeout) -> None:
+    """End the stream (its deadline, now) once it may no longer go on: the lesson ended, the
+    token was revoked or replaced, the teacher removed the classroom."""
+    while True:
+        await asyncio.sleep(RECHECK_S)
+        why = refusal()
+        if why is not None:
+            logger.info("catch-up stream stopped: %s", why)
+            deadline.reschedule(asyncio.get_running_loop().time())
+            return
 
 
 def add_routes(app: web.Application, per_address: int = CatchUpLimits.per_address) -> None:

@@ -199,6 +199,10 @@ async def _serve(
         pass  # the client went away mid-reply
     finally:
         events.discard(lesson_id, socket)
+        live = request.app[LESSONS].get(lesson_id)
+        if live is not None and participant.name is not None and not participant.is_teacher:
+            # a page that rewound and went away is not held back on its next visit
+            live.rewinding(participant.name, False)
     return socket
 
 

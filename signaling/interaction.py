@@ -89,7 +89,7 @@ def handle(
     if kind == "ping":
         return {"type": "pong"}
     live = app[LESSONS].get(lesson_id)
-    if not who.is_teacher and kind in ("hand", "chat", "stats"):
+    if not who.is_teacher and kind in ("hand", "chat", "stats", "catch_up"):
         refusal = _not_joined(live, who)
         if refusal is not None:
             return refusal
@@ -105,6 +105,8 @@ def handle(
         return _remove(app, lesson_id, live, who, message)
     if kind == "uplink":
         return _uplink(live, who, message)
+    if kind == "catch_up":
+        return _catch_up(live, who, message)
     return error("unknown_type", f"unknown message type {kind[:40]!r}")
 
 
@@ -195,6 +197,21 @@ def _remove(
     note = {"type": "removed", "classroom": name, "at": time.time()}
     app[LESSONS].tell(lesson_id, note, _to_classroom(live, name))
     live.remove_classroom(name)
+    return None
+
+
+def _catch_up(
+    live: LiveLesson | None, who: Participant, message: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A classroom plays the lesson's recording (``watching``: true) or is back on the live
+    picture (false): the server holds its live video back meanwhile."""
+    watching = message.get("watching")
+    if who.is_teacher:
+        return error("forbidden", "only a classroom catches up")
+    if not isinstance(watching, bool):
+        return error("bad_message", 'catch_up needs "watching": true or false')
+    assert live is not None and who.name is not None  # _not_joined let it through
+    live.rewinding(who.name, watching)
     return None
 
 

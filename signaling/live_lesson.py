@@ -67,6 +67,8 @@ class LiveLesson:
         # classrooms (name, client) that watch over HTTP for want of a WebRTC path
         self._over_http: Counter[tuple[str, str | None]] = Counter()
         self._removed: set[str] = set()  # classroom names the teacher removed, until rotate
+        # classrooms watching the recording (catch-up): their live video is held back
+        self._rewinding: set[str] = set()
         # what the teacher's browser last said of its uplink, per source (signaling.interaction)
         self.uplinks: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -221,10 +223,38 @@ class LiveLesson:
                 f"the teacher removed {name!r} from this lesson; a new join link is needed",
             )
 
+    def removed(self, name: str) -> bool:
+        """Whether the teacher removed ``name`` (and has not rotated the join link since)."""
+        return name in self._removed
+
+    def rewinding(self, name: str, watching: bool) -> None:
+        """A classroom plays the lesson's recording (回看, 错过的 N 分钟) or goes back to live:
+        while it rewinds, its live video is not sent (its link would carry the lesson twice),
+        and when it comes back the video resumes at a keyframe. Its sound, return feed and
+        events go on. A new session of the classroom (after a reconnect) is held as well."""
+        if watching == (name in self._rewinding):
+            return
+        if watching:
+            self._rewinding.add(name)
+        else:
+            self._rewinding.discard(name)
+        link = self.links().get(name)
+        if link is not None:
+            link.gate.hold(watching)
+        logger.info("lesson %s: %s %s", self.id, name, "rewinds" if watching else "is live again")
+
+    def classroom_of(self, client: str) -> str | None:
+        """The name of the classroom whose WHEP session this page (its client id) holds."""
+        for session in self.sessions.of_kind("whep"):
+            if session.role is Role.CLASSROOM and session.client == client:
+                return session.name
+        return None
+
     def remove_classroom(self, name: str) -> bool:
         """The teacher removes a classroom: its sessions (watching, its feed) close, and its
         name is refused until the join link is rotated. Whether it had any session."""
         self._removed.add(name)
+        self._rewinding.discard(name)
         sessions = self.sessions.named(name)
         for session in sessions:
             self._spawn(session.peer.close())
@@ -371,6 +401,8 @@ class LiveLesson:
         )
         if attends:
             self.room.arrived(session.name)
+            if session.name in self._rewinding and isinstance(session.peer, Subscriber):
+                session.peer.gate.hold(True)
         self.changed()
 
     def watching_over_http(self, name: str, client: str | None) -> None:

@@ -120,6 +120,8 @@ def _link(lesson_id: str, name: str, peer: Subscriber, path: str | None) -> dict
         "path": path,
         **peer.gate.as_json(),
         "packets": sum(s.packets for s in stats),
+        # the live picture's packets alone (none while the classroom rewinds: ``held``)
+        "video_packets": sum(c.stats.packets for c in peer.consumers if c.kind == "video"),
         "retransmitted": sum(s.retransmitted for s in stats),
         "padding_kb": round(sum(s.padding_octets for s in stats) / 1000, 1),
         "nacks": sum(s.nacks for s in stats),

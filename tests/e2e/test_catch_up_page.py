@@ -1,6 +1,8 @@
 """A classroom that joins late rewinds the lesson in real Chromium: it sees the pictures the
 teacher sent back then, catches up at 1.5×, and is back on the live picture at once when it
-presses 回到直播.
+presses 回到直播. While it rewinds, the server sends it no live picture (its link would carry
+the lesson twice). A classroom whose link was down for more than 20 s is offered what it
+missed, and plays the lesson from where it lost it.
 
 The lesson is 12 s old when the classroom joins (not a full lesson's minutes: what is shown
 does not depend on how long ago the rewound moment is, and the suite stays short)."""
@@ -17,7 +19,8 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.server import Server
-from tests.support.browser import videos
+from tests.support.browser import open_page, videos
+from tests.support.cut import BrowserPath
 from tests.support.media import encode_opus_clip, encode_vp8_clip, read_marker_from_luma
 from tests.support.peers import whip_publish
 
@@ -80,6 +83,12 @@ async def recorded_for(server: Server, lesson: dict[str, Any], seconds: float) -
     return float(await until(enough, f"{seconds} s recorded", within=seconds + 15, every=0.3))
 
 
+async def link_of(server: Server, name: str) -> dict[str, Any] | None:
+    """The classroom's link as ``/api/status`` shows it (what the server sends it)."""
+    status = await asyncio.to_thread(server.status)
+    return next((c for c in status["classrooms"] if c["name"] == name), None)
+
+
 async def behind(page: Page) -> float:
     value = await page.get_attribute("#behind", "data-behind")
     return float(value) if value else float("inf")
@@ -119,6 +128,11 @@ async def test_a_late_classroom_rewinds_catches_up_and_returns_to_live(
     assert not back["muted"]  # the teacher's sound of back then
     assert (await videos(room))["camera-video"]["muted"]  # and not the live sound over it
 
+    # the server holds the live picture back while the classroom watches the recording
+    held = await until(
+        lambda: _held(server, "三年级二班", True), "the live video held back", within=5
+    )
+
     # catching up at 1.5×: live comes nearer
     await room.click("#rates [data-rate='1.5']")
     start = await until(lambda: behind(room), "how far behind live is shown")
@@ -131,6 +145,9 @@ async def test_a_late_classroom_rewinds_catches_up_and_returns_to_live(
     playing = await shown(room, "catch-up-video")
     assert playing is not None and playing["rate"] == 1.5 and not playing["paused"]
     assert playing["frame"] is None or playing["frame"] > back["frame"]
+    still = await link_of(server, "三年级二班")
+    assert still is not None and still["held"], still
+    assert still["video_packets"] == held["video_packets"], (held, still)  # none sent
 
     # 回到直播: the live picture at once, with its sound
     await room.click("#back-live")
@@ -142,5 +159,74 @@ async def test_a_late_classroom_rewinds_catches_up_and_returns_to_live(
     now = await until(lambda: shown(room, "camera-video"), "the live picture shows a frame")
     assert now["frame"] >= live["frame"] + 4 * FPS, (now, live)  # live, not the recording
     assert not (await videos(room))["camera-video"]["muted"]
+    again = await _held(server, "三年级二班", False)
+    assert again and again["video_packets"] > held["video_packets"], (held, again)
     await room.screenshot(path=artifacts / "catch-up-live-again.png")
     await publisher.close()
+
+
+async def _held(server: Server, name: str, held: bool) -> dict[str, Any] | None:
+    link = await link_of(server, name)
+    return link if link is not None and link["held"] is held else None
+
+
+MISSED_CUT_S = 23.0  # a little more than the 20 s after which what was missed is offered
+
+
+async def test_a_classroom_back_after_a_long_outage_is_offered_what_it_missed(
+    server: Server, browser: Browser
+) -> None:
+    lesson = await asyncio.to_thread(server.create_lesson, "三年级数学 · 断网")
+    publisher = await whip_publish(
+        lesson["whip_url"],
+        lesson["whip_token"],
+        video=encode_vp8_clip(40, fps=FPS, gop=FPS),
+        audio=encode_opus_clip(40),
+    )
+    path = BrowserPath()
+    try:
+        await publisher.wait_connected()
+        room = await open_page(browser, None)
+        await path.route(room)
+        await room.goto(lesson["join_url"])
+        await room.fill("#name-input", "五年级一班")
+        await room.click("#name-form [type=submit]")
+        await room.evaluate("window.__sameDocument = true")
+        await frames_grow(room, "camera-video", 30, within=10)
+        live = await until(lambda: shown(room, "camera-video"), "the live picture shows a frame")
+
+        # the school's link goes down, media and web alike; the page reconnects by itself
+        await room.context.set_offline(True)
+        path.cut = True
+        cut_from = time.monotonic()
+        cut_at = await until(lambda: shown(room, "camera-video"), "the last live picture")
+        await expect(room.locator("#status")).to_have_text("网络中断，正在重新连接…", timeout=10000)
+        # the outage itself is what is tested: it lasts MISSED_CUT_S
+        await asyncio.sleep(cut_from + MISSED_CUT_S - 2 - time.monotonic())
+        await expect(room.locator("#missed")).to_be_hidden()  # nothing offered while down
+        await asyncio.sleep(cut_from + MISSED_CUT_S - time.monotonic())
+        path.cut = False
+        await room.context.set_offline(False)
+        await expect(room.locator("#missed")).to_be_visible(timeout=15000)
+        await expect(room.locator("#missed-text")).to_have_text("错过的 1 分钟")
+        await frames_grow(room, "camera-video", 10, within=5)  # live again underneath
+
+        await room.click("#missed-watch")
+        await expect(room.locator("#missed")).to_be_hidden()
+
+        async def missed() -> dict[str, Any] | None:
+            picture = await shown(room, "catch-up-video")
+            return picture if picture and picture["frame"] is not None else None
+
+        first = await until(missed, "what was missed plays", within=10)
+        # from where the pictures stopped (the keyframe before, a moment after the seek)
+        assert cut_at["frame"] - FPS - 5 <= first["frame"] <= cut_at["frame"] + 3 * FPS, (
+            live,
+            cut_at,
+            first,
+        )
+        assert not first["muted"] and not first["paused"]
+        assert await room.evaluate("window.__sameDocument === true")
+    finally:
+        path.close()
+        await publisher.close()

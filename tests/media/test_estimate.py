@@ -438,3 +438,24 @@ def test_video_on_the_best_layers_is_sent_twice_only_where_the_estimate_has_room
         play(clock, gate, [{"remb": remb, "loss": 0.015, "rtt": 100.0}] * 10)
         assert gate.state == FULL
         assert video.repeated is repeated
+
+
+def test_a_classroom_that_rewinds_is_sent_no_video_until_it_is_back_whatever_its_link() -> None:
+    clock, gate, video = classroom()
+    play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 100.0}] * 3)
+    gate.hold(True)
+    assert video.paused_at is not None and gate.held
+    # the gate pausing and trying video again underneath does not send it while held
+    play(clock, gate, [{"remb": 600_000, "loss": 0.2, "rtt": 400.0}])
+    assert gate.state == AUDIO_ONLY
+    for _ in range(60):
+        play(clock, gate, [{"remb": 4_000_000, "loss": 0.0, "rtt": 100.0}])
+    assert gate.state == FULL and video.paused_at is not None and video.resumes == 0
+    gate.hold(False)
+    assert video.paused_at is None and video.resumes == 1  # from a keyframe (consumer.resume)
+    # a gate that holds video back for its link does not resume it when the hold ends
+    gate.hold(True)
+    play(clock, gate, [{"remb": 600_000, "loss": 0.2, "rtt": 400.0}])
+    assert gate.state == AUDIO_ONLY
+    gate.hold(False)
+    assert video.paused_at is not None and video.resumes == 1

@@ -55,6 +55,22 @@ class Scenario:
     after_end: dict[str, tuple[int, Any]]
     recording: dict[str, Any]
     h264: Read  # an H.264 lesson from FFmpeg, from its start, read until it ended
+    stops: Stops  # streams of another lesson, as its classroom is removed, its link replaced
+
+
+@dataclass
+class Stops:
+    """Three streams of one lesson, open while the teacher removes the classroom reading one
+    (移出), then replaces the classroom link, then ends the lesson; and a ``Range`` request."""
+
+    ranged: Read
+    removed: Read  # the classroom the teacher removed, reading under its name
+    rotated: Read  # a classroom token of the link the teacher replaced
+    origin: Read  # the teacher's own link, until the end
+    removed_at: float = 0.0
+    rotated_at: float = 0.0
+    ended_at: float = 0.0
+    others_on: list[bool] = field(default_factory=list)  # after each stop: are the rest open
 
 
 async def _get(server: Server, path: str, token: str | None = None) -> tuple[int, Any]:
@@ -122,6 +138,55 @@ async def _hands(server: Server, lesson_id: str) -> int:
             break
         await asyncio.sleep(0.1)
     return int(hands)
+
+
+async def _stops(server: Server) -> Stops:
+    status, lesson = await request(
+        server, "POST", "/api/lessons", token=server.teacher_key, body={"title": "移出"}
+    )
+    assert status == 201, lesson
+    lesson_id, classroom, origin = lesson["id"], lesson["whep_token"], lesson["whip_token"]
+    base = f"/api/lessons/{lesson_id}/catch-up"
+    publisher = await publish(lesson, LESSON_S)
+    await _recorded(server, base, classroom, 3.0)
+    async with aiohttp.ClientSession(server.url) as session:
+        async with session.get(
+            f"{base}/camera?offset=0&duration=1",
+            headers={"Authorization": f"Bearer {classroom}", "Range": "bytes=0-99"},
+        ) as response:
+            ranged = Read(response.status, dict(response.headers), await response.read())
+        removed = asyncio.create_task(
+            _read(
+                session,
+                f"{base}/camera?offset=0&name=%E8%BF%91%E6%B0%B4&client={CLIENT}",
+                classroom,
+            )
+        )
+        rotated = asyncio.create_task(_read(session, f"{base}/camera?offset=0", classroom))
+        by_origin = asyncio.create_task(_read(session, f"{base}/camera?offset=0", origin))
+        await _recorded(server, base, origin, 5.0)
+        ws_url = f"{server.url.replace('http', 'ws', 1)}/api/lessons/{lesson_id}/events"
+        async with session.ws_connect(ws_url, headers={"Authorization": f"Bearer {origin}"}) as ws:
+            await ws.send_json({"type": "remove", "classroom": "近水"})
+            removed_at = time.monotonic()
+            stops = Stops(ranged, await asyncio.wait_for(removed, 10), *[Read(0, {})] * 2)
+        stops.removed_at = removed_at
+        stops.others_on.append(not rotated.done() and not by_origin.done())
+        status, body = await request(
+            server, "POST", f"/api/lessons/{lesson_id}/rotate", token=server.teacher_key
+        )
+        assert status == 200, body
+        stops.rotated_at = time.monotonic()
+        stops.rotated = await asyncio.wait_for(rotated, 10)
+        stops.others_on.append(not by_origin.done())
+        await publisher.close()
+        status, body = await request(
+            server, "POST", f"/api/lessons/{lesson_id}/end", token=server.teacher_key
+        )
+        assert status == 200, body
+        stops.ended_at = time.monotonic()
+        stops.origin = await asyncio.wait_for(by_origin, 10)
+    return stops
 
 
 async def _scenario(server: Server) -> Scenario:
@@ -219,6 +284,7 @@ async def _scenario(server: Server) -> Scenario:
         after_end,
         recording,
         await h264,
+        await _stops(server),
     )
 
 
@@ -343,3 +409,28 @@ def test_a_classroom_watching_under_its_name_is_present(scenario: Scenario) -> N
     [row] = [r for r in attendance["classrooms"] if r["name"] == "远山"]
     assert row["visits"] == 1
     assert row["present_s"] >= LESSON_S - scenario.whole_asked_at - 4, row
+
+
+def test_a_range_header_is_ignored_for_a_stream_that_has_no_length(scenario: Scenario) -> None:
+    ranged = scenario.stops.ranged
+    # RFC 9110: a range of bytes of a stream made as it is asked for is ignored, and the
+    # answer says it takes none; the range is one of time (a second from the start here)
+    assert ranged.status == 200
+    assert ranged.headers["Accept-Ranges"] == "none"
+    assert "Content-Range" not in ranged.headers
+    assert len(ranged.body) > 100
+    assert ranged.body[:4] == b"\x1a\x45\xdf\xa3"  # the WebM header, not bytes 0-99 only
+
+
+def test_a_stream_stops_when_its_classroom_is_removed_or_its_link_replaced(
+    scenario: Scenario,
+) -> None:
+    stops = scenario.stops
+    for read in (stops.removed, stops.rotated, stops.origin):
+        assert read.status == 200 and read.ended_at is not None, read.headers
+    # the removed classroom's stream ends, the others play on; then the replaced link's; the
+    # teacher's own goes on until the lesson ends
+    assert stops.removed_at < stops.removed.ended_at < stops.rotated_at
+    assert stops.rotated_at < stops.rotated.ended_at < stops.ended_at
+    assert stops.others_on == [True, True]
+    assert stops.origin.ended_at > stops.ended_at

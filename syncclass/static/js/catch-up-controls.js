@@ -1,10 +1,12 @@
 // The classroom's catch-up controls: 回看 (go back up to the whole lesson so far), the speed to
 // catch up at (1.0–1.5×), 回到直播, and after a long outage the offer of 错过的 N 分钟.
 //
-// The live WebRTC view keeps running underneath, muted, while the classroom watches the
-// recording: going back to live is then only showing it again, with no gap and no new
-// session. Caught up to within a few seconds of live (the recording's own delay), the page
-// goes back to live by itself.
+// The live WebRTC session stays open underneath, muted, while the classroom watches the
+// recording, and the server holds its picture back meanwhile (a weak link would carry the
+// lesson twice). Going back to live needs no new session: the server sends the picture
+// again from a keyframe, and the recording stays on screen until the live picture moves, so
+// there is no gap. Caught up to within a few seconds of live (the recording's own delay),
+// the page goes back to live by itself.
 //
 // The same player is the last rung of the connection ladder: where no WebRTC path gets
 // through (no UDP, no TCP to the media port, no relay), the page plays the recording a few
@@ -23,7 +25,8 @@ export const MISSED_AFTER_S = 20; // an outage longer than this is offered as �
 const DELAYED_BY_S = 4;
 
 export class CatchUpControls {
-  /** `live`: {mute(), unmute()} of the live view; `who()`: the classroom's {name, client}. */
+  /** `live`: {mute({holdVideo}), unmute()} of the live view (unmute resolves once its picture
+   * moves again); `who()`: the classroom's {name, client}. */
   constructor(lessonId, token, live, who) {
     this.live = live;
     this.who = who;
@@ -106,7 +109,7 @@ export class CatchUpControls {
     if (!this.source) return;
     at = Math.max(at, this.source.starts_at);
     this.watching = true;
-    this.live.mute();
+    this.live.mute({ holdVideo: !this.delayed });
     document.body.dataset.catchUp = this.delayed ? 'delayed' : 'on';
     $('catch-up-video').hidden = false;
     $('catch-up-panel').hidden = this.delayed;
@@ -155,20 +158,29 @@ export class CatchUpControls {
   backToLive() {
     clearInterval(this.timer);
     this.timer = null;
+    const wasWatching = this.watching;
     this.watching = false;
     this.delayed = false;
-    this.player.stop();
-    $('catch-up-video').hidden = true;
     $('catch-up-panel').hidden = true;
     document.body.dataset.catchUp = 'off';
-    this.live.unmute();
+    this.player.video.muted = true; // the live sound at once
+    const moving = this.live.unmute();
     this.render();
+    const hide = () => {
+      if (this.watching) return; // rewound again meanwhile
+      this.player.stop();
+      $('catch-up-video').hidden = true;
+    };
+    // the recording stays on screen until the live picture moves again
+    if (wasWatching) Promise.resolve(moving).then(hide);
+    else hide();
   }
 
   /** The live view came back after being lost since `lostAt` (this browser's ms clock). */
   reconnected(lostAt) {
     const seconds = (Date.now() - lostAt) / 1000;
-    if (seconds <= MISSED_AFTER_S || this.watching) return;
+    // (the delayed view, if it took over meanwhile, started only once the ladder gave up)
+    if (seconds <= MISSED_AFTER_S || (this.watching && !this.delayed)) return;
     this.missedFrom = this.player.now() - seconds;
     const box = $('missed');
     setText($('missed-text'), 'catchUp.missed', { n: Math.max(1, Math.round(seconds / 60)) });

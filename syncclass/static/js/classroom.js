@@ -58,18 +58,43 @@ const interaction = new RoomInteraction(lessonId, token, { onEnded: () => ended(
 let retryTimer = null;
 let retryDelay = 1000;
 let lostAt = null; // when the live view was lost (Date.now()), until it is back
-// while the classroom watches the recording, the live view runs on underneath, silent
+// while the classroom watches the recording, the live view stays open underneath, silent,
+// and the server sends it no picture (the link would carry the lesson twice)
 let liveMuted = false;
+let rewinding = false;
+const LIVE_BACK_MS = 2500; // the live picture resumes at the teacher's next keyframe
+function tellRewinding(on) {
+  rewinding = on;
+  if (events) events.send({ type: 'catch_up', watching: on });
+}
 const catchUp = new CatchUpControls(lessonId, token, {
-  mute: () => {
+  mute: ({ holdVideo }) => {
     liveMuted = true;
     $('camera-video').muted = true;
+    // (the delayed view has no live picture to hold: the first WebRTC path takes over)
+    if (holdVideo) tellRewinding(true);
   },
   unmute: () => {
     liveMuted = false;
     if (!view.soundBlocked) $('camera-video').muted = false;
+    if (!rewinding) return Promise.resolve();
+    tellRewinding(false);
+    return nextLiveFrame(LIVE_BACK_MS);
   },
 }, () => ({ name: localStorage.getItem(NAME_KEY) || '', client: clientId() }));
+
+/** Resolves when the live picture shows a new frame, or after `ms`. */
+function nextLiveFrame(ms) {
+  const video = $('camera-video');
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    if (!video.requestVideoFrameCallback) return;
+    video.requestVideoFrameCallback(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 // --- what is on screen -------------------------------------------------------------------
 
@@ -246,8 +271,6 @@ async function connect() {
   view.problem = null;
   view.connection = 'connected';
   retryDelay = 1000;
-  if (lostAt !== null) catchUp.reconnected(lostAt); // a long outage: offer what was missed
-  lostAt = null;
   watches = {
     camera: new FrameWatch(attempt.receivers.camera),
     courseware: new FrameWatch(attempt.receivers.courseware),
@@ -309,7 +332,9 @@ async function dropped(attempt) {
   if (player !== attempt) return;
   attempt.stop(); // the teacher sees the classroom leave now, if the server can still be told
   player = null;
-  lostAt ??= Date.now();
+  // the outage began when the pictures stopped, a few seconds before the browser noticed
+  const stopped = watches?.camera.changedAt || watches?.courseware.changedAt || 0;
+  lostAt ??= stopped > 0 ? Date.now() - (performance.now() - stopped) : Date.now();
   watches = null;
   interaction.left();
   view.connection = 'reconnecting';
@@ -370,6 +395,13 @@ async function pollFrames() {
     ...current.stage.map((watch) => watch.poll()),
   ]);
   if (watches !== current) return;
+  if (camera || courseware) {
+    // pictures again: a later drop reconnects rather than falls back to the delayed view at
+    // once, and after a long outage what was missed is offered
+    clearTimeout(delayedTimer);
+    if (lostAt !== null) catchUp.reconnected(lostAt);
+    lostAt = null;
+  }
   if (view.delayed && (camera || courseware)) {
     view.delayed = false; // a WebRTC path got through after all: live again
     catchUp.backToLive();
@@ -464,6 +496,7 @@ function openEvents() {
     },
     onStatus: (connected) => {
       if (!connected) view.sources = view.onStage = null; // fall back to the pictures alone
+      if (connected && rewinding) tellRewinding(true); // a new socket: the server forgot
       interaction.render();
     },
   });
