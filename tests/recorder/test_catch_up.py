@@ -167,24 +167,24 @@ async def _stops(server: Server) -> Stops:
         await _recorded(server, base, origin, 5.0)
         ws_url = f"{server.url.replace('http', 'ws', 1)}/api/lessons/{lesson_id}/events"
         async with session.ws_connect(ws_url, headers={"Authorization": f"Bearer {origin}"}) as ws:
+            removed_at = time.monotonic()  # (each time is taken as the request leaves)
             await ws.send_json({"type": "remove", "classroom": "近水"})
-            removed_at = time.monotonic()
             stops = Stops(ranged, await asyncio.wait_for(removed, 10), *[Read(0, {})] * 2)
         stops.removed_at = removed_at
         stops.others_on.append(not rotated.done() and not by_origin.done())
+        stops.rotated_at = time.monotonic()
         status, body = await request(
             server, "POST", f"/api/lessons/{lesson_id}/rotate", token=server.teacher_key
         )
         assert status == 200, body
-        stops.rotated_at = time.monotonic()
         stops.rotated = await asyncio.wait_for(rotated, 10)
         stops.others_on.append(not by_origin.done())
         await publisher.close()
+        stops.ended_at = time.monotonic()
         status, body = await request(
             server, "POST", f"/api/lessons/{lesson_id}/end", token=server.teacher_key
         )
         assert status == 200, body
-        stops.ended_at = time.monotonic()
         stops.origin = await asyncio.wait_for(by_origin, 10)
     return stops
 

@@ -115,7 +115,10 @@ export class CatchUpControls {
     $('catch-up-panel').hidden = this.delayed;
     this.render();
     try {
-      await this.player.start(at, this.source, this.delayed ? this.who() : null);
+      // a rewind beside the live view gives the classroom's client alone (the stream then
+      // stops if the teacher removes it); the delayed view its name too (it counts present)
+      const who = this.who();
+      await this.player.start(at, this.source, this.delayed ? who : { client: who.client });
       this.player.setRate(this.rate);
       this.player.video.muted = false;
     } catch {

@@ -48,8 +48,9 @@ export class CatchUpPlayer {
   }
 
   /** Play from server time `at`; resolves once the first picture can play. `who`: the
-   * classroom's {name, client}, when it watches this way for want of a WebRTC path (the
-   * server then counts it present). */
+   * classroom's {name, client} when it watches this way for want of a WebRTC path (the
+   * server then counts it present), its {client} alone when it rewinds beside its live view
+   * (the stream stops if the teacher removes it). */
   async start(at, source, who = null) {
     this.stop();
     const abort = new AbortController();
@@ -58,9 +59,9 @@ export class CatchUpPlayer {
     this.video.src = URL.createObjectURL(media);
     await new Promise((resolve) => media.addEventListener('sourceopen', resolve, { once: true }));
     const buffer = media.addSourceBuffer(`${source.content_type}; codecs="${source.codecs}"`);
-    const named = who
-      ? `&name=${encodeURIComponent(who.name)}&client=${encodeURIComponent(who.client)}`
-      : '';
+    let named = '';
+    if (who?.name) named += `&name=${encodeURIComponent(who.name)}`;
+    if (who?.client) named += `&client=${encodeURIComponent(who.client)}`;
     const url = `${source.url}?from=${at.toFixed(3)}${named}`;
     const response = await fetch(url, {
       headers: { Authorization: `Bearer ${this.token}` },
