@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from .aiortc_adapter.ice import configure_ice
+from .aiortc_adapter.idle_estimator import drop_bitrate_estimators
 from .network import Network
 from .offer import OfferError
 
@@ -92,6 +93,7 @@ class Peer:
                     "no codec in the offer can be forwarded (supported: VP8, H264, opus)",
                 ) from exc
             raise OfferError(f"the SDP offer cannot be used: {exc}") from exc
+        drop_bitrate_estimators(self.pc)  # the transceivers are made by now
         configure_ice(self.pc, self._network)
 
     async def _answer(self) -> str:

@@ -160,6 +160,15 @@ def test_ice_tcp_hooks() -> None:
     assert "tcpType=x.tcptype" in source(aiortc.rtcicetransport.candidate_from_aioice)
 
 
+def test_idle_estimator_hooks() -> None:
+    init = source(RTCRtpReceiver.__init__)
+    assert "self.__remote_bitrate_estimator = RemoteBitrateEstimator()" in init
+    assert "self.__remote_bitrate_estimator = None" in init  # audio: allowed
+    handle = source(RTCRtpReceiver._handle_rtp_packet)
+    assert "if self.__remote_bitrate_estimator is not None:" in handle
+    assert source(RTCRtpReceiver).count("__remote_bitrate_estimator") == 4
+
+
 def test_rtp_reader_hooks() -> None:
     init = source(RTCRtpReceiver.__init__)
     for name in (
