@@ -594,10 +594,11 @@ class SendGate:
                 self._set(False, self.estimate.reason or "estimate", now)
             return
         # a classroom that never sent a REMB can only be tried, and so can one whose REMB
-        # went stale while its reports have shown neither loss nor a queue for a while (its
-        # link is back after an outage); otherwise a stale REMB waits for the next probe
-        clean = self._clean_since is not None and now - self._clean_since >= RESUME_HOLD_S
-        trial = estimate is None and (self._first_remb_at is None or clean)
+        # went stale while its reports have shown neither a queue nor congestion for a while
+        # (its link is back after an outage; or a browser that, its video paused, sends no
+        # REMB any more, on a line whose random loss is no congestion and never stops)
+        calm = self._calm_since is not None and now - self._calm_since >= RESUME_HOLD_S
+        trial = estimate is None and (self._first_remb_at is None or calm)
         clean_for = -1.0 if self._clean_since is None else now - self._clean_since
         if (
             estimate is not None

@@ -341,6 +341,23 @@ def test_a_layered_classroom_back_from_a_collapse_is_tried_on_the_lowest_layer()
     assert back + 1 >= CLEAN_TRIAL_S  # one row per second
 
 
+def test_a_paused_classroom_whose_remb_stopped_is_tried_again_on_a_line_that_loses_a_little(
+) -> None:
+    # a browser classroom paused on its REMB (the link was busy a while); paused, its browser
+    # sends no more REMB, and its reports show the poor line as it is: 3 % random loss, a
+    # steady round trip. That is no congestion: the picture is tried again, on the lowest layer
+    clock, gate, video = layered_classroom(1_600_000)
+    play(clock, gate, [{"remb": 3_500_000, "loss": 0.0, "rtt": 150.0}] * 5)
+    play(clock, gate, [{"remb": 90_000, "loss": 0.3, "rtt": 400.0}] * 2)
+    assert gate.state == AUDIO_ONLY
+    rng = random.Random(4)
+    states = play(
+        clock, gate, [{"loss": 0.03, "rtt": 150 + rng.uniform(-10, 10)} for _ in range(20)]
+    )
+    assert REDUCED in states, states
+    assert gate.choice and gate.choice[0].height == 180
+
+
 def test_a_layered_classroom_whose_link_collapses_drops_to_what_arrived_at_once() -> None:
     # a classroom that sends receiver reports and no REMB, on 720p (1.6 Mbit/s) and its sound
     clock, gate, video = layered_classroom(1_600_000)
