@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from aiohttp import web
 from .auth import credential_of, fixed_name, grant_of
 from .classrooms import classroom_name, valid_client
 from .contracts import Grant, LessonState, Role
-from .errors import http_error
+from .errors import http_error, query_number
 from .json_answers import json_response
 from .keys import LESSONS, STORE
 from .rate_limits import client_of
@@ -124,19 +123,6 @@ async def _source(request: web.Request, lesson_id: str, source: str) -> LiveReco
     return live
 
 
-def _number(request: web.Request, name: str) -> float | None:
-    text = request.query.get(name)
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise http_error(400, f"bad_{name}", f"{name} must be a number of seconds") from None
-    if not math.isfinite(value):
-        raise http_error(400, f"bad_{name}", f"{name} must be a finite number")
-    return value
-
-
 def _describe(lesson_id: str, source: str, live: LiveRecording) -> dict[str, object]:
     return {
         "url": f"/api/lessons/{lesson_id}/catch-up/{source}",
@@ -182,8 +168,9 @@ async def catch_up_stream(request: web.Request) -> web.StreamResponse:
             raise http_error(400, "bad_client", "client must be 8 to 64 letters, digits, - or _")
     if source not in SOURCES:
         raise http_error(404, "no_such_source", f"catch-up is offered for {', '.join(SOURCES)}")
-    at, offset = _number(request, "from"), _number(request, "offset")
-    duration = _number(request, "duration")
+    at = query_number(request, "from", "Unix seconds")
+    offset = query_number(request, "offset", "seconds")
+    duration = query_number(request, "duration", "seconds")
     if at is None and offset is None:
         raise http_error(400, "missing_from", "give from (Unix seconds) or offset (seconds)")
     if at is not None and offset is not None:

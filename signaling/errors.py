@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import sqlite3
 from typing import Any
 
@@ -94,3 +95,20 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise http_error(400, "malformed_json", "the body must be a JSON object")
     return body
+
+
+def query_number(
+    request: web.Request, name: str, unit: str, empty_is_absent: bool = False
+) -> float | None:
+    """The query parameter ``name`` as a finite number (None if it is not given), or a 400
+    ``bad_<name>`` that says it must be a number of ``unit``."""
+    text = request.query.get(name)
+    if text is None or (empty_is_absent and text == ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise http_error(400, f"bad_{name}", f"{name} must be a number ({unit})") from None
+    if not math.isfinite(value):
+        raise http_error(400, f"bad_{name}", f"{name} must be a finite number")
+    return value

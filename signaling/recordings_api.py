@@ -10,7 +10,6 @@ enough. Media elements cannot send headers, so the token may also come as ``?tok
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from .auth import (
     teacher_or_grant,
 )
 from .contracts import AuditAction, Lesson, Role, TokenError
-from .errors import http_error, json_object
+from .errors import http_error, json_object, query_number
 from .file_ranges import RangeFileResponse
 from .json_answers import json_response
 from .keys import AUTHORITY, COURSES, LESSONS, STORE
@@ -155,26 +154,14 @@ def entry(
     return data
 
 
-def _number(request: web.Request, name: str) -> float | None:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise http_error(400, f"bad_{name}", f"{name} must be a number (Unix seconds)") from None
-    if not math.isfinite(value):
-        raise http_error(400, f"bad_{name}", f"{name} must be a finite number")
-    return value
-
-
 async def list_recordings(request: web.Request) -> web.Response:
     """The library: every recording for the teacher, the public ones for everybody else;
     ``q`` filters by title or teacher, ``since``/``until`` by the lesson's date."""
     account = account_of(request)
     teacher = account is not None
     query = request.query.get("q", "").strip().casefold()[:MAX_QUERY]
-    since, until = _number(request, "since"), _number(request, "until")
+    since = query_number(request, "since", "Unix seconds", empty_is_absent=True)
+    until = query_number(request, "until", "Unix seconds", empty_is_absent=True)
     lessons = request.app[LESSONS]
     authority = request.app[AUTHORITY]
     entries = []
