@@ -29,7 +29,11 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     """With ``-n``, whole files go to a worker (their module's server is started once), and
     every test that drives Chromium goes to one worker, one at a time: two browsers decoding
     at once on a 2-core machine would measure the machine, not the server, and the firewall
-    rules some of them set (tests/support/no_udp.py) are the namespace's, shared."""
+    rules some of them set (tests/support/no_udp.py) are the namespace's, shared.
+
+    Tests marked ``alone`` judge a classroom's link by its timing (round trips, queueing,
+    a browser's decoding rate): a second worker's load would move what they measure, so
+    scripts/test runs them afterwards in one process (``-m alone``)."""
     path = Path(str(item.path)).resolve().relative_to(Path(__file__).resolve().parent)
     uses_browser = "browser" in getattr(item, "fixturenames", ())
     group = "chromium" if path.parts[0] == "e2e" or uses_browser else str(path)

@@ -19,6 +19,8 @@ from tests.support.link_emulator import POOR, LinkEmulator, Loss, Profile
 from tests.support.peers import Classroom, whep_subscribe
 from tests.support.simulcast import SimulcastPublisher, three_streams
 
+pytestmark = pytest.mark.alone  # timing through the link emulator: tests/conftest.py
+
 IDLE_S = 2.0  # the made layer's idle time on this server (30 s by default)
 # the camera: 720p at 2 Mbit/s, twice what the poor profile's 1 Mbit/s carries
 WIDTH, HEIGHT, BITRATE = 1280, 720, 2_000_000

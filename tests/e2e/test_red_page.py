@@ -15,7 +15,7 @@ from tests.server import Server
 from tests.support.browser import open_page
 from tests.support.link_emulator import LinkEmulator, Loss, Profile
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.alone, pytest.mark.timeout(180)]
 
 LOSSY = Profile("lossy", rtt=0.060, loss=Loss.random(0.08), jitter=0.005)
 WATCH_S = 12.0

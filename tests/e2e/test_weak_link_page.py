@@ -20,7 +20,7 @@ from tests.support.browser import RECEIVED, launch, open_page
 from tests.support.link_emulator import POOR, LinkEmulator
 from tests.support.uplink import write_y4m
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.alone, pytest.mark.timeout(300)]
 
 WATCH_S = 15.0
 

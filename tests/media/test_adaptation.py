@@ -20,6 +20,8 @@ from tests.support.media import encode_opus_clip, encode_vp8_clip
 from tests.support.peers import Classroom, Publisher, whep_subscribe, whip_publish
 from tests.support.simulcast import FPS, SimulcastPublisher, three_streams
 
+pytestmark = pytest.mark.alone  # timing through the link emulator: tests/conftest.py
+
 # the teacher's picture: more than the poor profile's 1 Mbit/s can carry
 VIDEO = {"width": 640, "height": 480, "bitrate": 2_000_000, "gop": 60}
 
