@@ -48,6 +48,18 @@ MAX_SEQ_SHIFTS = 64
 RETRANSMIT_SHARE_FULL = 0.05
 RETRANSMIT_PLAYOUT_S = 0.4
 PADDING_PACKET = 255  # the most one RTP packet's padding can say
+# A classroom's NACKs tell its loss a round trip after it happens; its receiver report, up to
+# 1.5 s later. The sequence numbers asked for the first time (of packets this server sent)
+# are counted in slots of NACK_LOSS_SLOT_S, against the span of sequence numbers each covers.
+# Two slots in a row that each lost NACK_LOSS_SHARE or more of their span, NACK_LOSS_MIN
+# packets in all, are a link that carries far less than it is sent (a collapse), told to the
+# gate at once (SendGate.on_nack_loss), before the sound is lost with the rest. One burst (the
+# tail of a keyframe that overflowed a queue) fills one slot, not two; random loss of a few
+# percent never comes near it (9 more of the next 31 packets lost at 3 % is a chance of about
+# one in a million).
+NACK_LOSS_SLOT_S = 0.15
+NACK_LOSS_MIN = 10
+NACK_LOSS_SHARE = 0.25
 
 
 class RtpLink(Protocol):
@@ -121,6 +133,18 @@ class ConsumerStats:
         self.too_late = 0  # NACKed packets not resent: past their playout time
 
 
+class _NackSlot:
+    """One slot of a classroom's NACKs (NACK_LOSS_SLOT_S): when it began, the sequence number
+    its span starts after, and how many were asked for the first time in it."""
+
+    __slots__ = ("began", "start", "lost")
+
+    def __init__(self, began: float, start: int) -> None:
+        self.began = began
+        self.start = start
+        self.lost = 0
+
+
 class Consumer:
     __slots__ = (
         "id",
@@ -169,6 +193,9 @@ class Consumer:
         "_red",
         "_repeated",
         "_repeat_from",
+        "_nacked_up_to",
+        "_nack_slot",
+        "_nack_before",
     )
 
     def __init__(
@@ -243,6 +270,11 @@ class Consumer:
         # octets sent when the copies began (None: none are sent now)
         self._repeated = 0
         self._repeat_from: int | None = None
+        # the loss its NACKs tell (NACK_LOSS_SLOT_S): the newest sequence number asked for,
+        # the latest slot and the one before it
+        self._nacked_up_to: int | None = None
+        self._nack_slot = _NackSlot(-1e9, 0)
+        self._nack_before = (0, 0)  # (lost, span) of the slot just before it
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -557,6 +589,7 @@ class Consumer:
         mask = DEFAULT_CAPACITY - 1
         cache = producer.cache
         missing = []
+        first_asked: list[int] = []
         for seq in distinct:
             if seq_newer(self._first_seq, seq):
                 continue  # sent before the current producer: nothing to resend from
@@ -565,6 +598,8 @@ class Consumer:
             if packet is None:
                 missing.append(ingress_seq)
                 continue
+            if self._nacked_up_to is None or seq_newer(seq, self._nacked_up_to):
+                first_asked.append(seq)
             slot = ingress_seq & mask
             if resent_seq is None:
                 resent_seq = self._resent_seq = [-1] * DEFAULT_CAPACITY
@@ -609,6 +644,39 @@ class Consumer:
         if missing:
             stats.unanswered += len(missing)
             producer.request_retransmission(missing)
+        if first_asked and gate is not None:
+            self._count_nack_loss(first_asked, gate, now)
+
+    def _count_nack_loss(self, first_asked: list[int], gate: SendGate, now: float) -> None:
+        """Tell the gate at once when two slots of NACKs in a row show heavy loss."""
+        newest = oldest = first_asked[0]
+        for seq in first_asked:
+            if seq_newer(seq, newest):
+                newest = seq
+            if seq_newer(oldest, seq):
+                oldest = seq
+        slot = self._nack_slot
+        if self._nacked_up_to is None or now - slot.began >= 2 * NACK_LOSS_SLOT_S:
+            # no slot just before this one: its span starts at its first loss (the one before
+            # may be long ago)
+            self._nack_before = (0, 0)
+            slot = self._nack_slot = _NackSlot(now, (oldest - 1) & 0xFFFF)
+        elif now - slot.began >= NACK_LOSS_SLOT_S:
+            self._nack_before = (slot.lost, (self._nacked_up_to - slot.start) & 0xFFFF)
+            slot = self._nack_slot = _NackSlot(now, self._nacked_up_to)
+        self._nacked_up_to = newest
+        slot.lost += len(first_asked)
+        lost, span = slot.lost, (newest - slot.start) & 0xFFFF
+        lost_before, span_before = self._nack_before
+        if (
+            lost + lost_before >= NACK_LOSS_MIN
+            and span_before
+            and lost_before >= NACK_LOSS_SHARE * span_before
+            and lost >= NACK_LOSS_SHARE * span
+        ):
+            self._nack_before = (0, 0)  # acted on once: what follows is counted afresh
+            slot.began = -1e9
+            gate.on_nack_loss(min((lost + lost_before) / (span + span_before), 1.0))
 
     def _top_up_budget(self, now: float, full: bool = False) -> float:
         """The retransmission budget now: what was left, plus a share of the payload sent
@@ -750,6 +818,11 @@ class Consumer:
         hook = getattr(self._link, "report_now", None)
         if hook is not None:
             hook()
+
+    def pace(self, bps: float) -> None:
+        """Have the link send this stream at most at ``bps`` (0: as it comes)."""
+        if self._link is not None and hasattr(self._link, "pace"):
+            self._link.pace(bps)
 
     def repeat(self, on: bool, pace_bps: float = 0.0) -> None:
         """Send each packet with the one or two before it (RED, where the peer negotiated

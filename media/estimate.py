@@ -252,6 +252,18 @@ class Estimate:
     def _pooled_lost(self) -> float:
         return sum(p[1] for p in self._pool)
 
+    def on_heavy_loss(self, share: float, sent_bps: float, now: float) -> None:
+        """The classroom's NACKs show it losing ``share`` (at least DELIVERED_LOSS) of what
+        it is sent: congestion, and the bound is what arrived (as a report with that loss)."""
+        self.loss = max(self.loss, share)
+        self.congested = True
+        if sent_bps <= 0:
+            return
+        bound = sent_bps * (1 - share)
+        if self._loss_bound is None or bound < self._loss_bound:
+            self._loss_bound = bound
+        self._update(now, "loss")
+
     def on_nacks(self, count: int, now: float) -> None:
         """``count`` sequence numbers asked for again (for the record: the loss a NACK tells
         is repaired, so it is no reason to send less)."""

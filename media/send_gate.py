@@ -115,6 +115,14 @@ REPEAT_DRAIN_S = 2.0
 REPEAT_LASTED_S = 30.0
 REPEAT_REST_S = 10.0
 REPEAT_REST_MAX_S = 120.0
+# A classroom on lower layers gets its video paced (each video stream at PACE_SHARE of its
+# share of the estimate, or PACE_FED times its layer's rate, whichever is more): a keyframe
+# comes from the teacher in a burst many times what a narrow link carries, and forwarded as it
+# came it overflows the link's queue, losing its own tail and the sound beside it. Sound,
+# retransmissions and probes are not paced; nor is a classroom on the best layers (its link
+# has room, and its packets stay on the fast path).
+PACE_SHARE = 1.5
+PACE_FED = 2.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
 REPORT_AGE_MAX_S = 3.0  # a round trip answering an older sender report is not the link's now
@@ -163,6 +171,10 @@ class GatedConsumer(Protocol):
 
     def send_report_now(self) -> None:
         """Send a sender report at once (where it can)."""
+        ...
+
+    def pace(self, bps: float) -> None:
+        """Send its media at most at ``bps`` (0: as it comes)."""
         ...
 
     def repeat(self, on: bool, pace_bps: float = 0.0) -> None:
@@ -256,6 +268,7 @@ class SendGate:
         self._clean_since: float | None = None  # reports without loss or queue since
         self.rate_probe = RateProbe()
         self._rate_probe_at: float | None = None  # the latest padding of a rate probe
+        self.paced_bps = 0.0  # what the video is paced at (all its streams; 0: not paced)
 
     def add(self, consumer: GatedConsumer) -> None:
         self._consumers.append(consumer)
@@ -282,6 +295,7 @@ class SendGate:
         self._reported_at = now
         self._protect_video(now)
         self._decide(now)
+        self._pace_video()
 
     def on_report(
         self,
@@ -332,9 +346,21 @@ class SendGate:
         self._reported_at = now
         self._protect_video(now)
         self._decide(now)
+        self._pace_video()
 
     def on_nacks(self, count: int) -> None:
         self.estimate.on_nacks(count, self._now())
+
+    def on_nack_loss(self, share: float) -> None:
+        """A video stream's NACKs show it losing ``share`` of what it is sent (heavy loss,
+        seen a round trip after it began): acted on as a receiver report would be, seconds
+        sooner."""
+        now = self._now()
+        self._measure(now)
+        self.estimate.on_heavy_loss(share, self.sent_bps, now)
+        self._protect_video(now)
+        self._decide(now)
+        self._pace_video()
 
     def _audio_loss(self, fraction_lost: float, now: float) -> None:
         if not self.adaptive:
@@ -409,6 +435,25 @@ class SendGate:
         if bps is not None and bps >= self._copies_need() * VIDEO_REPEAT_ROOM:
             self._repeat_video(True)
             self._repeat_since = now
+
+    def _pace_video(self) -> None:
+        """Pace the video streams of a classroom on lower layers (PACE_SHARE); let go of the
+        pace on the best layers and while paused."""
+        estimate = self.estimate.bps
+        paced = self.adaptive and self.video and self.state == REDUCED and estimate is not None
+        fed = iter(self.choice)  # one option per consumer that has layers, in their order
+        total = sum(o.bps for o in self.choice)
+        paces: list[float] = []
+        for opts in self._options():
+            option = next(fed, None) if opts else None
+            if not paced or estimate is None or option is None or total <= 0:
+                paces.append(0.0)
+                continue
+            share = max(estimate - self._audio_bps, 0.0) * option.bps / total
+            paces.append(max(PACE_SHARE * share, PACE_FED * option.bps))
+        for consumer, bps in zip(self._video, paces, strict=True):
+            consumer.pace(bps)
+        self.paced_bps = sum(paces)
 
     def _copies_need(self) -> float:
         """What the video with its copies and the sound need (bit/s)."""
@@ -628,6 +673,7 @@ class SendGate:
         self.reason = reason
         self.switches += 1
         SWITCHES[state] += 1
+        self._pace_video()
 
     def _set(self, video: bool, reason: str, now: float, budget: float | None = None) -> None:
         """Pause or resume video; ``budget``: what a probe showed the link carries (resume on
@@ -850,6 +896,7 @@ class SendGate:
             "switches": self.switches,
             "audio_repeat": self.audio_repeat,
             "video_repeat": self.video_repeat,
+            "paced_kbps": round(self.paced_bps / 1000) if self.paced_bps else None,
             # RED where the classroom negotiated it, the same datagram twice otherwise
             "audio_redundancy": next(
                 (c.redundant for c in self._consumers if c.kind == "audio" and c.redundant),

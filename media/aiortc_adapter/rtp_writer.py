@@ -26,7 +26,7 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
-from ..rtp_packet import RtpPacket, rewrite_into
+from ..rtp_packet import RtpPacket, rewrite_into, send_stamp
 from ..udp_mux import SendBatch, sockaddr
 from .datagram_guard import PLAIN_UDP, SharedStunProtocol
 from .ice_tcp import TcpStunProtocol
@@ -39,6 +39,14 @@ _MAX_PLAINTEXT = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN  # pylibsrtp's session bu
 COPY_BURST = 2400
 COPY_TICK_S = 0.005
 COPY_MAX_WAIT_S = 0.5
+# Paced media (video to a classroom on a narrow link, see media.send_gate): sent in bursts of at
+# most PACE_BURST octets, a tick apart. A keyframe comes from the teacher in a burst far above
+# what the classroom's link carries; forwarded as it came, it overflows the link's queue and
+# takes the sound with it. A datagram that waited PACE_MAX_WAIT_S goes at once: the pace was
+# set too low, and a later picture is better than a lost one.
+PACE_BURST = 2400
+PACE_TICK_S = 0.005
+PACE_MAX_WAIT_S = 0.5
 # the protocols whose ``transport.sendto`` reaches the peer: a UDP socket or a TCP stream
 _DIRECT = (*PLAIN_UDP, TcpStunProtocol)
 
@@ -86,6 +94,11 @@ class DtlsLink:
         "_copy_credit",
         "_copy_at",
         "_copy_timer",
+        "pace_bps",
+        "_paced",
+        "_pace_credit",
+        "_pace_at",
+        "_pace_timer",
         "report_now",
         "__weakref__",
     )
@@ -105,6 +118,13 @@ class DtlsLink:
         self._copy_credit = 0.0
         self._copy_at = 0.0
         self._copy_timer: asyncio.TimerHandle | None = None
+        # 0: each datagram leaves as it is forwarded; else at most this rate (``pace``)
+        self.pace_bps = 0.0
+        # (when forwarded, the datagram before SRTP, where its abs-send-time goes or -1)
+        self._paced: deque[tuple[float, bytearray, int]] = deque()
+        self._pace_credit = 0.0
+        self._pace_at = 0.0
+        self._pace_timer: asyncio.TimerHandle | None = None
         # send this stream's sender report at once (set by its RTCP loop): a probe's end is
         # timed by the round trip of the report sent as it ends
         self.report_now: Callable[[], None] | None = None
@@ -161,6 +181,11 @@ class DtlsLink:
         srtp = self._srtp
         if srtp is None or len(packet.data) > _MAX_PLAINTEXT:
             return
+        if self.pace_bps:
+            self._pace_later(
+                packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
+            )
+            return
         length = self._length
         batch = self._batch
         if batch is not None:
@@ -216,6 +241,74 @@ class DtlsLink:
             # the socket was full and the datagram waits in the transport's queue, still
             # pointing into this buffer: the next packet gets a fresh one
             self._new_buffer()
+
+    def pace(self, bps: float) -> None:
+        """Send at most ``bps`` from now on (0: each datagram as it is forwarded; what waits
+        goes at once)."""
+        self.pace_bps = bps
+        if not bps and self._paced:
+            self._send_paced(everything=True)
+
+    def _pace_later(
+        self,
+        packet: RtpPacket,
+        payload_type: int,
+        sequence_number: int,
+        timestamp: int,
+        ssrc: int,
+        extension_ids: bytes | None,
+    ) -> None:
+        """Queue the rewritten datagram; it is protected, and stamped with its abs-send-time,
+        as it leaves (the classroom's estimator must see the link's delay, not the pace's)."""
+        data = bytearray(len(packet.data))  # the rewritten datagram is as long
+        rewrite_into(data, packet, payload_type, sequence_number, timestamp, ssrc, extension_ids)
+        at = packet.send_time_at if self.stamp_send_time else 0
+        now = time.monotonic()
+        self._paced.append((now, data, at or -1))
+        if self._pace_timer is None:
+            self._pace_credit = min(
+                self._pace_credit + self.pace_bps * (now - self._pace_at) / 8, PACE_BURST
+            )
+            self._pace_at = now
+            self._send_paced()
+
+    def _send_paced(self, everything: bool = False) -> None:
+        """Send what the pace allows now; again a tick later while any waits."""
+        self._pace_timer = None
+        now = time.monotonic()
+        credit = min(self._pace_credit + self.pace_bps * (now - self._pace_at) / 8, PACE_BURST)
+        self._pace_at = now
+        paced = self._paced
+        session = self._session
+        if session is None:  # no longer connected
+            paced.clear()
+            return
+        stamp = b""
+        while paced and (
+            everything or credit >= len(paced[0][1]) or now - paced[0][0] > PACE_MAX_WAIT_S
+        ):
+            data, at = paced.popleft()[1:]
+            credit -= len(data)
+            if at >= 0:
+                stamp = stamp or send_stamp(time.time())
+                data[at : at + 3] = stamp
+            try:
+                protected = session.protect(bytes(data))
+            except pylibsrtp.Error as exc:
+                logger.debug("SRTP protect failed: %s", exc)
+                continue
+            self._send(protected)
+            if self.repeat and self.repeat_pace_bps:
+                self._copy_later(protected)
+            elif self.repeat:
+                self._send(protected)
+        self._pace_credit = max(credit, 0.0)
+        if paced:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._pace_timer = loop.call_later(PACE_TICK_S, self._send_paced)
 
     def _copy_later(self, data: bytes) -> None:
         now = time.monotonic()

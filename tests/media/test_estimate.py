@@ -37,6 +37,7 @@ class Room:
         self.resumes = 0
         self.padding = 0
         self.repeated = False
+        self.paced = 0.0
         self._sent = 0.0
         self._at = 0.0
 
@@ -73,6 +74,9 @@ class Room:
 
     def repeat(self, on: bool, pace_bps: float = 0.0) -> None:
         self.repeated = on
+
+    def pace(self, bps: float) -> None:
+        self.paced = bps
 
     @property
     def redundant(self) -> str | None:

@@ -7,7 +7,7 @@ oscillation, and a steady weak link left where it is."""
 from __future__ import annotations
 
 from media.rate_probe import RateProbe
-from media.send_gate import FULL, SendGate
+from media.send_gate import AUDIO_ONLY, FULL, REDUCED, SendGate
 from tests.media.test_estimate import AUDIO_BPS, Clock, Room, _Layers
 
 
@@ -178,3 +178,27 @@ def test_probes_for_copies_a_link_cannot_carry_fail_and_wait_longer_each_time() 
     assert gate.choice[0].height == 360
     # the failed probes cost little: the loss is the line's own, and a little more
     assert (room.total_lost - lost) / (room.total_sent - sent) < 0.03
+
+
+def test_a_classroom_on_lower_layers_has_its_video_paced_and_the_best_layers_not() -> None:
+    # a keyframe comes from the teacher in a burst far above what a 1 Mbit/s link carries:
+    # on lower layers the video is paced, at room above its layer's rate and near its link's
+    room = Classroom(1e6)
+    room.run(20)
+    assert room.gate.state == REDUCED, room.states
+    layer = room.gate.choice[0].bps
+    estimate = room.gate.estimate.bps
+    assert estimate is not None
+    assert room.video.paced >= 2 * layer
+    assert room.video.paced >= 1.5 * (estimate - AUDIO_BPS) * 0.99
+    assert room.video.paced <= max(2 * layer, 1.5 * estimate)
+    assert room.gate.as_json()["paced_kbps"] == round(room.video.paced / 1000)
+    # the link comes back: on the best layers nothing is paced
+    room.run(40, rate=10e6)
+    assert room.gate.state == FULL, room.states
+    assert room.video.paced == 0.0
+    assert room.gate.as_json()["paced_kbps"] is None
+    # nor while the video is paused (the link collapsed under even the lowest layer)
+    room.run(10, rate=100e3)
+    assert room.gate.state == AUDIO_ONLY, room.states
+    assert room.video.paced == 0.0
