@@ -246,7 +246,8 @@ class DtlsLink:
         """Send at most ``bps`` from now on (0: each datagram as it is forwarded; what waits
         goes at once)."""
         self.pace_bps = bps
-        if not bps and self._paced:
+        if not bps and self._pace_timer is not None:
+            self._pace_timer.cancel()
             self._send_paced(everything=True)
 
     def _pace_later(

@@ -141,6 +141,10 @@ async def test_a_poor_link_gets_the_layer_it_can_carry(server: Server) -> None:
             return c["state"] == "reduced" and bool(layers) and layers[0]["height"] <= 360
 
         chosen = await _wait_for_link(server, "poor", on_a_lower_layer, 40)
+        # on a lower layer its video is paced to its link (a keyframe's burst would overflow
+        # the link's queue), with room above the layer's rate
+        assert chosen["paced_kbps"] is not None, chosen
+        assert chosen["paced_kbps"] >= 2 * chosen["layers"][0]["kbps"] - 1, chosen
         # it decodes the lower layer: one continuous stream, switched at a keyframe
         frames = room.video_frames
         deadline = time.monotonic() + 15
@@ -159,8 +163,9 @@ async def test_a_poor_link_gets_the_layer_it_can_carry(server: Server) -> None:
         # keyframe, so its figures here say more about it than about the server)
         assert room.video_frames >= frames + 30
         assert (stats.width, stats.height) in ((640, 360), (320, 180))
-        # the other classroom is not touched: it keeps the top layer
+        # the other classroom is not touched: it keeps the top layer, not paced
         assert top is not None and top["state"] == "full" and good.video[0].height == 720
+        assert top["paced_kbps"] is None
     finally:
         for classroom in (room, good):
             if classroom is not None:
