@@ -30,6 +30,7 @@ from aiortc import (
 )
 from yarl import URL
 
+from .aiortc_adapter.consent import unheard_s
 from .aiortc_adapter.ice import configure_ice
 from .aiortc_adapter.rtp_reader import IngressSink, ReceiveParameters, install_ingress
 from .codec import SUPPORTED
@@ -51,6 +52,10 @@ SLOTS: tuple[tuple[str, str], ...] = (
 MAX_ANSWER_BYTES = 64 * 1024  # an answer is a few kB; more is not a WHEP server talking
 # a source the origin has sent nothing of for this long is not sent now (its teacher stopped)
 QUIET_S = 2.0
+# an origin sends RTCP on every m-line about once a second, media or not: one unheard of for
+# this long has gone (its server stopped, the network between dropped), long before its ICE
+# consent would lapse
+SILENT_S = 5.0
 WATCH_S = 0.5
 DELETE_TIMEOUT_S = 2.0
 
@@ -274,6 +279,10 @@ class OriginPull:
                 except TimeoutError:
                     pass
                 self._watch()
+                if unheard_s(pc) > SILENT_S:
+                    raise RelayError(
+                        "lost", f"the origin {self.origin} went silent for {SILENT_S:g} s"
+                    )
         finally:
             self._drop_producers(give_back=not self.closed)
             await pc.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -168,6 +169,15 @@ async def test_classrooms_of_the_edge_see_and_hear_the_teacher_of_the_origin(
         assert body["origin_sources"] == ["camera"]
         # an edge records nothing: the lesson is recorded once, at its origin
         assert body["recording"] is None
+        # nobody publishes into a relayed lesson: the teacher teaches at the origin
+        refused = await whip_publish(
+            at_edge["whip_url"],
+            at_edge["whip_token"],
+            video=encode_vp8_clip(1),
+            audio=None,
+            check=False,
+        )
+        assert refused.status == 409
         for text in (json.dumps(body), json.dumps(events.messages), edge.log(), origin.log()):
             assert_no_token(text, at_origin["whep_token"])
     finally:
@@ -275,6 +285,43 @@ async def test_bad_origins_get_clear_errors_and_trouble_nobody(
         await watcher.close()
         await local_teacher.close()
         await teacher.close()
+
+
+async def test_the_edge_comes_back_by_itself_after_the_origin_server_died(
+    edge: Server, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    port = free_port()
+    origin = start_server(tmp_path / "origin", port=port)
+    teacher: Publisher | None = None
+    try:
+        at_origin = origin.create_lesson("Origin dies")
+        teacher = await teach(at_origin)
+        at_edge = edge.create_lesson("Origin dies", source_url=whep_source(origin, at_origin))
+        events = await listen(http, edge, at_edge)
+        room = await whep_subscribe(at_edge["whep_url"], at_edge["whep_token"], name="room 1")
+        try:
+            await room.wait_for_frames(30, timeout=30)
+            origin.stop(signal.SIGKILL)
+            await teacher.close(delete=False)
+            lost = await events.told(source_state("lost", "lost"), 15)
+            assert "silent" in lost["error"], lost
+            await events.told(source_state("lost", "unreachable"), 10)
+            origin = start_server(tmp_path / "origin", port=port)
+            teacher = await teach(at_origin)
+            await events.told(source_state("live"), 40)
+            before = room.video_frames
+            await room.wait_for_frames(before + 60, timeout=15)
+            assert room.video[0].unreadable == 0
+            # the edge left the dead origin's session and holds one classroom's place
+            at_origin_now = await read_lesson(origin, at_origin["id"])
+            assert at_origin_now["classrooms"] == 1
+        finally:
+            await room.close()
+            await events.close()
+    finally:
+        if teacher is not None:
+            await teacher.close()
+        origin.stop()
 
 
 def test_the_token_is_kept_sealed(edge: Server, origin: Server, tmp_path: Path) -> None:
