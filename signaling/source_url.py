@@ -140,8 +140,8 @@ def _check_whep(path: str, query: str, user: str, password: str | None) -> None:
     example = "http(s)://name:token@host:port/whep/<lesson>"
     if not _WHEP_PATH.fullmatch(path):
         raise SourceUrlError(
-            f"an http(s) source_url must be another server's WHEP URL, {example}: "
-            "its path ends in /whep/ and the lesson's id"
+            "source_url must be a camera's rtsp:// address, or another server's WHEP URL, "
+            f"{example}: this one's path does not end in /whep/ and a lesson's id"
         )
     if query:
         raise SourceUrlError(
