@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = {
     "catch-up": "bench.catch_up",
+    "edge": "bench.edge",
     "fanout": "bench.fanout",
     "hardening": "bench.hardening",
     "hotpath": "bench.hotpath",

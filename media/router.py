@@ -15,6 +15,7 @@ from typing import Protocol
 from .consumer import Consumer
 from .made_layers import MadeLayers
 from .network import Network
+from .origin_pull import OriginPull
 from .peer import Peer
 from .producer import Producer, Sink
 from .publisher import Publisher
@@ -132,6 +133,35 @@ class Router:
         self.peers.add(pulled)
         pulled.start()
         return pulled
+
+    def relay(
+        self,
+        endpoint: str,
+        name: str,
+        token: str,
+        on_state: Callable[[PullStatus], None],
+        on_sources: Callable[[], None],
+        timeout_s: float = 5.0,
+    ) -> OriginPull:
+        """Pull every source of a lesson on another server (its origin) from its WHEP
+        ``endpoint``, as the classroom ``name`` with ``token``, started now; their producers
+        come and go with the pull's connection. Closed with the router."""
+        pull = OriginPull(
+            self.id,
+            endpoint,
+            name,
+            token,
+            self.network,
+            add_producer=self.add_producer,
+            remove_producer=self.remove_producer,
+            released=self.peers.discard,
+            on_state=on_state,
+            on_sources=on_sources,
+            timeout_s=timeout_s,
+        )
+        self.peers.add(pull)
+        pull.start()
+        return pull
 
     def push(self, source: str, on_state: Callable[[PullStatus], None]) -> PushedSource:
         """``source`` as an encoder pushes it (RTMP), from now until its connection ends;

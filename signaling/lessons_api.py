@@ -61,7 +61,8 @@ def _keep_chat_field(body: dict[str, Any]) -> bool:
 
 def _source_field(body: dict[str, Any]) -> SourceUrl | None:
     """The optional ``source_url``: a camera (rtsp://user:password@host/path) the lesson's
-    camera is pulled from; taken out of ``body``."""
+    camera is pulled from, or a lesson on another server (http(s)://name:token@host/whep/id)
+    this one relays as its edge; taken out of ``body``."""
     value = body.pop("source_url", None)
     if value is None:
         return None
@@ -256,11 +257,16 @@ async def update_lesson(request: web.Request) -> web.Response:
         raise http_error(
             409, "camera_pushed", "an encoder pushes the camera over RTMP now: stop it first"
         )
-    if source is not None and live is not None and "camera" in live.sessions.sources():
+    # an origin's lesson brings the courseware too: nobody may publish beside it
+    taken = (
+        ("camera", "courseware") if source is not None and source.kind == "whep" else ("camera",)
+    )
+    if source is not None and live is not None and set(taken) & set(live.sessions.sources()):
         raise http_error(
             409,
             "camera_published",
-            "the teacher publishes the camera now: stop it first, then set source_url",
+            f"the teacher publishes the {' or '.join(taken)} now: stop it first, then set "
+            "source_url",
         )
     lesson = request.app[STORE].set_source(lesson_id, source)
     audit(request, AuditAction.SOURCE_SET, lesson_id, source.masked if source else "none")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from media.consumer import Consumer
+from media.origin_pull import OriginPull
 from media.peer import Peer
 from media.producer import Sink
 from media.pulled_source import PulledSource, PullState, PullStatus
@@ -73,6 +74,7 @@ class LiveLesson:
         self.uplinks: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pulled: PulledSource | None = None  # the camera pulled from source_url
+        self._relayed: OriginPull | None = None  # or the lesson relayed from its origin
         self._pulled_from = ""  # its URL, masked
         self._pushed: PushedSource | None = None  # the camera an encoder pushes (RTMP)
 
@@ -114,15 +116,33 @@ class LiveLesson:
         """Pull the lesson's camera from ``source`` from now on (None: stop pulling); the
         stream's producers replace nobody's: a teacher publishing the camera is refused while
         a source is set."""
-        if self._pulled is not None:
-            pulled, self._pulled = self._pulled, None
-            await pulled.close()
+        feed: PulledSource | OriginPull | None = self._pulled or self._relayed
+        if feed is not None:
+            self._pulled = self._relayed = None
+            await feed.close()
             logger.info("lesson %s: stopped pulling %s", self.id, self._pulled_from)
         if source is not None and not self.closed:
             self._pulled_from = source.masked
-            logger.info("lesson %s: pulling its %s from %s", self.id, PULLED_SOURCE, source.masked)
-            self._pulled = self._media().pull(PULLED_SOURCE, source.reveal(), self._pull_changed)
+            if source.kind == "whep":
+                # an edge of the origin's lesson: every source it sends, not only its camera
+                logger.info("lesson %s: relaying the lesson at %s", self.id, source.masked)
+                endpoint, name, token = source.whep()
+                self._relayed = self._media().relay(
+                    endpoint, name, token, self._pull_changed, self.changed
+                )
+            else:
+                logger.info(
+                    "lesson %s: pulling its %s from %s", self.id, PULLED_SOURCE, source.masked
+                )
+                self._pulled = self._media().pull(
+                    PULLED_SOURCE, source.reveal(), self._pull_changed
+                )
         self.changed()
+
+    @property
+    def relayed(self) -> bool:
+        """Whether this lesson is an edge of a lesson on another server (its origin)."""
+        return self._relayed is not None
 
     async def push(self) -> PushedSource:
         """An encoder starts pushing the camera over RTMP: it replaces an earlier push."""
@@ -141,11 +161,16 @@ class LiveLesson:
     def pulled(self) -> dict[str, Any] | None:
         """The camera the server pulls (RTSP) or is pushed (RTMP), as the API and the events
         show it (a URL with its password masked), or None."""
-        if self._pulled is not None:
-            feed: PulledSource | PushedSource = self._pulled
-            via, url = "rtsp", self._pulled_from
+        feed: PulledSource | PushedSource | OriginPull
+        if self._relayed is not None:
+            feed, via, url = self._relayed, "whep", self._pulled_from
+            requests = self._relayed.keyframe_requests
+        elif self._pulled is not None:
+            feed, via, url = self._pulled, "rtsp", self._pulled_from
+            requests = self._pulled.camera.keyframe_requests
         elif self._pushed is not None:
             feed, via, url = self._pushed, "rtmp", None
+            requests = self._pushed.camera.keyframe_requests
         else:
             return None
         status = feed.status
@@ -158,8 +183,8 @@ class LiveLesson:
             "code": status.code,
             "retry_in_s": status.retry_in_s,
             # keyframes classrooms asked for (after throttling): a camera cannot be asked,
-            # they wait for its next one
-            "keyframe_requests": feed.camera.keyframe_requests,
+            # they wait for its next one; an origin is asked (PLI)
+            "keyframe_requests": requests,
         }
 
     def _pull_changed(self, status: PullStatus) -> None:
@@ -178,6 +203,8 @@ class LiveLesson:
         for feed in (self._pulled, self._pushed):
             if feed is not None and feed.status.state is PullState.LIVE:
                 sources.add(feed.source)
+        if self._relayed is not None:
+            sources.update(self._relayed.live_sources())
         return sorted(sources)
 
     def apply_stage(self) -> None:
@@ -460,7 +487,12 @@ class LiveLesson:
             lesson = self._store.set_state(self.id, LessonState.LIVE)
             self.changed()
             logger.info("lesson %s is live", self.id)
-        if lesson is not None and lesson.state is LessonState.LIVE and self._router is not None:
+        if (
+            lesson is not None
+            and lesson.state is LessonState.LIVE
+            and self._router is not None
+            and self._relayed is None  # an edge: the lesson is recorded once, at its origin
+        ):
             try:
                 self._recording.on_live(lesson, self._router)
             except Exception:  # nor from being taught
@@ -476,6 +508,7 @@ class LiveLesson:
         self.closed = True
         self._closed(self)
         self._pulled = None  # stopped with the router
+        self._relayed = None
         self._pushed = None
         if self._router is not None:
             await self._router.close()

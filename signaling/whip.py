@@ -159,7 +159,15 @@ async def whip_post(request: web.Request) -> web.Response:
             "bad_source",
             f"source must be one of {', '.join((*SOURCES, FEED))}, not {source[:40]!r}",
         )
-    if source == "camera" and _lesson(request, lesson_id).source is not None:
+    pulled_from = _lesson(request, lesson_id).source
+    if pulled_from is not None and pulled_from.kind == "whep":
+        raise http_error(
+            409,
+            "lesson_relayed",
+            "this lesson is relayed from a lesson on another server (its source_url): "
+            "publish there, or clear source_url first (PATCH)",
+        )
+    if source == "camera" and pulled_from is not None:
         raise http_error(
             409,
             "camera_pulled",

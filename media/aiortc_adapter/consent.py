@@ -17,6 +17,7 @@ import aioice
 import pylibsrtp
 from aioice import ice as aioice_ice
 from aioice import stun as aioice_stun
+from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from ..drops import DROPPED
@@ -116,3 +117,16 @@ def authenticate_media(dtls: RTCDtlsTransport, connection: aioice.Connection) ->
 
     dtls._setup_srtp = setup  # type: ignore[method-assign]
     dtls._syncclass_authenticated = True  # type: ignore[attr-defined]
+
+
+def unheard_s(pc: RTCPeerConnection) -> float:
+    """Seconds since ``pc``'s peer last sent it authenticated media or RTCP (its transports
+    configured by ice.configure_ice); infinity before it has."""
+    heard = [
+        getattr(t.receiver.transport.transport._connection, "_syncclass_last_data", None)
+        for t in pc.getTransceivers()
+    ]
+    known = [h for h in heard if h is not None]
+    if not known:
+        return float("inf")
+    return asyncio.get_running_loop().time() - max(known)

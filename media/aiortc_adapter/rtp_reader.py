@@ -9,7 +9,8 @@ Hooks: aiortc's ``RTCDtlsTransport._handle_rtp_data`` (replaced), ``_rtp_router`
 ``_register_rtp_receiver``; ``RTCRtpReceiver.receive`` and ``_handle_rtcp_packet`` (replaced
 per instance), its ``_run_rtcp`` and its private ``__codecs``, ``__rtx_ssrc``,
 ``__remote_streams`` (statistics for the receiver reports aiortc still sends),
-``__rtcp_ssrc``, ``__rtcp_task`` and ``__started``.
+``__rtcp_ssrc``, ``__rtcp_task`` and ``__started``; for a peer that receives as a client does
+(an edge pulling its origin), ``__remote_bitrate_estimator``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ from aiortc import RTCRtpReceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, RtcpSrPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    pack_remb_fci,
+)
 
 from ..codec import Codec, HeaderExtension
 from ..drops import DROPPED
-from ..rtp_packet import RtpError, RtpPacket, parse_rtp
+from ..rtp_packet import ABS_SEND_TIME, RtpError, RtpPacket, parse_rtp, send_time_offset
 from ..sender_clock import NTP_EPOCH_OFFSET, ntp_to_unix
 from ..transport_feedback import TRANSPORT_CC_URI, ArrivalLog
 from .codecs import codecs_of
@@ -105,19 +114,60 @@ class _Upstream:
         packet.lost = sorted(sequence_numbers)
         self._link.send_rtcp(bytes(packet))
 
+    def send_rtcp(self, packet: bytes) -> None:
+        self._link.send_rtcp(packet)
+
+
+class _LinkEstimate:
+    """aiortc's receive-side estimate of this peer's own link, fed with every packet that
+    carries abs-send-time and told to the sender as REMB, as any aiortc receiver does."""
+
+    __slots__ = ("_estimator", "_extension_id", "_upstream")
+
+    def __init__(self, estimator: Any, extension_id: int, upstream: _Upstream) -> None:
+        self._estimator = estimator
+        self._extension_id = extension_id
+        self._upstream = upstream
+
+    def add(self, packet: RtpPacket, arrival: float) -> None:
+        at = send_time_offset(packet, self._extension_id)
+        if not at:
+            return
+        remb = self._estimator.add(
+            abs_send_time=int.from_bytes(packet.data[at : at + 3], "big"),
+            arrival_time_ms=int((arrival + NTP_EPOCH_OFFSET) * 1000),
+            payload_size=packet.payload_size,
+            ssrc=packet.ssrc,
+        )
+        if remb is not None:
+            feedback = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP,
+                ssrc=self._upstream.rtcp_ssrc(),
+                media_ssrc=0,
+                fci=pack_remb_fci(*remb),
+            )
+            self._upstream.send_rtcp(bytes(feedback))
+
 
 class _Ingress:
     """The per-receiver half of the receive path that an SFU keeps: statistics for the
     receiver reports aiortc still sends, then the producer."""
 
-    __slots__ = ("receiver", "sink", "statistics", "clock_rate", "audio")
+    __slots__ = ("receiver", "sink", "statistics", "clock_rate", "audio", "estimate")
 
-    def __init__(self, receiver: RTCRtpReceiver, sink: IngressSink, codec: Codec) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        sink: IngressSink,
+        codec: Codec,
+        estimate: _LinkEstimate | None = None,
+    ) -> None:
         self.receiver = receiver
         self.sink = sink
         self.statistics: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams
         self.clock_rate = codec.clock_rate
         self.audio = codec.kind == "audio"
+        self.estimate = estimate
 
     def handle(self, packet: RtpPacket, arrival: float) -> None:
         statistics = self.statistics.get(packet.ssrc)
@@ -128,6 +178,8 @@ class _Ingress:
                 else StreamStatistics(self.clock_rate)
             )
         statistics.add(packet)  # type: ignore[arg-type]  # reads what our packet has too
+        if self.estimate is not None:
+            self.estimate.add(packet, arrival)
         self.sink.on_rtp(packet, arrival)
 
 
@@ -171,9 +223,13 @@ def ingress_table(dtls: RTCDtlsTransport) -> dict[RTCRtpReceiver, _Ingress]:
 def install_ingress(
     receiver: RTCRtpReceiver,
     on_receive: Callable[[ReceiveParameters, Any], IngressSink | None],
+    *,
+    estimate_link: bool = False,
 ) -> None:
     """Replace ``receiver.receive`` so that, when the transport is up, ``on_receive`` is
     given the negotiated parameters and an upstream feedback channel and returns the sink.
+    ``estimate_link``: keep aiortc's estimate of this peer's own link and send it upstream as
+    REMB (a pull from an origin server, which fits what it sends to that estimate).
 
     aiortc's own ``receive`` also starts a decoder thread; this one does not.
     """
@@ -197,7 +253,12 @@ def install_ingress(
         extensions = [HeaderExtension(e.id, e.uri) for e in parameters.headerExtensions]
         sink = on_receive(ReceiveParameters(codecs, extensions, rtx_ssrcs), upstream)
         if sink is not None and codecs:
-            ingress_table(dtls)[receiver] = _Ingress(receiver, sink, codecs[0])
+            estimate = None
+            estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator
+            send_time = next((e for e in extensions if e.uri == ABS_SEND_TIME), None)
+            if estimate_link and estimator is not None and send_time is not None:
+                estimate = _LinkEstimate(estimator, send_time.id, upstream)
+            ingress_table(dtls)[receiver] = _Ingress(receiver, sink, codecs[0], estimate)
             _forward_sender_reports(receiver, sink)
             _start_transport_feedback(dtls, extensions, upstream)
         dtls._register_rtp_receiver(receiver, parameters)
