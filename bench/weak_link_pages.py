@@ -210,7 +210,18 @@ async def _watch(
             first.get(shown, {}).get("switches") or 0
         )
         figures["server"] = {
-            k: view.get(k) for k in ("state", "why", "estimate_kbps", "audio_repeat", "layers")
+            k: view.get(k)
+            for k in (
+                "state",
+                "why",
+                "estimate_kbps",
+                "remb_kbps",
+                "loss",
+                "audio_repeat",
+                "video_repeat",
+                "paced_kbps",
+                "layers",
+            )
         }
         figures["link_dropped"] = links[name].downlink.stats.as_dict()
         figures["samples"] = samples[name]
