@@ -95,6 +95,7 @@ class DtlsLink:
         "_copy_at",
         "_copy_timer",
         "pace_bps",
+        "_drain_bps",
         "_paced",
         "_pace_credit",
         "_pace_at",
@@ -120,6 +121,7 @@ class DtlsLink:
         self._copy_timer: asyncio.TimerHandle | None = None
         # 0: each datagram leaves as it is forwarded; else at most this rate (``pace``)
         self.pace_bps = 0.0
+        self._drain_bps = 0.0  # the latest pace: what still waits goes at it
         # (when forwarded, the datagram before SRTP, where its abs-send-time goes or -1)
         self._paced: deque[tuple[float, bytearray, int]] = deque()
         self._pace_credit = 0.0
@@ -181,7 +183,7 @@ class DtlsLink:
         srtp = self._srtp
         if srtp is None or len(packet.data) > _MAX_PLAINTEXT:
             return
-        if self.pace_bps:
+        if self.pace_bps or self._paced:
             self._pace_later(
                 packet, payload_type, sequence_number, timestamp, ssrc, extension_ids
             )
@@ -243,12 +245,12 @@ class DtlsLink:
             self._new_buffer()
 
     def pace(self, bps: float) -> None:
-        """Send at most ``bps`` from now on (0: each datagram as it is forwarded; what waits
-        goes at once)."""
+        """Send at most ``bps`` from now on (0: each datagram as it is forwarded, once what
+        waits has gone, at the pace it was queued at: in order, and not in one burst into a
+        link that was just found full)."""
         self.pace_bps = bps
-        if not bps and self._pace_timer is not None:
-            self._pace_timer.cancel()
-            self._send_paced(everything=True)
+        if bps:
+            self._drain_bps = bps
 
     def _pace_later(
         self,
@@ -268,16 +270,18 @@ class DtlsLink:
         self._paced.append((now, data, at or -1))
         if self._pace_timer is None:
             self._pace_credit = min(
-                self._pace_credit + self.pace_bps * (now - self._pace_at) / 8, PACE_BURST
+                self._pace_credit + (self.pace_bps or self._drain_bps) * (now - self._pace_at) / 8,
+                PACE_BURST,
             )
             self._pace_at = now
             self._send_paced()
 
-    def _send_paced(self, everything: bool = False) -> None:
+    def _send_paced(self) -> None:
         """Send what the pace allows now; again a tick later while any waits."""
         self._pace_timer = None
         now = time.monotonic()
-        credit = min(self._pace_credit + self.pace_bps * (now - self._pace_at) / 8, PACE_BURST)
+        rate = self.pace_bps or self._drain_bps
+        credit = min(self._pace_credit + rate * (now - self._pace_at) / 8, PACE_BURST)
         self._pace_at = now
         paced = self._paced
         session = self._session
@@ -285,9 +289,7 @@ class DtlsLink:
             paced.clear()
             return
         stamp = b""
-        while paced and (
-            everything or credit >= len(paced[0][1]) or now - paced[0][0] > PACE_MAX_WAIT_S
-        ):
+        while paced and (credit >= len(paced[0][1]) or now - paced[0][0] > PACE_MAX_WAIT_S):
             data, at = paced.popleft()[1:]
             credit -= len(data)
             if at >= 0:
