@@ -137,6 +137,8 @@ class LessonStore(Protocol):
         teacher: str = "",
         owner: str = "",
         keep_chat: bool = False,
+        *,
+        lesson_id: str | None = None,
     ) -> Lesson: ...
 
     def get(self, lesson_id: str) -> Lesson | None: ...
@@ -362,4 +364,41 @@ class AuditLog(Protocol):
 
     def entries(self, lesson_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         """The newest ``limit`` entries, oldest first (of one lesson if given)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServerEntry:
+    """One server of the lesson directory, as it last said of itself."""
+
+    id: str
+    url: str  # where classrooms and the other servers reach it (http(s)://host:port)
+    region: str | None
+    edge: bool  # takes classrooms of other servers' lessons
+    load: int  # its live sessions
+
+
+class DirectoryUnavailable(Exception):
+    """The lesson directory cannot be read now (Redis down or unreachable)."""
+
+
+class Directory(Protocol):
+    """Where each lesson lives and how loaded each server is, shared by several servers."""
+
+    @property
+    def me(self) -> ServerEntry:
+        """This server, as it registers itself (its load as of now)."""
+        ...
+
+    async def home_of(self, lesson_id: str) -> ServerEntry | None:
+        """The server holding ``lesson_id`` as its origin, if it is registered and alive;
+        DirectoryUnavailable if that cannot be read now."""
+        ...
+
+    async def servers(self) -> list[ServerEntry]:
+        """Every server whose heartbeat has not expired (DirectoryUnavailable if unreadable)."""
+        ...
+
+    def changed(self) -> None:
+        """Lessons were created or ended here: register them at once, not at the next beat."""
         ...

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .audit_api import audit
 from .auth import grant_for, is_teacher, may_manage, require_teacher, teacher_or_grant
+from .cluster import wake
 from .contracts import Account, AuditAction, Grant, Lesson, LessonState, Role
 from .errors import http_error, json_object
 from .json_answers import json_response
@@ -172,6 +173,7 @@ async def create_lesson(request: web.Request) -> web.Response:
     )
     audit(request, AuditAction.LESSON_CREATED, lesson.id, lesson.title)
     logger.info("lesson %s created by %s: %r", lesson.id, account.name, lesson.title)
+    wake(request.app)
     if source is not None:
         lesson = request.app[STORE].set_source(lesson.id, source)
         audit(request, AuditAction.SOURCE_SET, lesson.id, source.masked)
@@ -232,6 +234,7 @@ async def end_lesson(request: web.Request) -> web.Response:
         lesson = request.app[STORE].set_state(lesson_id, LessonState.ENDED)
         await request.app[LESSONS].end(lesson_id)
         audit(request, AuditAction.LESSON_ENDED, lesson_id)
+        wake(request.app)
         logger.info("lesson %s ended", lesson_id)
     return json_response(lesson_json(request, lesson, with_links=False))
 

@@ -13,6 +13,7 @@ from media.peer import NegotiationError, Peer
 
 from .auth import fixed_name, grant_for
 from .classrooms import FEED_PREFIX, classroom_name, feed_source, valid_client, valid_name
+from .cluster import before_join
 from .contracts import Grant, Lesson, LessonState, Role
 from .cors import preflight
 from .errors import http_error, read_body
@@ -210,6 +211,10 @@ async def _feed_post(request: web.Request, lesson_id: str) -> web.Response:
 
 async def whep_post(request: web.Request) -> web.Response:
     lesson_id = request.match_info["lesson_id"]
+    if request.query.get("source") is None:
+        # with a lesson directory: a classroom is sent to the server that should carry it,
+        # or its lesson relayed here from its home
+        await before_join(request, lesson_id, request.query.get("name"))
     grant = grant_for(request, lesson_id, {Role.CLASSROOM, Role.ORIGIN})
     lesson = _lesson(request, lesson_id)
     source = request.query.get("source")

@@ -16,12 +16,14 @@ from signaling import (
     audit_api,
     catch_up_api,
     check_api,
+    cluster,
     courses_api,
     events_socket,
     lessons_api,
     reports_api,
     whip,
 )
+from signaling.cluster_credentials import ClusterCredentials
 from signaling.cors import setup_cors
 from signaling.errors import setup_json_errors
 from signaling.keys import (
@@ -42,6 +44,7 @@ from signaling.rate_limits import Rate, RateLimits, setup_rate_limits
 from signaling.rtmp_ingest import RtmpIngest
 from signaling.timetable import local_zone
 from signaling.turn_credentials import TurnCredentials
+from signaling.vouched_tokens import VouchedTokens
 
 from . import metrics, pages, status
 from .accounts import SqliteAccounts
@@ -120,6 +123,9 @@ def create_app(config: Config) -> web.Application:
         config.timezone or local_zone().key, config.join_early_s, config.end_grace_s
     )
     app[AUTHORITY] = TokenAuthority(server_secret, config.token_ttl_s)
+    if config.redis_url is not None:
+        # several servers: classrooms' tokens of other servers' lessons, once vouched for
+        app[AUTHORITY] = VouchedTokens(app[AUTHORITY])
     app[ACCOUNTS] = SqliteAccounts(store, key, admin)
     if config.turn_urls and config.turn_secret:
         app[TURN] = TurnCredentials(config.turn_urls, config.turn_secret)
@@ -146,6 +152,8 @@ def create_app(config: Config) -> web.Application:
         ingest = RtmpIngest(store, app[AUTHORITY], app[LESSONS])
         app[RTMP] = RtmpServer(config.host, config.rtmp_port, ingest.authorize)
     app[QUALITY] = QualityMonitor(app)
+    if config.redis_url is not None:
+        _join_directory(app, config, store)
     app[lessons_api.DEFAULT_MAX_CLASSROOMS] = config.max_classrooms
     lessons_api.add_routes(app)
     courses_api.add_routes(app)
@@ -182,6 +190,41 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(_close_lessons)
     app.on_cleanup.append(_close_store)
     return app
+
+
+def _join_directory(app: web.Application, config: Config, store: SqliteLessonStore) -> None:
+    """With --redis: this server in the lesson directory, and the joins it sends elsewhere."""
+    from .directory import RedisDirectory  # needs the redis client, only installed for this
+
+    assert config.redis_url and config.server_url and config.cluster_secret
+    lessons = app[LESSONS]
+    directory = RedisDirectory(
+        config.redis_url,
+        config.server_url,
+        store,
+        lessons.sessions,
+        region=config.region,
+        edge=config.edge,
+    )
+    authority = app[AUTHORITY]
+    assert isinstance(authority, VouchedTokens)
+    app[cluster.CLUSTER] = cluster.Cluster(
+        directory,
+        ClusterCredentials(config.cluster_secret),
+        authority,
+        edge=config.edge,
+        spill_load=config.spill_load,
+    )
+    cluster.add_routes(app)
+
+    async def in_directory(app: web.Application) -> AsyncIterator[None]:
+        directory.start()
+        yield
+        # out of the directory first, so that no classroom is sent here while it stops
+        await directory.close()
+        await app[cluster.CLUSTER].close()
+
+    app.cleanup_ctx.append(in_directory)
 
 
 def _tcp_port(config: Config) -> int | None:

@@ -77,6 +77,16 @@ class Config:
     timezone: str | None = None
     join_early_s: float = 300.0
     end_grace_s: float = 900.0
+    # several servers sharing a lesson directory in Redis (None: this server alone, as always)
+    redis_url: str | None = dataclasses.field(default=None, repr=False)
+    server_url: str | None = None  # this server's address as classrooms and other servers reach it
+    region: str | None = None  # the classrooms this server is near (an edge of that region)
+    edge: bool = False  # takes classrooms of lessons held on other servers of the directory
+    cluster_secret: str | None = dataclasses.field(default=None, repr=False)
+    cluster_secret_file: Path | None = None
+    # a home carrying this many sessions sends a classroom with no edge of its region to the
+    # least loaded edge
+    spill_load: int = 200
 
 
 def _host(text: str) -> str:
@@ -350,6 +360,47 @@ def _whole_days(text: str) -> int:
     return days
 
 
+def _redis_url(text: str) -> str:
+    text = text.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected redis://[:PASSWORD@]HOST[:PORT][/DB] (or rediss://, unix://)")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("the Redis URL has an invalid port") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("the Redis URL must name a host")
+    return text
+
+
+def _server_url(text: str) -> str:
+    text = text.strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected http(s)://HOST[:PORT], got {text!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    if parts.username or parts.password or parts.query or parts.fragment or parts.path:
+        raise ValueError(f"expected http(s)://HOST[:PORT] and nothing more, got {text!r}")
+    return text
+
+
+def _region(text: str) -> str:
+    text = text.strip()
+    if not 1 <= len(text) <= 64 or not all(c.isalnum() or c in "-_." for c in text):
+        raise ValueError("a region is 1 to 64 letters, digits, '-', '_' or '.'")
+    return text
+
+
+def _cluster_secret(text: str) -> str:
+    if len(text.strip()) < 16:
+        raise ValueError("the cluster secret must be at least 16 characters")
+    return text.strip()
+
+
 def _log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -560,6 +611,62 @@ _OPTIONS: tuple[_Option, ...] = (
         "FILE",
         "read the TURN server's shared secret from this file instead",
         _existing_file,
+    ),
+    _Option(
+        "--redis",
+        "redis_url",
+        "URL",
+        "the lesson directory shared by several servers (redis://HOST:PORT/DB): where each "
+        "lesson lives and how loaded each server is; needs --server-url and --cluster-secret",
+        _redis_url,
+        "none: this server alone",
+    ),
+    _Option(
+        "--server-url",
+        "server_url",
+        "URL",
+        "this server's address as classrooms and the other servers reach it "
+        "(http(s)://HOST[:PORT]), as the directory gives it out",
+        _server_url,
+    ),
+    _Option(
+        "--region",
+        "region",
+        "NAME",
+        "the region whose classrooms this server is near: a join link with ?region=NAME is "
+        "sent to an edge of that region",
+        _region,
+    ),
+    _Option(
+        "--edge",
+        "edge",
+        "",
+        "take classrooms of lessons held on other servers of the directory, relaying them",
+        _switch,
+        switch=True,
+    ),
+    _Option(
+        "--cluster-secret",
+        "cluster_secret",
+        "SECRET",
+        "the secret every server of the directory shares, to vouch for each other's "
+        "classrooms; prefer the environment variable or --cluster-secret-file",
+        _cluster_secret,
+    ),
+    _Option(
+        "--cluster-secret-file",
+        "cluster_secret_file",
+        "FILE",
+        "read the cluster secret from this file instead",
+        _existing_file,
+    ),
+    _Option(
+        "--spill-load",
+        "spill_load",
+        "SESSIONS",
+        "with --redis: from this many sessions on, a lesson's home sends classrooms with no "
+        "edge of their region to the least loaded edge",
+        _positive,
     ),
     _Option(
         "--rate-limit-lessons",
@@ -775,7 +882,36 @@ def resolve_serve_config(
         parser.error("--turn-url needs --turn-secret (coturn's static-auth-secret)")
     if "turn_secret" in values and "turn_urls" not in values:
         parser.error("--turn-secret is for a TURN server: give its --turn-url too")
+    _check_cluster(parser, values)
     return Config(**values)  # type: ignore[arg-type]
+
+
+def _check_cluster(parser: argparse.ArgumentParser, values: dict[str, object]) -> None:
+    """The directory's options come together: a server in it says where it is reached and
+    holds the shared secret; without --redis none of them means anything."""
+    secret_file = values.get("cluster_secret_file")
+    if isinstance(secret_file, Path):
+        if "cluster_secret" in values:
+            parser.error("--cluster-secret and --cluster-secret-file: give the secret one way")
+        try:
+            values["cluster_secret"] = _cluster_secret(_read_secret(secret_file))
+        except ValueError as exc:
+            parser.error(f"--cluster-secret-file: {exc}")
+    if "redis_url" in values:
+        if "server_url" not in values:
+            parser.error("--redis needs --server-url: the address the other servers give out")
+        if "cluster_secret" not in values:
+            parser.error("--redis needs --cluster-secret (the same on every server)")
+        return
+    for field, flag in (
+        ("server_url", "--server-url"),
+        ("region", "--region"),
+        ("edge", "--edge"),
+        ("cluster_secret", "--cluster-secret"),
+        ("spill_load", "--spill-load"),
+    ):
+        if values.get(field):
+            parser.error(f"{flag} is for a server of a lesson directory: give --redis too")
 
 
 def parse_serve_args(argv: list[str], environ: Mapping[str, str]) -> Config:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from signaling.cluster import before_join
+
 STATIC = Path(__file__).parent / "static"
 
 
@@ -26,6 +28,9 @@ async def teach(request: web.Request) -> web.StreamResponse:
 
 
 async def join(request: web.Request) -> web.StreamResponse:
+    # with a lesson directory: sent to the server that should carry this classroom, or the
+    # lesson relayed here from its home, before the page is given
+    await before_join(request, request.match_info["lesson_id"], None)
     return _page("join.html")
 
 

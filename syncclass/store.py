@@ -298,11 +298,16 @@ class SqliteLessonStore:
         teacher: str = "",
         owner: str = "",
         keep_chat: bool = False,
+        *,
+        lesson_id: str | None = None,
     ) -> Lesson:
+        """A new lesson; ``lesson_id``: under this id (an edge relaying another server's
+        lesson keeps its id), KeyError if it is taken."""
         now = self._clock()
+        given = lesson_id
         with self._lock:
-            for _ in range(_ID_ATTEMPTS):
-                lesson_id = secrets.token_urlsafe(8)
+            for _ in range(1 if given is not None else _ID_ATTEMPTS):
+                lesson_id = given if given is not None else secrets.token_urlsafe(8)
                 try:
                     self._db.execute(
                         f"INSERT INTO lessons ({_INSERT_COLUMNS}) "
@@ -320,6 +325,8 @@ class SqliteLessonStore:
                         ),
                     )
                 except sqlite3.IntegrityError:
+                    if given is not None:
+                        raise KeyError(given) from None
                     continue  # 64 random bits collided; astronomically rare, just redraw
                 return Lesson(
                     id=lesson_id,

@@ -94,6 +94,8 @@ class HttpResult:
     text: str
     location: str | None
     """The ``Location`` header resolved against the request URL, if there was one."""
+    hops: tuple[str, ...] = ()
+    """The URLs a 307/308 sent the offer to, in order (the last answered)."""
 
 
 class SignalingError(RuntimeError):
@@ -120,28 +122,41 @@ async def post_offer(
     *,
     content_type: str = "application/sdp",
     http_timeout: float = HTTP_TIMEOUT,
+    follow: bool = True,
 ) -> HttpResult:
     """POST an SDP offer to a WHIP/WHEP endpoint and return whatever came back.
 
     ``token=None`` sends no ``Authorization`` header; ``content_type`` can be changed to test
-    how the server rejects bad requests. Never raises on an HTTP error status.
+    how the server rejects bad requests. Never raises on an HTTP error status. A 307/308
+    (a server sending the session to another, RFC 9725 §4.5) is followed with the same offer
+    and token, at most 3 times, unless ``follow`` is false; ``hops`` lists where it went.
     """
     headers = {"Content-Type": content_type, **_auth_headers(token)}
     client_timeout = aiohttp.ClientTimeout(total=http_timeout)
-    async with (
-        aiohttp.ClientSession(timeout=client_timeout) as session,
-        session.post(url, data=sdp.encode(), headers=headers) as response,
-    ):
-        text = await response.text()
-        location = response.headers.get("Location")
-        if location is not None:
-            location = str(response.url.join(URL(location)))
-        return HttpResult(
-            status=response.status,
-            headers=dict(response.headers),
-            text=text,
-            location=location,
-        )
+    hops: list[str] = []
+    async with aiohttp.ClientSession(timeout=client_timeout) as session:
+        while True:
+            # followed here, not by aiohttp, which drops the token when the host changes
+            async with session.post(
+                url, data=sdp.encode(), headers=headers, allow_redirects=False
+            ) as response:
+                text = await response.text()
+                location = response.headers.get("Location")
+                if location is not None:
+                    location = str(response.url.join(URL(location)))
+                status = response.status
+                answer_headers = dict(response.headers)
+            if follow and status in (307, 308) and location is not None and len(hops) < 3:
+                hops.append(location)
+                url = location
+                continue
+            return HttpResult(
+                status=status,
+                headers=answer_headers,
+                text=text,
+                location=location,
+                hops=tuple(hops),
+            )
 
 
 async def delete_session(
