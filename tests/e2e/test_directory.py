@@ -254,7 +254,9 @@ async def test_losing_an_edge_sends_new_joins_elsewhere(tmp_path: Path) -> None:
         teacher = await teach(lesson)
         room = await join(lesson, "room 1")
         assert room.session_url is not None
-        chosen, spare = (first, second) if room.session_url.startswith(first.url) else (second, first)
+        chosen, spare = (
+            (first, second) if room.session_url.startswith(first.url) else (second, first)
+        )
         try:
             await room.wait_for_frames(30, timeout=40)
         finally:

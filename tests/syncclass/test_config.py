@@ -341,3 +341,40 @@ def test_timetable_options(capsys: pytest.CaptureFixture[str]) -> None:
     expect_usage_error(capsys, ["--timezone", "Mars/Olympus"], {}, "is not a time zone")
     expect_usage_error(capsys, ["--join-early", "-5"], {}, "must be from 0 to 3600")
     expect_usage_error(capsys, ["--end-grace", "nan"], {}, "must be from 0 to 86400")
+
+
+def test_the_lesson_directory_options_come_together() -> None:
+    base = ["--redis", "redis://127.0.0.1:6379/0", "--server-url", "http://10.0.0.2:8080"]
+    config = parse_serve_args(
+        [*base, "--cluster-secret", "s" * 16, "--edge", "--region", "county-a"], {}
+    )
+    assert (config.redis_url, config.server_url, config.edge, config.region) == (
+        "redis://127.0.0.1:6379/0",
+        "http://10.0.0.2:8080",
+        True,
+        "county-a",
+    )
+    assert "s" * 16 not in repr(config) and "redis://" not in repr(config)
+    from_env = parse_serve_args(
+        [],
+        {
+            "SYNCCLASS_REDIS": "redis://r:6379/1",
+            "SYNCCLASS_SERVER_URL": "https://edge.example",
+            "SYNCCLASS_CLUSTER_SECRET": "e" * 16,
+        },
+    )
+    assert from_env.redis_url == "redis://r:6379/1" and not from_env.edge
+    # without --redis nothing of it applies
+    assert parse_serve_args([], {}).redis_url is None
+    for argv in (
+        base,  # no secret
+        ["--redis", "redis://127.0.0.1:6379/0", "--cluster-secret", "s" * 16],  # no url
+        ["--edge"],
+        ["--region", "a"],
+        [*base, "--cluster-secret", "short"],
+        ["--redis", "http://x", "--server-url", "http://a", "--cluster-secret", "s" * 16],
+        [*base[:2], "--server-url", "http://a/path", "--cluster-secret", "s" * 16],
+        [*base, "--cluster-secret", "s" * 16, "--region", "a b"],
+    ):
+        with pytest.raises(SystemExit):
+            parse_serve_args(argv, {})
