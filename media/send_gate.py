@@ -121,8 +121,8 @@ REPEAT_REST_MAX_S = 120.0
 # came it overflows the link's queue, losing its own tail and the sound beside it. Sound,
 # retransmissions and probes are not paced; nor is a classroom on the best layers (its link
 # has room, and its packets stay on the fast path).
-PACE_SHARE = 1.5
-PACE_FED = 2.0
+PACE_SHARE = 2.5
+PACE_FED = 3.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
 REPORT_AGE_MAX_S = 3.0  # a round trip answering an older sender report is not the link's now

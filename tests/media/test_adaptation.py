@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from media.send_gate import PACE_FED
 from tests.server import Server, start_server
 from tests.support.link_emulator import POOR, SATELLITE, LinkEmulator
 from tests.support.media import encode_opus_clip, encode_vp8_clip
@@ -144,7 +145,7 @@ async def test_a_poor_link_gets_the_layer_it_can_carry(server: Server) -> None:
         # on a lower layer its video is paced to its link (a keyframe's burst would overflow
         # the link's queue), with room above the layer's rate
         assert chosen["paced_kbps"] is not None, chosen
-        assert chosen["paced_kbps"] >= 2 * chosen["layers"][0]["kbps"] - 1, chosen
+        assert chosen["paced_kbps"] >= PACE_FED * chosen["layers"][0]["kbps"] - 1, chosen
         # it decodes the lower layer: one continuous stream, switched at a keyframe
         frames = room.video_frames
         deadline = time.monotonic() + 15

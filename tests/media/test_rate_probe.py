@@ -7,7 +7,7 @@ oscillation, and a steady weak link left where it is."""
 from __future__ import annotations
 
 from media.rate_probe import RateProbe
-from media.send_gate import AUDIO_ONLY, FULL, REDUCED, SendGate
+from media.send_gate import AUDIO_ONLY, FULL, PACE_FED, PACE_SHARE, REDUCED, SendGate
 from tests.media.test_estimate import AUDIO_BPS, Clock, Room, _Layers
 
 
@@ -189,9 +189,9 @@ def test_a_classroom_on_lower_layers_has_its_video_paced_and_the_best_layers_not
     layer = room.gate.choice[0].bps
     estimate = room.gate.estimate.bps
     assert estimate is not None
-    assert room.video.paced >= 2 * layer
-    assert room.video.paced >= 1.5 * (estimate - AUDIO_BPS) * 0.99
-    assert room.video.paced <= max(2 * layer, 1.5 * estimate)
+    assert room.video.paced >= PACE_FED * layer
+    assert room.video.paced >= PACE_SHARE * (estimate - AUDIO_BPS) * 0.99
+    assert room.video.paced <= max(PACE_FED * layer, PACE_SHARE * estimate)
     assert room.gate.as_json()["paced_kbps"] == round(room.video.paced / 1000)
     # the link comes back: on the best layers nothing is paced
     room.run(40, rate=10e6)
