@@ -113,6 +113,13 @@ class BrowserJitterBuffer(JitterBuffer):
     libwebrtc asks for a keyframe once it has had no frame to decode for 3 s
     (``kMaxWaitForFrame``), and a keyframe lets it forget the incomplete frames before it;
     this buffer does both.
+
+    A packet older than the buffer's first one (a retransmission asked for twice and sent
+    twice, or one for a frame already given up) makes aiortc empty the whole buffer and ask
+    for a keyframe once it is 100 packets behind (``MAX_MISORDER``): a second and a half of
+    frozen picture on a satellite link, where a retransmission comes 600 ms after the loss,
+    100 packets later at 720p. libwebrtc's ``PacketBuffer`` drops such a packet and goes on;
+    so does this buffer.
     """
 
     def __init__(self) -> None:
@@ -122,6 +129,8 @@ class BrowserJitterBuffer(JitterBuffer):
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
         head = self._origin
+        if head is not None and uint16_gt(head, packet.sequence_number):
+            return False, None  # too old: its frame was handed on or given up
         if head is not None and _keyframe_start(packet):
             ahead = uint16_add(packet.sequence_number, -head)
             if 0 < ahead < self.capacity:
@@ -420,6 +429,13 @@ def _sample(answer: dict[str, Any], t: float) -> dict[str, dict[str, Any]]:
             "height": _height_fed(link, top),
             "estimate_kbps": link.get("estimate_kbps"),
             "why": link.get("why"),
+            # what protects the picture on a lossy line, and what the server saw of the link
+            "video_repeat": link.get("video_repeat"),
+            "loss": link.get("loss"),
+            "rtt_ms": link.get("rtt_ms"),
+            "congested": link.get("congested"),
+            "retransmitted": link.get("retransmitted"),
+            "keyframe_requests": link.get("keyframe_requests"),
         }
         for link in answer["classrooms"]
     }

@@ -123,6 +123,13 @@ REPEAT_REST_MAX_S = 120.0
 # has room, and its packets stay on the fast path).
 PACE_SHARE = 2.5
 PACE_FED = 3.0
+# The copies hide the loss that called for them: a packet is lost only when both copies are
+# (1 % random loss leaves 0.01 %), and the reports come back clean. On a line whose round trip
+# is this long, a lost packet's retransmission comes ten frames late or more, a stall the
+# classroom sees; there clean reports while the video is sent twice are no sign that the line
+# stopped losing, and the copies stay until a queue or congestion shows (a shorter line's
+# retransmissions come in time, and the copies end after AUDIO_REPEAT_HOLD_S clean, as before)
+REPEAT_KEEP_RTT_MS = 300.0
 RATE_WINDOW_S = 1.0  # sent and source bitrates are measured over at least this long
 NO_REPORT_S = 10.0  # a classroom that has stopped reporting keeps what it had
 REPORT_AGE_MAX_S = 3.0  # a round trip answering an older sender report is not the link's now
@@ -384,6 +391,8 @@ class SendGate:
         if fraction_lost >= VIDEO_REPEAT_ON:
             self._video_lossy = True
             self._video_clean_since = None
+        elif self.video_repeat and (self.estimate.base_rtt or 0.0) >= REPEAT_KEEP_RTT_MS:
+            self._video_clean_since = None  # clean because of the copies (REPEAT_KEEP_RTT_MS)
         elif fraction_lost < AUDIO_REPEAT_OFF:
             if self._video_clean_since is None:
                 self._video_clean_since = now

@@ -26,6 +26,7 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from ..paced_copies import PacedCopies
 from ..rtp_packet import RtpPacket, rewrite_into, send_stamp
 from ..udp_mux import SendBatch, sockaddr
 from .datagram_guard import PLAIN_UDP, SharedStunProtocol
@@ -34,11 +35,6 @@ from .ice_tcp import TcpStunProtocol
 logger = logging.getLogger(__name__)
 
 _MAX_PLAINTEXT = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN  # pylibsrtp's session buffer
-# Paced copies: sent in bursts of at most this many octets, a tick apart; a copy that has waited
-# longer than COPY_MAX_WAIT_S is dropped (a retransmission asked for meanwhile is on its way)
-COPY_BURST = 2400
-COPY_TICK_S = 0.005
-COPY_MAX_WAIT_S = 0.5
 # Paced media (video to a classroom on a narrow link, see media.send_gate): sent in bursts of at
 # most PACE_BURST octets, a tick apart. A keyframe comes from the teacher in a burst far above
 # what the classroom's link carries; forwarded as it came, it overflows the link's queue and
@@ -91,9 +87,6 @@ class DtlsLink:
         "repeat",
         "repeat_pace_bps",
         "_copies",
-        "_copy_credit",
-        "_copy_at",
-        "_copy_timer",
         "pace_bps",
         "_drain_bps",
         "_paced",
@@ -115,10 +108,7 @@ class DtlsLink:
         # ... at once (0), or paced at this rate: the copies of a keyframe sent at once would
         # double its burst, which a narrow link's queue drops (both copies of its tail)
         self.repeat_pace_bps = 0.0
-        self._copies: deque[tuple[float, bytes]] = deque()
-        self._copy_credit = 0.0
-        self._copy_at = 0.0
-        self._copy_timer: asyncio.TimerHandle | None = None
+        self._copies = PacedCopies(self._send, self._repeating)
         # 0: each datagram leaves as it is forwarded; else at most this rate (``pace``)
         self.pace_bps = 0.0
         self._drain_bps = 0.0  # the latest pace: what still waits goes at it
@@ -209,7 +199,7 @@ class DtlsLink:
                 return
             batch.commit(slot, length[0], self._name)
             if self.repeat and self.repeat_pace_bps:
-                self._copy_later(batch.views[slot][: length[0]].tobytes())
+                self._copies.add(batch.views[slot][: length[0]].tobytes(), self.repeat_pace_bps)
             elif self.repeat:
                 size = length[0]
                 again = batch.slot()  # after a flush the slot's bytes are still there
@@ -230,13 +220,13 @@ class DtlsLink:
         if udp is None:  # a TURN allocation wraps the datagram itself
             self._send(view[: length[0]].tobytes())
             if self.repeat and self.repeat_pace_bps:
-                self._copy_later(view[: length[0]].tobytes())
+                self._copies.add(view[: length[0]].tobytes(), self.repeat_pace_bps)
             elif self.repeat:
                 self._send(view[: length[0]].tobytes())
             return
         udp.sendto(view[: length[0]], self._remote)
         if self.repeat and self.repeat_pace_bps:
-            self._copy_later(view[: length[0]].tobytes())
+            self._copies.add(view[: length[0]].tobytes(), self.repeat_pace_bps)
         elif self.repeat:
             udp.sendto(view[: length[0]], self._remote)
         if udp.get_write_buffer_size():
@@ -302,7 +292,7 @@ class DtlsLink:
                 continue
             self._send(protected)
             if self.repeat and self.repeat_pace_bps:
-                self._copy_later(protected)
+                self._copies.add(protected, self.repeat_pace_bps)
             elif self.repeat:
                 self._send(protected)
         self._pace_credit = max(credit, 0.0)
@@ -313,34 +303,8 @@ class DtlsLink:
                 return
             self._pace_timer = loop.call_later(PACE_TICK_S, self._send_paced)
 
-    def _copy_later(self, data: bytes) -> None:
-        now = time.monotonic()
-        self._copies.append((now, data))
-        if self._copy_timer is None:
-            self._copy_credit = COPY_BURST
-            self._copy_at = now
-            self._send_copies()
-
-    def _send_copies(self) -> None:
-        """Send the copies the pace allows now; again a tick later while any wait."""
-        self._copy_timer = None
-        now = time.monotonic()
-        pace = self.repeat_pace_bps
-        self._copy_credit = min(self._copy_credit + pace * (now - self._copy_at) / 8, COPY_BURST)
-        self._copy_at = now
-        copies = self._copies
-        while copies and (now - copies[0][0] > COPY_MAX_WAIT_S or not self.repeat):
-            copies.popleft()
-        while copies and self._copy_credit >= len(copies[0][1]):
-            data = copies.popleft()[1]
-            self._copy_credit -= len(data)
-            self._send(data)
-        if copies:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
-            self._copy_timer = loop.call_later(COPY_TICK_S, self._send_copies)
+    def _repeating(self) -> bool:
+        return self.repeat
 
     def _send(self, data: bytes) -> None:
         pair = self._connection._nominated.get(1)
