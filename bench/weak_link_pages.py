@@ -125,7 +125,19 @@ def _figures(
         "freezes": after["video"]["freezeCount"] - before["video"]["freezeCount"],
         "height_shown": statistics.median(shown) if shown else 0,
         "nacks": after["video"]["nacks"] - before["video"]["nacks"],
+        "video_detail": _video_detail(before["video"], after["video"]),
     }
+
+
+def _video_detail(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the page's video counters did in the window, for reading a freeze: frames
+    received against decoded and dropped, keyframes, packets lost, the jitter buffer's delay."""
+    counts = ("framesReceived", "framesDropped", "keyFrames", "packets", "packetsLost", "plis")
+    out: dict[str, Any] = {k: after.get(k, 0) - before.get(k, 0) for k in counts}
+    emitted = after.get("bufferEmitted", 0) - before.get("bufferEmitted", 0)
+    delay = after.get("bufferDelay", 0.0) - before.get("bufferDelay", 0.0)
+    out["buffer_ms"] = round(1000 * delay / emitted, 1) if emitted else None
+    return out
 
 
 async def _run(
@@ -394,7 +406,8 @@ def main(argv: list[str] | None = None) -> None:
                         f"fps frozen {f['freeze_share']:.1%} ({f['freezes']}) full "
                         f"{f['full_share']:.0%} reduced {f['reduced_share']:.0%} sound-only "
                         f"{f['audio_only_share']:.0%} fed {f['height_fed']} shown "
-                        f"{f['height_shown']}",
+                        f"{f['height_shown']}\n            video {f['video_detail']} "
+                        f"server {f['server']}",
                         flush=True,
                     )
             runs.append(one)

@@ -88,7 +88,11 @@ async () => {
       if (r.kind === 'video' && (!video || (r.framesDecoded || 0) > video.framesDecoded)) {
         video = {framesDecoded: r.framesDecoded || 0, freezeCount: r.freezeCount || 0,
                  freezes: r.totalFreezesDuration || 0, height: r.frameHeight || 0,
-                 nacks: r.nackCount || 0, plis: r.pliCount || 0};
+                 nacks: r.nackCount || 0, plis: r.pliCount || 0,
+                 framesReceived: r.framesReceived || 0, framesDropped: r.framesDropped || 0,
+                 keyFrames: r.keyFramesDecoded || 0, packets: r.packetsReceived || 0,
+                 packetsLost: r.packetsLost || 0, bufferDelay: r.jitterBufferDelay || 0,
+                 bufferEmitted: r.jitterBufferEmittedCount || 0};
       }
       if (r.kind === 'audio' && (!audio || (r.totalSamplesReceived || 0) > audio.samples)) {
         audio = {samples: r.totalSamplesReceived || 0, concealed: r.concealedSamples || 0,
