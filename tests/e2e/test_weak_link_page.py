@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.server import Server
-from tests.support.browser import RECEIVED, launch, open_page
+from tests.support.browser import HELD, RECEIVED, launch, open_page
 from tests.support.link_emulator import POOR, LinkEmulator
 from tests.support.uplink import write_y4m
 
@@ -126,8 +126,56 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
         assert top["state"] == "full", message
         good_video = (await received(good))["video"]
         assert good_video["height"] == 720, good_video
+        # the page holds its picture long enough for the repairs its line needs (a round trip
+        # and a half, playout.js), and the good classroom's page keeps its browser's schedule
+        held = await poor.evaluate(HELD)
+        assert held and max(h or 0 for h in held) >= 250, held
         # the wall says what each classroom is fed
         tile = teacher.locator(".tile[data-classroom='山区'] .link-state")
         await expect(tile).to_contain_text(re.compile("标清|流畅"), timeout=10000)
     finally:
         link.close()
+
+
+async def test_the_hold_follows_the_lines_repairs_and_round_trip(
+    server: Server, browser: Browser
+) -> None:
+    """playout.js on its own: held a round trip and a half while the browser asks for
+    retransmissions, on the picture only, never shrunk by a small step, and given back to the
+    browser after a quiet half minute."""
+    page = await open_page(browser, f"{server.url}/")
+    seen = await page.evaluate(
+        """async () => {
+          const { Playout, holdFor } = await import('/static/js/playout.js');
+          const receivers = { camera: { jitterBufferTarget: null },
+                              cameraSound: { jitterBufferTarget: null } };
+          const playout = new Playout();
+          playout.attach(receivers);
+          const steps = [];
+          const step = (nacksPerS, rttMs, at) => {
+            playout.update({ nacksPerS, rttMs }, at);
+            steps.push([receivers.camera.jitterBufferTarget,
+                        receivers.cameraSound.jitterBufferTarget]);
+          };
+          step(0, 150, 0);          // a clean line: the browser's own schedule
+          step(3, 150, 2000);       // repairs on a 150 ms line
+          step(3, null, 4000);      // no round trip yet: nothing to go on
+          step(3, 600, 6000);       // a satellite line: grows at once
+          step(3, 560, 8000);       // a little shorter: kept
+          step(3, 150, 10000);      // much shorter: follows
+          step(0, 150, 39000);      // quiet, but not for half a minute yet
+          step(0, 150, 40000);      // quiet for half a minute: given back
+          return { steps, bounds: [holdFor(0), holdFor(150), holdFor(5000)] };
+        }"""
+    )
+    assert seen["bounds"] == [200, 325, 1200]
+    assert seen["steps"] == [
+        [None, None],
+        [325, None],
+        [325, None],
+        [1000, None],
+        [1000, None],
+        [325, None],
+        [325, None],
+        [None, None],
+    ], seen

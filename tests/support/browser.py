@@ -104,6 +104,16 @@ async () => {
 }
 """
 
+# How long each receiving video track is held before it is shown, as the page asked of the
+# browser (RTCRtpReceiver.jitterBufferTarget, ms; null: the browser's own schedule).
+HELD = """
+() => (window.__peerConnections || [])
+  .filter((pc) => pc.connectionState !== 'closed')
+  .flatMap((pc) => pc.getReceivers())
+  .filter((receiver) => receiver.track && receiver.track.kind === 'video')
+  .map((receiver) => receiver.jitterBufferTarget)
+"""
+
 # What the user sees in each <video>: decoded frames presented, and the picture size.
 VIDEOS = """
 () => Object.fromEntries([...document.querySelectorAll('video')].map((v) => {

@@ -5,7 +5,8 @@
 // `loss` is the share of packets that never arrived, after retransmission repaired what it
 // could: what the classroom actually missed (the server sees from its side how much it had to
 // retransmit). `freezes` counts the video freezes of this connection so far (the server grades
-// the new ones).
+// the new ones). `repairs` is what the page itself does with the line (playout.js): the
+// retransmissions its browser asked for per second, and the round trip.
 
 import { pathOf } from './ladder.js';
 
@@ -13,12 +14,13 @@ export class ReceiveStats {
   constructor(pc) {
     this.pc = pc;
     this.last = null;
+    this.repairs = { nacksPerS: 0, rttMs: null };
   }
 
   /** The figures since the previous call; null the first time (nothing to compare yet). */
   async sample(now = performance.now()) {
     const report = await this.pc.getStats();
-    const totals = { bytes: 0, received: 0, lost: 0, freezes: 0, frames: {} };
+    const totals = { bytes: 0, received: 0, lost: 0, freezes: 0, nacks: 0, frames: {} };
     let jitter = 0;
     let rtt = null;
     let pairId = null;
@@ -31,6 +33,7 @@ export class ReceiveStats {
         if (r.packetsReceived) jitter = Math.max(jitter, r.jitter || 0);
         if (r.kind === 'video') {
           totals.freezes += r.freezeCount || 0;
+          totals.nacks += r.nackCount || 0;
           totals.frames[r.id] = r.framesDecoded || 0;
         }
       } else if (r.type === 'transport' && r.selectedCandidatePairId) {
@@ -50,6 +53,10 @@ export class ReceiveStats {
     this.last = { at: now, ...totals };
     if (!last || now <= last.at) return null;
     const seconds = (now - last.at) / 1000;
+    this.repairs = {
+      nacksPerS: Math.max(0, totals.nacks - last.nacks) / seconds,
+      rttMs: rtt === null ? null : Math.round(rtt * 1000),
+    };
     const lost = Math.max(0, totals.lost - last.lost);
     const received = Math.max(0, totals.received - last.received);
     const expected = received + lost;

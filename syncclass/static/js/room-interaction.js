@@ -1,9 +1,11 @@
 // The classroom's side of the interaction: its raised hand, its return feed with a self-view,
-// the chat, the "you are on stage" banner, and how well it receives, reported every 2 s.
+// the chat, the "you are on stage" banner, and how well it receives, reported every 2 s (and
+// used to hold the picture long enough for repairs, playout.js).
 
 import { ChatPanel } from './chat.js';
 import { ReturnFeed } from './feed.js';
 import { setText, t } from './i18n.js';
+import { Playout } from './playout.js';
 import { ReceiveStats } from './receive-stats.js';
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +18,7 @@ export class RoomInteraction {
     this.name = '';
     this.player = null;
     this.stats = null;
+    this.playout = new Playout();
     this.hand = false;
     this.onStage = false;
     this.shown = false;
@@ -64,6 +67,7 @@ export class RoomInteraction {
   joined(player) {
     this.player = player;
     this.stats = new ReceiveStats(player.pc);
+    this.playout.attach(player.receivers);
     this.feed.ensure(this.name);
     this.render();
   }
@@ -145,16 +149,16 @@ export class RoomInteraction {
 
   async report() {
     const { stats, player } = this;
-    if (!stats || !player || player.connectionState !== 'connected' || !this.events?.connected) {
-      return;
-    }
+    if (!stats || !player || player.connectionState !== 'connected') return;
     let figures;
     try {
       figures = await stats.sample();
     } catch {
       return; // the connection closed while it was being read
     }
-    if (figures && this.stats === stats) this.send(figures);
+    if (!figures || this.stats !== stats) return;
+    this.playout.update(stats.repairs);
+    if (this.events?.connected) this.send(figures);
   }
 
   render() {
