@@ -164,6 +164,8 @@ class Consumer:
         "_pid_delta",
         "_tl0_delta",
         "_shifts",
+        "_pid_shifts",
+        "_hidden_pid",
         "_filter_seq",
         "_codecs",
         "_link",
@@ -228,8 +230,13 @@ class Consumer:
         self._special = False
         self._pid_delta = 0
         self._tl0_delta = 0
-        # (ingress sequence number, offset from it on) once packets have been hidden
+        # (ingress sequence number, offset from it on) once packets have been hidden; and
+        # (ingress picture id, picture id delta from it on) once frames have been: a decoder
+        # waits for every picture id it has not seen (Chrome's frame reference finder holds
+        # the frames after a gap back), so the frames it is sent are numbered one by one
         self._shifts: list[tuple[int, int]] = []
+        self._pid_shifts: list[tuple[int, int]] = []
+        self._hidden_pid = -1
         self._filter_seq: int | None = None
         self._codecs = codecs  # what the peer accepts, with its payload types
         self._link: RtpLink | None = None
@@ -469,6 +476,8 @@ class Consumer:
         self._first_seq = seq
         self._resent_seq = None  # a new producer numbers its packets anew
         self._shifts = []
+        self._pid_shifts = []
+        self._hidden_pid = -1
         self._filter_seq = None
         return self._seq_offset
 
@@ -527,11 +536,32 @@ class Consumer:
                 self._shifts.append(((seq + 1) & 0xFFFF, offset))
                 if len(self._shifts) > MAX_SEQ_SHIFTS:
                     del self._shifts[0]
+                if d.picture_id >= 0 and d.picture_id != self._hidden_pid:
+                    # a frame hidden: the frames after it are numbered one less
+                    self._hidden_pid = d.picture_id
+                    self._pid_delta = (self._pid_delta - 1) & 0x7FFF
+                    start = (d.picture_id + 1) & _pid_mask(d)
+                    self._pid_shifts.append((start, self._pid_delta))
+                    if len(self._pid_shifts) > MAX_SEQ_SHIFTS:
+                        del self._pid_shifts[0]
             return None
         offset = (self._seq_offset or 0) if newest else self._offset_of(seq)
-        if self._pid_delta or self._tl0_delta:
-            packet = renumbered(packet, self._pid_delta, self._tl0_delta)
+        pid_delta = self._pid_delta if newest else self._pid_delta_of(d)
+        if pid_delta or self._tl0_delta:
+            packet = renumbered(packet, pid_delta, self._tl0_delta)
         return packet, offset
+
+    def _pid_delta_of(self, d: Vp8Descriptor | None) -> int:
+        """The picture id delta that applied to an older frame's packets."""
+        delta = self._pid_delta
+        if d is None or d.picture_id < 0:
+            return delta
+        mask = _pid_mask(d)
+        for start, shifted in reversed(self._pid_shifts):
+            if (d.picture_id - start) & mask <= mask >> 1:
+                return shifted  # at or after the frame from which this delta applied
+            delta = (shifted + 1) & 0x7FFF
+        return delta
 
     def _offset_of(self, ingress_seq: int) -> int:
         """The sequence number offset that applied to an older ingress packet."""
@@ -615,8 +645,9 @@ class Consumer:
                 stats.nacks_suppressed += 1
                 continue
             budget -= size
-            if self._pid_delta or self._tl0_delta:
-                packet = renumbered(packet, self._pid_delta, self._tl0_delta)
+            pid_delta = self._pid_delta_of(packet.vp8)
+            if pid_delta or self._tl0_delta:
+                packet = renumbered(packet, pid_delta, self._tl0_delta)
             resent_seq[slot] = ingress_seq
             resent_at[slot] = now
             timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
@@ -877,3 +908,7 @@ def _stamped(data: bytes, at: int) -> bytes:
     """``data`` with the 3 bytes at ``at`` set to the send time now (abs-send-time)."""
     stamp = send_time_now(time.time())
     return data[:at] + bytes([stamp >> 16, (stamp >> 8) & 0xFF, stamp & 0xFF]) + data[at + 3 :]
+
+
+def _pid_mask(d: Vp8Descriptor) -> int:
+    return 0x7FFF if d.picture_id_bits == 15 else 0x7F

@@ -216,8 +216,9 @@ def test_dropping_temporal_layers_keeps_sequence_numbers_continuous() -> None:
     tids = {parse_vp8(p.data, p.payload_offset, p.payload_end).tid for p in link.sent}  # type: ignore[union-attr]
     assert tids == {0}
     assert len(link.sent) == 2 * 6  # two keyframes (one replayed from the cache), 4 of 16
-    for a, b in zip(link.sent, link.sent[1:], strict=False):
-        assert (b.sequence_number - a.sequence_number) & 0xFFFF == 1
+    # sequence numbers and picture ids one by one: a decoder that meets a gap in the picture
+    # ids waits for the frames it names (Chrome's holds the next frames back)
+    assert_continuous(link.sent)
     # a classroom's NACK for a packet it was sent finds that packet, not a hidden one
     lost = link.sent[-3]
     link.sent.clear()
