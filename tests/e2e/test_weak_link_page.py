@@ -127,7 +127,7 @@ async def test_a_classroom_page_on_a_poor_link_plays_a_lower_layer_without_break
         good_video = (await received(good))["video"]
         assert good_video["height"] == 720, good_video
         # the page holds its picture long enough for the repairs its line needs (a round trip
-        # and a half, playout.js), and the good classroom's page keeps its browser's schedule
+        # and a half, playout.js)
         held = await poor.evaluate(HELD)
         assert held and max(h or 0 for h in held) >= 250, held
         # the wall says what each classroom is fed

@@ -48,20 +48,16 @@ export class Playout {
     if (nacksPerS >= REPAIRS_PER_S && rttMs !== null) {
       this.repairedAt = now;
       const hold = holdFor(rttMs);
-      // grow at once, shrink only by a real step: a round trip measured a little shorter
-      // must not make the browser speed up and slow down again
-      if (this.holdMs === null || hold > this.holdMs || this.holdMs - hold >= 2 * STEP_MS) {
-        this.set(hold);
-      }
+      // grow by any real step, shrink only by twice that: a round trip measured a little
+      // shorter must not make the browser speed up and slow down again
+      const change = this.holdMs === null ? Infinity : hold - this.holdMs;
+      if (change >= STEP_MS || change <= -2 * STEP_MS) this.set(hold);
     } else if (this.holdMs !== null && now - this.repairedAt >= QUIET_MS) {
       this.set(null);
     }
   }
 
   set(holdMs) {
-    if (holdMs !== null && this.holdMs !== null && Math.abs(holdMs - this.holdMs) < STEP_MS) {
-      return;
-    }
     this.holdMs = holdMs;
     for (const receiver of this.receivers) {
       try {
