@@ -86,8 +86,9 @@ def options_of(group: Producer) -> list[LayerOption]:
 
 def allocate(options: Sequence[Sequence[LayerOption]], budget: float) -> list[int]:
     """For each source (the first has priority), the index of the best option such that all
-    fit in ``budget``; the lowest where even that does not fit."""
-    chosen = [len(opts) - 1 for opts in options]
+    fit in ``budget``; the lowest where even that does not fit (0 for a source with none yet:
+    an index of -1 would read as a lower layer, and keep a classroom on its best 'reduced')."""
+    chosen = [max(len(opts) - 1, 0) for opts in options]
     left = budget - sum(opts[-1].bps for opts in options if opts)
     for i, opts in enumerate(options):
         if not opts:

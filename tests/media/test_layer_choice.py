@@ -59,6 +59,10 @@ def test_allocate_picks_the_best_that_fits_camera_first() -> None:
     # what is left
     assert allocate([OPTIONS[0], slides], 1_100_000) == [1, 3]
     assert allocate([OPTIONS[0], slides], 2_300_000) == [0, 0]
+    # a page negotiates slots for sources nobody sends yet (courseware, a classroom on
+    # stage): they have no options, and take nothing from the camera's budget
+    assert allocate([OPTIONS[0], [], []], 5_000_000) == [0, 0, 0]
+    assert allocate([[], OPTIONS[0]], 400_000) == [0, 3]
 
 
 def test_a_good_link_keeps_the_top_layer_through_its_noise() -> None:
