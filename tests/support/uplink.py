@@ -154,28 +154,45 @@ def write_y4m(
     seed: int = 7,
 ) -> Path:
     """A moving, textured picture for ``--use-file-for-fake-video-capture``: a smooth random
-    texture panning across the frame, with a bright square crossing it (4:2:0, raw)."""
+    texture panning across the frame, with a bright square sweeping to and fro over it
+    (4:2:0, raw).
+
+    Chromium plays the file in a loop, so every motion in it is periodic over the clip: its
+    last frame leads into its first as any two frames do. A clip that jumped back would make
+    a scene cut at every loop, and the teacher's encoder answers a cut by dropping a third of
+    a second of frames on its lower layers: a freeze every few seconds that no classroom's
+    link is to blame for, and no camera in a classroom makes."""
     rng = np.random.default_rng(seed)
-    coarse = rng.integers(40, 216, size=(height // 16 + 2, (width * 2) // 16 + 2), dtype=np.uint8)
-    texture = np.kron(coarse, np.ones((16, 16), dtype=np.uint8)).astype(np.float32)
-    # soften the blocks so that the picture is textured, not noise a camera never sees
+    frames = int(fps * seconds)
+    step = 3  # pixels the texture pans per frame
+    period = step * frames  # the texture repeats across this width: one loop pans it once
+    blocks = -(-period // 16)
+    coarse = rng.integers(40, 216, size=(height // 16 + 2, blocks), dtype=np.uint8)
+    base = np.kron(coarse, np.ones((16, 16), dtype=np.uint8))[:, :period].astype(np.float32)
+    # soften the blocks so that the picture is textured, not noise a camera never sees (a
+    # roll wraps around: the texture stays periodic)
     for _ in range(2):
         for axis in (0, 1):
-            texture = (texture + np.roll(texture, 5, axis) + np.roll(texture, -5, axis)) / 3
-    texture = texture.astype(np.uint8)
-    frames = int(fps * seconds)
+            base = (base + np.roll(base, 5, axis) + np.roll(base, -5, axis)) / 3
+    texture = np.tile(base.astype(np.uint8), (1, -(-(width + period) // period)))
+
+    def sweep(i: int, span: int) -> int:
+        """To and fro across ``span`` once per loop: where it is at frame ``i``."""
+        phase = (2 * i / frames) % 2
+        return round(span * (phase if phase <= 1 else 2 - phase))
+
     chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
     with path.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for i in range(frames):
-            shift = (i * 3) % width
+            shift = i * step
             luma = np.ascontiguousarray(texture[:height, shift : shift + width])
-            x = (i * 20) % (width - 160)
+            x = sweep(i, width - 160)
             luma[200:360, x : x + 160] = 235
             out.write(b"FRAME\n")
             out.write(luma.tobytes())
             u = chroma.copy()
-            u[:, : (i * 10) % (width // 2)] = 100
+            u[:, : sweep(i, width // 2)] = 100
             out.write(u.tobytes())
             out.write(chroma.tobytes())
     return path
