@@ -724,6 +724,9 @@ class Consumer:
     def on_keyframe_request(self) -> None:
         self.stats.keyframe_requests += 1
         if not self._paused:  # a paused picture needs none until it resumes
+            if self.gate is not None and not self._waiting:
+                # a picture it had, broken: not the first of a new layer it waits for
+                self.gate.on_keyframe_request(self)
             self._request_keyframe()
 
     def _request_keyframe(self) -> None:

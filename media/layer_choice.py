@@ -36,6 +36,11 @@ UP_MARGIN = 1.1
 UP_HOLD_S = 3.0
 UP_HOLD_MAX_S = 60.0
 STABLE_S = 30.0
+# A step down the estimate did not call for (the classroom's picture kept breaking on what it
+# was fed) caps what the estimate may step back up to for CAP_HOLD_S, doubled up to
+# CAP_HOLD_MAX_S each time the same happens within STABLE_S of the cap's end.
+CAP_HOLD_S = 30.0
+CAP_HOLD_MAX_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,9 @@ class LayerSelector:
         self._room_since: float | None = None
         self._up_hold = UP_HOLD_S
         self._up_at = -math.inf
+        self._cap: float | None = None  # what a step up may cost at most, until _cap_until
+        self._cap_until = -math.inf
+        self._cap_hold = CAP_HOLD_S
         self.switches = 0
 
     def current(self, options: Sequence[Sequence[LayerOption]]) -> list[int]:
@@ -160,7 +168,10 @@ class LayerSelector:
                     return self._take(options, target, now, up=False)
             return None
         self._short_since = None
-        target = allocate(options, budget / UP_MARGIN)
+        room = budget / UP_MARGIN
+        if self._cap is not None and now < self._cap_until:
+            room = min(room, self._cap)
+        target = allocate(options, room)
         if _cost(options, target) <= need or target == current:
             self._room_since = None
             return None
@@ -172,15 +183,44 @@ class LayerSelector:
             self._up_hold = UP_HOLD_S
         return self._take(options, target, now, up=True)
 
-    def next_need(self, options: Sequence[Sequence[LayerOption]]) -> float | None:
-        """What the next better set of options costs (None: the best is taken): the rate a
-        probe must show the link carries before a step up."""
+    def step_down(
+        self, options: Sequence[Sequence[LayerOption]], source: int, now: float
+    ) -> list[int] | None:
+        """Feed ``source`` a smaller picture than now (the next spatial layer down, else the
+        next option), though its estimate has room: the classroom could not use what it was
+        fed. What may be taken back up is capped at the new choice for a while. None: it is
+        already on its lowest."""
+        current = self.current(options)
+        opts = options[source]
+        index = current[source]
+        if not opts or index >= len(opts) - 1:
+            return None
+        lower = next(
+            (j for j in range(index + 1, len(opts)) if opts[j].layer is not opts[index].layer),
+            index + 1,
+        )
+        target = list(current)
+        target[source] = lower
+        if now - self._up_at < STABLE_S:
+            self._up_hold = min(self._up_hold * 2, UP_HOLD_MAX_S)
+        again = now - self._cap_until < STABLE_S
+        self._cap_hold = min(self._cap_hold * 2, CAP_HOLD_MAX_S) if again else CAP_HOLD_S
+        self._cap = _cost(options, target)
+        self._cap_until = now + self._cap_hold
+        return self._take(options, target, now, up=False)
+
+    def next_need(self, options: Sequence[Sequence[LayerOption]], now: float) -> float | None:
+        """What the next better set of options costs (None: the best is taken, or capped):
+        the rate a probe must show the link carries before a step up."""
         current = self.current(options)
         for i, index in enumerate(current):
             if index > 0:
                 better = list(current)
                 better[i] = index - 1
-                return _cost(options, better)
+                need = _cost(options, better)
+                if self._cap is not None and now < self._cap_until and need > self._cap:
+                    return None  # no probe shows what a step down for broken pictures saw
+                return need
         return None
 
     def _take(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -123,6 +124,16 @@ REPEAT_REST_MAX_S = 120.0
 # has room, and its packets stay on the fast path).
 PACE_SHARE = 2.5
 PACE_FED = 3.0
+# A classroom whose decoder asks for this many keyframes within this long cannot use the
+# layer it is fed, whatever its estimate says (SendGate.on_keyframe_request). A healthy
+# classroom asks for one when it joins or after a loss burst; a satellite classroom fed 720p
+# it could not take whole asked every three seconds.
+BROKEN_REQUESTS = 3
+BROKEN_WINDOW_S = 10.0
+# ... and only where what it is fed takes this share of its estimate or more: its average fits,
+# but its keyframes, many times the average, overflow the line's queue. Well within the
+# estimate, broken pictures are the line's random loss, which a smaller picture suffers alike.
+BROKEN_TIGHT = 0.7
 # The copies hide the loss that called for them: a packet is lost only when both copies are
 # (1 % random loss leaves 0.01 %), and the reports come back clean. On a line whose round trip
 # is this long, a lost packet's retransmission comes ten frames late or more, a stall the
@@ -274,6 +285,7 @@ class SendGate:
         self._stepped_up_at = -1e9
         self._clean_since: float | None = None  # reports without loss or queue since
         self.rate_probe = RateProbe()
+        self._keyframes_asked: deque[float] = deque()  # the classroom's own, lately
         self._rate_probe_at: float | None = None  # the latest padding of a rate probe
         self.paced_bps = 0.0  # what the video is paced at (all its streams; 0: not paced)
 
@@ -357,6 +369,34 @@ class SendGate:
 
     def on_nacks(self, count: int) -> None:
         self.estimate.on_nacks(count, self._now())
+
+    def on_keyframe_request(self, consumer: GatedConsumer) -> None:
+        """The classroom's decoder asked ``consumer`` for a keyframe: it lost a picture that
+        retransmission did not repair. BROKEN_REQUESTS of them within BROKEN_WINDOW_S, on a
+        layer that just fits the estimate (BROKEN_TIGHT), say what the estimate cannot: the
+        pictures of this layer do not get through whole (on a long line each lost keyframe
+        costs a round trip and another keyframe, and the picture stops more than it plays).
+        It is fed a smaller picture, whose keyframes are smaller, and not the bigger one again
+        for a while."""
+        if not self.adaptive or not self.video or self.estimate.bps is None:
+            return  # a classroom that tells nothing of its link keeps what it has
+        if consumer not in self._video:
+            return
+        now = self._now()
+        asked = self._keyframes_asked
+        asked.append(now)
+        while now - asked[0] > BROKEN_WINDOW_S:
+            asked.popleft()
+        if len(asked) < BROKEN_REQUESTS:
+            return
+        asked.clear()
+        options = self._options()
+        need = self._video_bps() * (2 if self.video_repeat else 1)
+        if need < BROKEN_TIGHT * (self.estimate.bps - self._audio_bps):
+            return  # room to spare: a smaller picture would lose as much (random loss)
+        target = self.selector.step_down(options, self._video.index(consumer), now)
+        if target is not None:
+            self._switch(options, target, False, "keyframes", now)
 
     def on_nack_loss(self, share: float) -> None:
         """A video stream's NACKs show it losing ``share`` of what it is sent (heavy loss,
@@ -565,6 +605,13 @@ class SendGate:
         if target is None:
             return
         up = sum(target) < sum(before)
+        reason = "probe" if up else (self.estimate.reason or "estimate")
+        self._switch(options, target, up, reason, now)
+
+    def _switch(
+        self, options: list[list[LayerOption]], target: list[int], up: bool, reason: str, now: float
+    ) -> None:
+        """Feed the options the selector has just taken, and keep what a step says."""
         if up:
             self._stepped_up_at = now
         else:
@@ -572,12 +619,13 @@ class SendGate:
             self._ceiling_hold = (
                 min(self._ceiling_hold * 2, CEILING_HOLD_MAX_S) if held else CEILING_HOLD_S
             )
-            self._ceiling = estimate / CEILING_SHARE
+            estimate = self.estimate.bps
+            self._ceiling = None if estimate is None else estimate / CEILING_SHARE
             self._ceiling_until = now + self._ceiling_hold
             self.rate_probe.stepped_down(now)
         self._feed(options, target)
         state = REDUCED if any(target) else FULL
-        self._set_state(state, "probe" if up else (self.estimate.reason or "estimate"), now)
+        self._set_state(state, reason, now)
         # a step up probes again at once for the next; the top needs no probe
         self._probe_from = None
         self._probe_rest_until = 0.0
@@ -779,7 +827,7 @@ class SendGate:
             # itself
             options = self._options()
             remb = self.estimate.remb(now)
-            if self.selector.next_need(options) is None or remb is None:
+            if self.selector.next_need(options, now) is None or remb is None:
                 return  # nothing to probe for, or nothing to measure it: _decide restarts it
             if self.video_repeat:
                 # the copies use the room: padding on top would leave none for a keyframe's
@@ -840,7 +888,7 @@ class SendGate:
                 return False
             audio = self._audio_bps
             if self.video:
-                need = self.selector.next_need(options)
+                need = self.selector.next_need(options, now)
                 if need is None:
                     return False
                 next_need = need + audio
