@@ -36,7 +36,8 @@ from .aiortc_adapter.rtp_reader import IngressSink, ReceiveParameters, install_i
 from .codec import SUPPORTED
 from .network import Network
 from .producer import Producer, Upstream
-from .pulled_source import BACKOFF_FIRST_S, BACKOFF_MAX_S, STEADY_S, PullState, PullStatus
+from .pulled_source import PullState, PullStatus
+from .reconnect import BACKOFF_FIRST_S, BACKOFF_MAX_S, Backoff
 from .rtp_packet import RtpPacket
 from .sender_clock import SenderClock
 
@@ -185,7 +186,7 @@ class OriginPull:
     # the connection, again and again
 
     async def _run(self) -> None:
-        delay = self._backoff_s[0]
+        backoff = Backoff(*self._backoff_s)
         while not self.closed:
             self._set(PullStatus(PullState.CONNECTING, self.status.error, self.status.code))
             started = time.monotonic()
@@ -199,8 +200,7 @@ class OriginPull:
                 error = RelayError("failed", f"the pull failed ({type(exc).__name__})")
             if self.closed:
                 return
-            if time.monotonic() - started >= STEADY_S:
-                delay = self._backoff_s[0]
+            delay = backoff.after(time.monotonic() - started)
             self._set(PullStatus(PullState.LOST, str(error), error.code, delay))
             if self._last_logged != error.code:
                 self._last_logged = error.code
@@ -213,7 +213,6 @@ class OriginPull:
                     self._backoff_s[1],
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_s[1])
 
     async def _connect_once(self) -> None:
         """One WHEP session at the origin, from the offer until it drops (RelayError)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .camera_feed import Camera, CameraFeed
 from .producer import Producer
+from .reconnect import BACKOFF_FIRST_S, BACKOFF_MAX_S, Backoff
 from .stream_reader import (
     RtpBatch,
     StreamError,
@@ -25,12 +26,6 @@ from .stream_reader import (
 )
 
 logger = logging.getLogger(__name__)
-
-BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 30.0
-# a connection that stayed live this long was a good one: the next drop starts the back-off anew
-STEADY_S = 10.0
-
 
 class PullState(enum.StrEnum):
     CONNECTING = "connecting"
@@ -92,7 +87,7 @@ class PulledSource:
     # the connection, again and again
 
     async def _run(self) -> None:
-        delay = self._backoff_s[0]
+        backoff = Backoff(*self._backoff_s)
         while not self.closed:
             self._set(PullStatus(PullState.CONNECTING, self.status.error, self.status.code))
             started = time.monotonic()
@@ -100,8 +95,8 @@ class PulledSource:
             self._drop_producers()
             if self.closed:
                 return
-            if self.status.state is PullState.LIVE and time.monotonic() - started >= STEADY_S:
-                delay = self._backoff_s[0]
+            live = self.status.state is PullState.LIVE
+            delay = backoff.after(time.monotonic() - started if live else 0.0)
             self._set(PullStatus(PullState.LOST, str(error), error.code, delay))
             if self._last_logged != error.code:
                 self._last_logged = error.code
@@ -114,7 +109,6 @@ class PulledSource:
                     self._backoff_s[1],
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_s[1])
 
     async def _connect_once(self) -> StreamError:
         loop = asyncio.get_running_loop()
