@@ -27,6 +27,7 @@ from .stream_reader import (
 
 logger = logging.getLogger(__name__)
 
+
 class PullState(enum.StrEnum):
     CONNECTING = "connecting"
     LIVE = "live"
