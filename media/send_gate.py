@@ -391,8 +391,9 @@ class SendGate:
             return
         asked.clear()
         options = self._options()
-        need = self._video_bps() * (2 if self.video_repeat else 1)
-        if need < BROKEN_TIGHT * (self.estimate.bps - self._audio_bps):
+        # the layers once: copies are sent only where the estimate has room for them, and
+        # each keyframe sent twice gets through whole more often, not less
+        if self._video_bps() < BROKEN_TIGHT * (self.estimate.bps - self._audio_bps):
             return  # room to spare: a smaller picture would lose as much (random loss)
         target = self.selector.step_down(options, self._video.index(consumer), now)
         if target is not None:

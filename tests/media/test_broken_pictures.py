@@ -93,3 +93,13 @@ def test_on_the_lowest_layer_the_requests_are_left_to_the_estimate() -> None:
     ask_keyframes(room, BROKEN_REQUESTS, every_s=1.0)
     assert height(room) == 180 and room.gate.reason != "keyframes"
     assert room.gate.state == state or room.gate.state != FULL
+
+
+def test_a_satellite_classroom_with_its_video_twice_keeps_its_layer() -> None:
+    # its copies take the room they were given; each keyframe sent twice gets through whole
+    # more often, and the requests of a long lossy line do not move it to a smaller picture
+    room = Classroom(1.2e6, rtt_ms=600.0, loss=0.015)
+    room.run(40)
+    assert room.gate.video_repeat and height(room) == 360
+    ask_keyframes(room, BROKEN_REQUESTS, every_s=1.0)
+    assert height(room) == 360 and room.gate.reason != "keyframes"
