@@ -390,11 +390,11 @@ class SendGate:
         if len(asked) < BROKEN_REQUESTS:
             return
         asked.clear()
-        options = self._options()
         # the layers once: copies are sent only where the estimate has room for them, and
         # each keyframe sent twice gets through whole more often, not less
         if self._video_bps() < BROKEN_TIGHT * (self.estimate.bps - self._audio_bps):
             return  # room to spare: a smaller picture would lose as much (random loss)
+        options = self._options()
         target = self.selector.step_down(options, self._video.index(consumer), now)
         if target is not None:
             self._switch(options, target, False, "keyframes", now)

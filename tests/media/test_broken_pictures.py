@@ -89,10 +89,8 @@ def test_on_the_lowest_layer_the_requests_are_left_to_the_estimate() -> None:
     room = Classroom(300e3)
     room.run(20)
     assert height(room) == 180
-    state = room.gate.state
     ask_keyframes(room, BROKEN_REQUESTS, every_s=1.0)
     assert height(room) == 180 and room.gate.reason != "keyframes"
-    assert room.gate.state == state or room.gate.state != FULL
 
 
 def test_a_satellite_classroom_with_its_video_twice_keeps_its_layer() -> None:
